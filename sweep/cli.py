@@ -1,0 +1,109 @@
+"""Command line: ``sweep run | resume | report | schedules show``.
+
+Every bad input ends in one line naming the field and the value, exit status 2, and
+nothing started: specs are validated and the corpus checked before Ray is imported."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sweep.spec import SpecError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sweep", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run a sweep from a YAML spec")
+    run.add_argument("spec")
+    run.add_argument("--results", default="results", help="results root (default ./results)")
+    run.add_argument(
+        "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)"
+    )
+    run.add_argument("--dry-run", action="store_true", help="list trials, start nothing")
+    run.add_argument(
+        "--overwrite", action="store_true", help="discard an existing sweep of this name"
+    )
+    res = sub.add_parser("resume", help="continue a sweep: keep finished trials, run the rest")
+    res.add_argument("dir")
+    res.add_argument("--address", default=None)
+    rep = sub.add_parser("report", help="rebuild summary and report from a results directory")
+    rep.add_argument("dir")
+    sch = sub.add_parser("schedules", help="inspect schedules")
+    sch_sub = sch.add_subparsers(dest="action", required=True)
+    show = sch_sub.add_parser("show", help="trial count and a PNG of length versus tokens")
+    show.add_argument("spec")
+    show.add_argument("--out", default=None, help="PNG path (default <name>-schedules.png)")
+    return p
+
+
+def _report(sweep_dir: Path) -> int:
+    from sweep.aggregate import aggregate, format_table, write_summary
+    from sweep.report import write_report
+
+    summary = aggregate(sweep_dir)
+    write_summary(summary)
+    md, html = write_report(summary)
+    print(format_table(summary))
+    for s in summary.skipped:
+        print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    print(f"report: {html}\n        {md}")
+    return 0 if all(t.status in ("finished", "diverged") for t in summary.trials) else 1
+
+
+def _run(spec, sweep_dir: Path, address: str | None) -> int:
+    from sweep import orchestrate
+
+    orchestrate.run_sweep(spec, sweep_dir, address)
+    return _report(sweep_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "run":
+            from sweep import orchestrate, spec
+
+            sw = spec.load(args.spec)
+            if args.dry_run:
+                orchestrate.dry_run(sw)
+                return 0
+            sweep_dir = orchestrate.sweep_dir_for(sw, Path(args.results))
+            from sweep import data
+
+            data.check_eval_feasible(sw.data, sw.eval, sw.schedules.l_max)
+            orchestrate.prepare(sw, sweep_dir, args.overwrite)
+            return _run(sw, sweep_dir, args.address)
+        if args.cmd == "resume":
+            from sweep import orchestrate
+
+            sweep_dir = Path(args.dir).resolve()
+            return _run(orchestrate.load_sweep_dir(sweep_dir), sweep_dir, args.address)
+        if args.cmd == "report":
+            from sweep.aggregate import EmptyResults
+
+            try:
+                return _report(Path(args.dir))
+            except EmptyResults as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+        if args.cmd == "schedules":
+            from sweep import spec
+            from sweep.report import plot_schedule_specs
+
+            sw = spec.load(args.spec)
+            out = Path(args.out or f"{sw.name}-schedules.png")
+            plot_schedule_specs(sw, out)
+            print(
+                f"{len(sw.trials())} trials ({len(sw.seeds)} seed(s)); schedules plotted to {out}"
+            )
+            return 0
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

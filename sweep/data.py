@@ -1,0 +1,181 @@
+"""Corpora through ``datasets``: load, split train/held-out by a stable hash of each
+document's name, tokenize, pack training rows and cut per-position eval sequences.
+
+The embedded default corpus is ``stdlib``: the source files of the running interpreter's
+standard library (site-packages excluded), one document per file. Nothing downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from sweep.spec import DataSpec, EvalSpec, SpecError
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as tokens 0..255; 256 is the end-of-document token."""
+
+    eos_id = 256
+    vocab_size = 257
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.frombuffer(text.encode("utf-8", errors="replace"), dtype=np.uint8).astype(
+            np.int32
+        )
+
+    def count(self, text: str) -> int:
+        return len(text.encode("utf-8", errors="replace"))
+
+
+def tokenizer_for(spec: DataSpec) -> ByteTokenizer:
+    return ByteTokenizer()
+
+
+def _stdlib_files() -> list[Path]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return sorted(
+        p
+        for p in root.rglob("*.py")
+        if "site-packages" not in p.parts and "dist-packages" not in p.parts
+    )
+
+
+def _text_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def load_corpus(spec: DataSpec) -> datasets.Dataset:
+    """The whole corpus as a ``datasets.Dataset`` with columns ``name`` and ``text``."""
+    if spec.corpus == "stdlib":
+        root = Path(sysconfig.get_paths()["stdlib"])
+        files = _stdlib_files()
+        names = [str(p.relative_to(root)) for p in files]
+    elif spec.corpus.startswith("files:"):
+        root = Path(spec.corpus[len("files:") :])
+        files = _text_files(root)
+        names = [str(p.relative_to(root)) if root.is_dir() else p.name for p in files]
+    else:
+        raise SpecError("data.corpus", spec.corpus, "unsupported corpus")
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in files]
+    keep = [i for i, t in enumerate(texts) if t.strip()]
+    if not keep:
+        raise SpecError("data.corpus", spec.corpus, "holds no text")
+    return datasets.Dataset.from_dict(
+        {"name": [names[i] for i in keep], "text": [texts[i] for i in keep]}
+    )
+
+
+def is_held_out(name: str, fraction: float) -> bool:
+    """Stable split: the same document is held out on every machine and every run."""
+    h = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+    return h / 2**64 < fraction
+
+
+@dataclass
+class Split:
+    train: datasets.Dataset
+    held_out: datasets.Dataset
+
+
+def split(corpus: datasets.Dataset, fraction: float) -> Split:
+    held = corpus.filter(lambda ex: is_held_out(ex["name"], fraction))
+    train = corpus.filter(lambda ex: not is_held_out(ex["name"], fraction))
+    return Split(train=train, held_out=held)
+
+
+def pack_train_stream(
+    train: datasets.Dataset, tok: ByteTokenizer, n_tokens: int, seed: int
+) -> tuple[np.ndarray, int]:
+    """Documents in a seeded order, EOS between them, until ``n_tokens`` are there.
+    Returns the stream and how many passes over the train split it took."""
+    order = np.random.default_rng(seed).permutation(len(train))
+    texts = train["text"]
+    chunks, have, passes = [], 0, 1
+    i = 0
+    while have < n_tokens:
+        if i == len(order):
+            i, passes = 0, passes + 1
+        ids = tok.encode(texts[int(order[i])])
+        chunks.append(ids)
+        chunks.append(np.array([tok.eos_id], dtype=np.int32))
+        have += len(ids) + 1
+        i += 1
+    return np.concatenate(chunks)[:n_tokens], passes
+
+
+def eval_sequences(
+    held_out: datasets.Dataset, tok: ByteTokenizer, length: int, count: int
+) -> np.ndarray:
+    """The first ``length + 1`` tokens of up to ``count`` held-out documents long enough,
+    in a stable order (by name hash), so every trial is evaluated on the same text."""
+    names = held_out["name"]
+    texts = held_out["text"]
+    order = sorted(range(len(names)), key=lambda i: hashlib.sha256(names[i].encode()).digest())
+    seqs = []
+    for i in order:
+        ids = tok.encode(texts[i])
+        if len(ids) >= length + 1:
+            seqs.append(ids[: length + 1])
+            if len(seqs) == count:
+                break
+    return np.stack(seqs) if seqs else np.zeros((0, length + 1), dtype=np.int32)
+
+
+def check_eval_feasible(spec: DataSpec, ev: EvalSpec, l_max: int) -> int:
+    """How many held-out documents can hold an eval sequence of E tokens; raises
+    SpecError (before any training starts) when there are fewer than ``eval.sequences``."""
+    length, count = ev.length(l_max), ev.sequences
+    corpus = load_corpus(spec)
+    tok = tokenizer_for(spec)
+    held = [
+        t for n, t in zip(corpus["name"], corpus["text"]) if is_held_out(n, spec.held_out_fraction)
+    ]
+    n_ok = sum(tok.count(t) >= length + 1 for t in held)
+    if n_ok == 0:
+        longest = max((tok.count(t) for t in held), default=0)
+        raise SpecError(
+            "eval.multiple",
+            ev.multiple,
+            f"E={length} tokens is longer than every held-out document "
+            f"(the longest has {longest} tokens)",
+        )
+    if n_ok < count:
+        raise SpecError(
+            "eval.sequences",
+            count,
+            f"only {n_ok} held-out documents have at least E+1={length + 1} tokens",
+        )
+    return n_ok
+
+
+class Batcher:
+    """Cuts consecutive training rows out of the packed stream; rows overlap by one token
+    so each row's targets are its inputs shifted by one. Pads the tail row with -100."""
+
+    def __init__(self, stream: np.ndarray, position: int = 0):
+        self.stream = stream
+        self.position = position
+
+    def next(self, length: int, rows: int, tail: int) -> tuple[np.ndarray, np.ndarray]:
+        n = rows + (1 if tail else 0)
+        x = np.zeros((n, length), dtype=np.int64)
+        y = np.full((n, length), -100, dtype=np.int64)
+        for r in range(n):
+            width = length if r < rows else tail
+            seg = self._take(width + 1)
+            x[r, :width] = seg[:-1]
+            y[r, :width] = seg[1:]
+            self.position += width
+        return x, y
+
+    def _take(self, n: int) -> np.ndarray:
+        idx = (self.position + np.arange(n)) % len(self.stream)
+        return self.stream[idx]

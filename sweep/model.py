@@ -1,0 +1,231 @@
+"""BTLM-style proxy decoder: pre-norm, ALiBi attention, SwiGLU MLP and muP.
+
+Written on transformers' ``PreTrainedConfig`` / ``PreTrainedModel`` conventions so the
+proxy saves, loads and registers like any causal LM. muP follows BTLM (Dey et al. 2023):
+with ``width_mult = d_model / mup_base_width`` the hidden matrices are initialised with
+std ``init_std / sqrt(width_mult)``, their learning rate is divided by ``width_mult``,
+attention logits use ``1 / d_head`` instead of ``1 / sqrt(d_head)``, and output logits are
+multiplied by ``mup_output_alpha / width_mult``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutput
+
+
+class BtlmProxyConfig(PreTrainedConfig):
+    model_type = "btlm-proxy"
+
+    def __init__(
+        self,
+        vocab_size: int = 264,
+        d_model: int = 128,
+        n_layers: int = 4,
+        n_heads: int = 4,
+        ffn_mult: float = 8 / 3,
+        position: str = "alibi",
+        mup_base_width: int = 128,
+        init_std: float = 0.02,
+        embeddings_scale: float = 10.0,
+        mup_output_alpha: float = 1.0,
+        norm_eps: float = 1e-5,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.ffn_mult = ffn_mult
+        self.position = position
+        self.mup_base_width = mup_base_width
+        self.init_std = init_std
+        self.embeddings_scale = embeddings_scale
+        self.mup_output_alpha = mup_output_alpha
+        self.norm_eps = norm_eps
+        super().__init__(**kwargs)
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def d_ff(self) -> int:
+        # SwiGLU hidden size, rounded up to a multiple of 64 for matmul-friendly shapes.
+        return 64 * math.ceil(self.ffn_mult * self.d_model / 64)
+
+    @property
+    def width_mult(self) -> float:
+        return self.d_model / self.mup_base_width
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """Head slopes of Press et al. 2022: 2^(-8h/n) for h = 1..n when n is a power of two;
+    otherwise the closest power of two's slopes plus every other slope of the next one."""
+
+    def power_of_two(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * h / n) for h in range(1, n + 1)]
+
+    if n_heads & (n_heads - 1) == 0:
+        return torch.tensor(power_of_two(n_heads))
+    lower = 2 ** math.floor(math.log2(n_heads))
+    extra = power_of_two(2 * lower)[0::2][: n_heads - lower]
+    return torch.tensor(power_of_two(lower) + extra)
+
+
+def alibi_bias(n_heads: int, length: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Causal ALiBi bias of shape (n_heads, L, L): -slope_h * (i - j) for j <= i, -inf above."""
+    pos = torch.arange(length, device=device)
+    dist = (pos[:, None] - pos[None, :]).to(dtype)
+    slopes = alibi_slopes(n_heads).to(device=device, dtype=dtype)
+    bias = -slopes[:, None, None] * dist
+    return bias.masked_fill(dist < 0, float("-inf"))
+
+
+def causal_bias(length: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Plain causal mask as an additive bias of shape (1, L, L), for position 'none' (NoPE)."""
+    upper = torch.ones(length, length, device=device, dtype=torch.bool).triu(1)
+    return torch.zeros(1, length, length, device=device, dtype=dtype).masked_fill(
+        upper, float("-inf")
+    )
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: BtlmProxyConfig):
+        super().__init__()
+        self.n_heads, self.d_head = cfg.n_heads, cfg.d_head
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.scale = 1.0 / self.d_head  # muP: 1/d_head keeps logits O(1) as width grows
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: BtlmProxyConfig):
+        super().__init__()
+        self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
+        self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: BtlmProxyConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.norm2 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mlp = SwiGLU(cfg)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), bias)
+        return x + self.mlp(self.norm2(x))
+
+
+class BtlmProxyForCausalLM(PreTrainedModel):
+    config_class = BtlmProxyConfig
+    base_model_prefix = "btlm_proxy"
+    _no_split_modules = ["Block"]
+
+    def __init__(self, config: BtlmProxyConfig):
+        super().__init__(config)
+        if config.d_model % config.n_heads:
+            raise ValueError(
+                f"d_model {config.d_model} is not divisible by n_heads {config.n_heads}"
+            )
+        if config.position not in ("alibi", "none"):
+            raise ValueError(f"position {config.position!r} is not supported by btlm-proxy")
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm_f = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        cfg = self.config
+        hidden_std = cfg.init_std / math.sqrt(cfg.width_mult)
+        if isinstance(module, nn.Embedding):
+            module.weight.normal_(0.0, cfg.init_std)
+        elif isinstance(module, nn.Linear):
+            std = hidden_std
+            if module is self.lm_head:
+                std = cfg.init_std
+            elif any(module is blk.attn.proj or module is blk.mlp.down for blk in self.blocks):
+                std = hidden_std / math.sqrt(2 * cfg.n_layers)  # GPT-2 residual scaling
+            module.weight.normal_(0.0, std)
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+
+    def attention_bias(self, length: int, device, dtype) -> torch.Tensor:
+        if self.config.position == "alibi":
+            return alibi_bias(self.config.n_heads, length, device, dtype)
+        return causal_bias(length, device, dtype)
+
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(input_ids) * self.config.embeddings_scale
+        bias = self.attention_bias(input_ids.shape[1], x.device, x.dtype)
+        for block in self.blocks:
+            x = block(x, bias)
+        return self.norm_f(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden) * (self.config.mup_output_alpha / self.config.width_mult)
+
+    def forward(
+        self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, **_
+    ) -> CausalLMOutput:
+        """``labels`` are already shifted (targets aligned with inputs); -100 is ignored."""
+        logits = self.logits(self.hidden_states(input_ids))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100
+            )
+        return CausalLMOutput(loss=loss, logits=logits)
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """muP optimizer groups: hidden matrices get lr / width_mult; embeddings, the output
+        layer and norms keep the base lr; weight decay only on matrices."""
+        hidden, vector_like, norms = [], [], []
+        for name, p in self.named_parameters():
+            if name.startswith("blocks.") and p.ndim == 2:
+                hidden.append(p)
+            elif p.ndim == 2:
+                vector_like.append(p)
+            else:
+                norms.append(p)
+        wm = self.config.width_mult
+        return [
+            {"params": hidden, "lr": lr / wm, "base_lr": lr / wm, "weight_decay": weight_decay},
+            {"params": vector_like, "lr": lr, "base_lr": lr, "weight_decay": weight_decay},
+            {"params": norms, "lr": lr, "base_lr": lr, "weight_decay": 0.0},
+        ]
+
+    def num_non_embedding_params(self) -> int:
+        skip = {id(self.embed.weight), id(self.lm_head.weight)}
+        return sum(p.numel() for p in self.parameters() if id(p) not in skip)
+
+
+def register() -> None:
+    """Make ``AutoConfig`` / ``AutoModelForCausalLM`` know the proxy (idempotent)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        AutoConfig.register(BtlmProxyConfig.model_type, BtlmProxyConfig)
+        AutoModelForCausalLM.register(BtlmProxyConfig, BtlmProxyForCausalLM)
+    except ValueError:  # already registered in this process
+        pass

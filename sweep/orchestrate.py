@@ -1,0 +1,274 @@
+"""Orchestration: the results directory, Ray start-up, the Ray Tune grid (one trial per
+TrialSpec), terminal progress, and the hand-off to the aggregator and report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from sweep import schedules
+from sweep.spec import SpecError, SweepSpec, TrialSpec, parse
+from sweep.trial import read_record, trial_dir, write_text_atomic
+
+# A Tune trial here only drives its Ray Train worker group, so it should hold no CPU the
+# workers need; Tune rejects an empty request, so it asks for a little memory instead.
+DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 1024**2}
+
+
+def sweep_dir_for(spec: SweepSpec, results_root: Path) -> Path:
+    return Path(results_root).resolve() / spec.name
+
+
+def prepare(spec: SweepSpec, sweep_dir: Path, overwrite: bool = False) -> None:
+    """Create the results directory, or check an existing one holds this very spec."""
+    spec_path = sweep_dir / "spec.yaml"
+    if sweep_dir.exists() and overwrite:
+        shutil.rmtree(sweep_dir)
+    elif spec_path.exists():
+        old = yaml.safe_load(spec_path.read_text())
+        if old != spec.to_dict():
+            raise SpecError(
+                "--results",
+                str(sweep_dir),
+                "already holds a sweep with a different spec "
+                "(pass --overwrite or another --results)",
+            )
+    elif sweep_dir.exists() and any(sweep_dir.iterdir()):
+        raise SpecError(
+            "--results", str(sweep_dir), "exists and is not a sweep's results directory"
+        )
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(spec_path, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+
+
+def load_sweep_dir(sweep_dir: Path) -> SweepSpec:
+    spec_path = Path(sweep_dir) / "spec.yaml"
+    if not spec_path.is_file():
+        raise SpecError("DIR", str(sweep_dir), "is not a sweep's results directory (no spec.yaml)")
+    return parse(yaml.safe_load(spec_path.read_text()))
+
+
+def finished_ids(trials: list[TrialSpec], sweep_dir: Path) -> set[str]:
+    """Trials whose record is finished (or diverged) for exactly this trial config."""
+    done = set()
+    for t in trials:
+        rec = read_record(trial_dir(sweep_dir, t.trial_id) / "record.json")
+        if (
+            rec
+            and rec.get("status") in ("finished", "diverged")
+            and rec.get("config") == t.to_dict()
+        ):
+            done.add(t.trial_id)
+    return done
+
+
+def _fmt_tokens(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+class Progress:
+    """Terminal progress: trials done / running / pending and running trials' tokens.
+    Built lazily on a Tune Callback so importing this module starts nothing."""
+
+    def __new__(cls, *args, **kwargs):
+        from ray import tune
+
+        class _Progress(tune.Callback):
+            def __init__(self, ids: list[str], kept: int, out: TextIO, every_s: float = 15.0):
+                self.state = dict.fromkeys(ids, "pending")
+                self.kept, self.out, self.every_s = kept, out, every_s
+                self.live: dict[str, dict] = {}
+                self.t0 = time.time()
+                self.last = 0.0
+
+            def _id(self, trial) -> str:
+                return trial.config["trial"]["trial_id"]
+
+            def _say(self, msg: str) -> None:
+                el = int(time.time() - self.t0)
+                print(f"[{el // 60:02d}:{el % 60:02d}] {msg}", file=self.out, flush=True)
+
+            def status(self) -> str:
+                n = list(self.state.values())
+                parts = [
+                    f"{n.count('done') + self.kept}/{len(n) + self.kept} done",
+                    f"{n.count('running')} running",
+                    f"{n.count('pending')} pending",
+                ]
+                if n.count("failed"):
+                    parts.append(f"{n.count('failed')} failed")
+                runs = [
+                    f"{tid} {100 * r['tokens'] / r['budget']:.0f}% "
+                    f"({_fmt_tokens(r['tokens'])}, L={r.get('seq_len', '?')}, "
+                    f"loss {r.get('loss', float('nan')):.3f})"
+                    for tid, r in self.live.items()
+                    if self.state[tid] == "running"
+                ]
+                return " | ".join([", ".join(parts), *runs])
+
+            def on_trial_start(self, iteration, trials, trial, **info):
+                self.state[self._id(trial)] = "running"
+                self._say(f"started {self._id(trial)}; {self.status()}")
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                if result.get("phase") == "train":
+                    self.live[self._id(trial)] = result
+                if time.time() - self.last >= self.every_s:
+                    self.last = time.time()
+                    self._say(self.status())
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                tid = self._id(trial)
+                self.state[tid] = "done"
+                rec = read_record(trial_dir(Path(trial.config["sweep_dir"]), tid) / "record.json")
+                msg = f"{tid} {rec.get('status')}" if rec else f"{tid} ended"
+                if rec and rec.get("metrics"):
+                    m = rec["metrics"]
+                    msg += (
+                        f": id_loss {m['id_loss']:.4f} delta {m['delta']:+.4f} "
+                        f"in {rec.get('wall_s', 0):.0f}s"
+                    )
+                self._say(f"{msg}; {self.status()}")
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                tid = self._id(trial)
+                self.state[tid] = "failed"
+                rec = read_record(trial_dir(Path(trial.config["sweep_dir"]), tid) / "record.json")
+                self._say(f"{tid} FAILED: {(rec or {}).get('error', '?')}; {self.status()}")
+
+        return _Progress(*args, **kwargs)
+
+
+def start_ray(address: str | None, out: TextIO) -> bool:
+    """Connect to ``address`` (or RAY_ADDRESS); otherwise start Ray on this machine.
+    Returns True when this process started Ray and so must shut it down."""
+    import ray
+
+    t0 = time.time()
+    address = address or os.environ.get("RAY_ADDRESS")
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+    if address:
+        ray.init(address=address, **quiet)
+        where = f"connected to Ray at {address}"
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+        where = "started Ray locally"
+    res = ray.cluster_resources()
+    print(
+        f"{where} in {time.time() - t0:.1f}s: {res.get('CPU', 0):g} CPUs, "
+        f"{res.get('GPU', 0):g} GPUs, {len(ray.nodes())} node(s)",
+        file=out,
+        flush=True,
+    )
+    return not address
+
+
+def check_resources(spec: SweepSpec) -> None:
+    """A trial that no node can hold would wait forever: refuse it up front."""
+    import ray
+
+    r = spec.resources
+    best_cpu = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
+    best_gpu = max((n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
+    total_cpu = ray.cluster_resources().get("CPU", 0)
+    if r.cpus_per_worker > best_cpu:
+        raise SpecError(
+            "resources.cpus_per_worker",
+            r.cpus_per_worker,
+            f"no node has that many CPUs (largest has {best_cpu:g})",
+        )
+    if r.gpus_per_worker > best_gpu:
+        raise SpecError(
+            "resources.gpus_per_worker",
+            r.gpus_per_worker,
+            f"no node has that many GPUs (largest has {best_gpu:g})",
+        )
+    if r.workers_per_trial * r.cpus_per_worker > total_cpu:
+        raise SpecError(
+            "resources.workers_per_trial",
+            r.workers_per_trial,
+            f"needs {r.workers_per_trial * r.cpus_per_worker} CPUs, cluster has {total_cpu:g}",
+        )
+
+
+def run_sweep(
+    spec: SweepSpec, sweep_dir: Path, address: str | None = None, out: TextIO = sys.stdout
+) -> list[str]:
+    """Run every trial of ``spec`` not already finished in ``sweep_dir``; returns the ids
+    of the trials that ran. Finished records are never touched, so a crash loses nothing."""
+    # Tune's boxed banners would drown the progress lines this module prints.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+    from ray import tune
+
+    from sweep.trial import run_trial
+
+    trials = spec.trials()
+    done = finished_ids(trials, sweep_dir)
+    pending = [t for t in trials if t.trial_id not in done]
+    r = spec.resources
+    print(
+        f"sweep {spec.name}: {len(trials)} trials ({len(done)} already finished), "
+        f"{_fmt_tokens(spec.budget.tokens)} tokens each, up to {r.max_concurrent_trials} at a "
+        f"time; results in {sweep_dir}",
+        file=out,
+        flush=True,
+    )
+    if not pending:
+        return []
+    started_here = start_ray(address, out)
+    try:
+        check_resources(spec)
+        progress = Progress([t.trial_id for t in pending], len(done), out)
+        tuner = tune.Tuner(
+            tune.with_resources(run_trial, DRIVER_RESOURCES),
+            param_space={
+                "trial": tune.grid_search([t.to_dict() for t in pending]),
+                "sweep_dir": str(sweep_dir),
+            },
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=r.max_concurrent_trials,
+                trial_name_creator=lambda t: t.config["trial"]["trial_id"],
+                trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str(sweep_dir / "ray"),
+                verbose=0,
+                callbacks=[progress],
+            ),
+        )
+        tuner.fit()
+    finally:
+        if started_here:
+            ray.shutdown()
+    return [t.trial_id for t in pending]
+
+
+def dry_run(spec: SweepSpec, out: TextIO = sys.stdout) -> None:
+    """List the trials with their token budget and estimated FLOPs; start nothing."""
+    from sweep.spec import ModelSpec
+
+    m: ModelSpec = spec.model
+    d_ff = 64 * -(-int(m.ffn_mult * m.d_model) // 64)
+    n_params = m.n_layers * (4 * m.d_model**2 + 3 * m.d_model * d_ff + 4 * m.d_model)
+    print(
+        f"{'trial':<24} {'steps':>6} {'tokens':>10} {'GFLOPs':>9}  tokens at each length", file=out
+    )
+    for t in spec.trials():
+        b = spec.budget
+        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, b.batching, t.seed)
+        by_len = ", ".join(f"{k}:{_fmt_tokens(v)}" for k, v in p.tokens_by_length().items())
+        print(
+            f"{t.trial_id:<24} {p.steps:>6} {p.total_tokens:>10} "
+            f"{p.flops(n_params, m.n_layers, m.d_model) / 1e9:>9.1f}  {by_len}",
+            file=out,
+        )
+    print(f"{len(spec.trials())} trials; nothing started (--dry-run)", file=out)

@@ -1,0 +1,197 @@
+"""Context-length schedules: pure functions of training progress, and the exact step plan.
+
+``length(s, f)`` maps progress ``f = tokens_seen / budget`` to a sequence length, rounded
+down to ``multiple_of`` and clamped to [l_min, l_max]. ``plan`` turns a schedule and a
+token budget into the per-step table every trial trains on: in ``reshape`` mode each step
+holds exactly ``tokens_per_step`` tokens (rows = tokens_per_step // L, plus one shorter
+tail row when L does not divide it), so all trials see the same tokens per step and the
+same total; ``truncate`` keeps rows fixed (DeepSpeed/Composer semantics).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sweep.spec import SHAPES, ScheduleSpec, SpecError
+
+RAMPS = ("linear", "root", "geometric", "exponential", "cosine")
+
+
+def validate(s: ScheduleSpec) -> None:
+    """Shape-specific checks; raises SpecError naming the schedule field."""
+    if s.shape not in SHAPES:
+        raise SpecError("schedules.shapes", s.shape, "unknown shape")
+    if not 0 < s.ramp_rate <= 1:
+        raise SpecError("schedules.ramp_rates", s.ramp_rate, "must be in (0, 1]")
+    if s.shape == "two_stage":
+        if not 0 <= s.switch <= 1:
+            raise SpecError("schedules.switch", s.switch, "must be in [0, 1]")
+        if s.l_short and not s.l_min <= s.l_short <= s.l_max:
+            raise SpecError("schedules.l_short", s.l_short, "must lie in [l_min, l_max]")
+    if s.shape == "root" and s.degree <= 0:
+        raise SpecError("schedules.degree", s.degree, "must be positive")
+    if s.shape == "geometric" and (type(s.cycles) is not int or s.cycles < 1):
+        raise SpecError("schedules.cycles", s.cycles, "must be a positive integer")
+    if s.shape == "reverse" and s.reverse_of not in RAMPS:
+        raise SpecError("schedules.reverse_of", s.reverse_of, f"must be one of {', '.join(RAMPS)}")
+    if s.shape == "multi_stage":
+        if not s.stages:
+            raise SpecError(
+                "schedules.stages", [], "multi_stage needs a list of [fraction, length]"
+            )
+        fracs = [f for f, _ in s.stages]
+        if any(b <= a for a, b in zip(fracs, fracs[1:])) or fracs[0] <= 0:
+            raise SpecError("schedules.stages", fracs, "fractions must increase")
+        if not math.isclose(fracs[-1], 1.0):
+            raise SpecError("schedules.stages", fracs, "fractions must end at 1")
+        for _, length in s.stages:
+            if not s.l_min <= length <= s.l_max:
+                raise SpecError("schedules.stages", length, "stage length outside [l_min, l_max]")
+    if s.shape == "mixture":
+        n = len(s.mixture_lengths)
+        if n == 0:
+            raise SpecError("schedules.mixture_lengths", [], "mixture needs a list of lengths")
+        for key in ("mixture_start", "mixture_end"):
+            probs = getattr(s, key) or ((1.0 / n,) * n if key == "mixture_start" else ())
+            if not probs:
+                continue
+            if len(probs) != n:
+                raise SpecError(f"schedules.{key}", list(probs), f"needs {n} probabilities")
+            if any(p < 0 for p in probs) or not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
+                raise SpecError(f"schedules.{key}", list(probs), "probabilities must sum to 1")
+        for length in s.mixture_lengths:
+            if not s.l_min <= length <= s.l_max:
+                raise SpecError("schedules.mixture_lengths", length, "outside [l_min, l_max]")
+
+
+def _ramp(shape: str, s: ScheduleSpec, u: float) -> float:
+    lo, hi = s.l_min, s.l_max
+    if shape == "linear":
+        return lo + (hi - lo) * u
+    if shape == "root":
+        return lo + (hi - lo) * u ** (1.0 / s.degree)
+    if shape == "exponential":
+        return lo * (hi / lo) ** u
+    if shape == "cosine":
+        return lo + (hi - lo) * (1 - math.cos(math.pi * u)) / 2
+    if shape == "geometric":
+        if u >= 1:
+            return hi
+        uc = (u * s.cycles) % 1.0  # Grow-P2: repeat the doubling ladder `cycles` times
+        return lo * 2 ** math.floor(uc * math.log2(hi / lo))
+    raise ValueError(shape)
+
+
+def raw_length(s: ScheduleSpec, f: float, rng: np.random.Generator | None = None) -> float:
+    """L(f) before rounding, as DESIGN.md tabulates it."""
+    u = min(f / s.ramp_rate, 1.0)
+    if s.shape == "constant":
+        return s.l_max
+    if s.shape == "two_stage":
+        return (s.l_short or s.l_max // 4) if f < s.switch else s.l_max
+    if s.shape == "multi_stage":
+        for end, length in s.stages:
+            if f < end:
+                return length
+        return s.stages[-1][1]
+    if s.shape == "reverse":
+        return raw_length(ScheduleSpec(**{**s.__dict__, "shape": s.reverse_of}), 1.0 - f)
+    if s.shape == "mixture":
+        n = len(s.mixture_lengths)
+        start = np.array(s.mixture_start or (1.0 / n,) * n)
+        end = np.array(s.mixture_end or start)
+        probs = (1 - u) * start + u * end
+        rng = rng if rng is not None else np.random.default_rng(0)
+        return float(rng.choice(s.mixture_lengths, p=probs / probs.sum()))
+    return _ramp(s.shape, s, u)
+
+
+def length(s: ScheduleSpec, f: float, rng: np.random.Generator | None = None) -> int:
+    """L(f): rounded down to a multiple of ``multiple_of`` and clamped to [l_min, l_max]."""
+    raw = raw_length(s, f, rng)
+    rounded = int(math.floor(raw / s.multiple_of + 1e-9)) * s.multiple_of
+    return max(s.l_min, min(s.l_max, rounded))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The per-step table of one trial. Step k trains ``rows[k]`` full rows of
+    ``lengths[k]`` tokens plus, when ``tails[k] > 0``, one row of ``tails[k]`` tokens."""
+
+    lengths: np.ndarray
+    rows: np.ndarray
+    tails: np.ndarray
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return self.rows * self.lengths + self.tails
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self.tokens.sum())
+
+    @property
+    def steps(self) -> int:
+        return len(self.lengths)
+
+    def cumulative_tokens(self) -> np.ndarray:
+        """Tokens seen at the start of every step (length ``steps``)."""
+        return np.concatenate([[0], np.cumsum(self.tokens)[:-1]])
+
+    def tokens_by_length(self) -> dict[int, int]:
+        """Tokens trained at each sequence length (tail rows counted at their own length)."""
+        out: dict[int, int] = {}
+        for length_, rows, tail in zip(self.lengths, self.rows, self.tails):
+            out[int(length_)] = out.get(int(length_), 0) + int(rows * length_)
+            if tail:
+                out[int(tail)] = out.get(int(tail), 0) + int(tail)
+        return dict(sorted(out.items()))
+
+    def flops(self, n_params: int, n_layers: int, d_model: int) -> float:
+        """Kaplan et al. 2020 training FLOPs, attention included: per token 6N + 6 n_l d L."""
+        per_token = 6.0 * n_params + 6.0 * n_layers * d_model * self.lengths.astype(np.float64)
+        return float((self.tokens * per_token).sum())
+
+    def table(self) -> list[dict]:
+        start = self.cumulative_tokens()
+        return [
+            {
+                "step": k,
+                "tokens_before": int(start[k]),
+                "length": int(L),
+                "rows": int(r),
+                "tail": int(t),
+            }
+            for k, (L, r, t) in enumerate(zip(self.lengths, self.rows, self.tails))
+        ]
+
+
+def plan(
+    s: ScheduleSpec, budget: int, tokens_per_step: int, batching: str = "reshape", seed: int = 0
+) -> Plan:
+    """Step table for ``budget`` tokens; the total is exactly ``budget`` in both modes."""
+    rng = np.random.default_rng(seed)  # only mixture draws from it
+    full_rows = tokens_per_step // s.l_max
+    lengths, rows, tails = [], [], []
+    seen = 0
+    while seen < budget:
+        L = length(s, seen / budget, rng)
+        step_tokens = tokens_per_step if batching == "reshape" else full_rows * L
+        step_tokens = min(step_tokens, budget - seen)
+        lengths.append(L)
+        rows.append(step_tokens // L)
+        tails.append(step_tokens % L)
+        seen += step_tokens
+    return Plan(np.array(lengths), np.array(rows), np.array(tails))
+
+
+def lr_at(tokens_seen: int, budget: int, warmup_fraction: float, min_ratio: float) -> float:
+    """Learning-rate multiplier defined in tokens: linear warmup, cosine decay to min_ratio."""
+    warm = warmup_fraction * budget
+    if tokens_seen < warm:
+        return (tokens_seen + 1) / warm
+    progress = min(1.0, (tokens_seen - warm) / max(1.0, budget - warm))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

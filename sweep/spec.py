@@ -1,0 +1,474 @@
+"""Sweep spec: YAML -> one validated, immutable ``SweepSpec`` -> ``TrialSpec`` x N.
+
+Validation happens here and only here, before anything starts: every error is a
+``SpecError`` that names the field and the offending value in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SHAPES = (
+    "constant",
+    "two_stage",
+    "multi_stage",
+    "linear",
+    "root",
+    "geometric",
+    "exponential",
+    "cosine",
+    "reverse",
+    "mixture",
+)
+# Shapes whose length does not depend on the ramp rate: one trial per seed, not per rate.
+RATE_FREE_SHAPES = ("constant", "two_stage", "multi_stage")
+POSITIONS = ("alibi", "none")
+ARCHS = ("btlm-proxy",)
+BATCHING = ("reshape", "truncate")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+class SpecError(ValueError):
+    """A bad spec value; ``str(err)`` is the one line shown to the user."""
+
+    def __init__(self, field_name: str, value: Any, why: str):
+        self.field, self.value, self.why = field_name, value, why
+        super().__init__(f"spec error: {field_name}={value!r}: {why}")
+
+    def __reduce__(self):  # picklable and copyable across Ray processes
+        return (SpecError, (self.field, self.value, self.why))
+
+
+@dataclass(frozen=True)
+class Budget:
+    tokens: int
+    tokens_per_step: int
+    batching: str = "reshape"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    arch: str = "btlm-proxy"
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    position: str = "alibi"
+    ffn_mult: float = 8 / 3
+    mup_base_width: int = 128
+    init_std: float = 0.02
+    embeddings_scale: float = 10.0
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    lr: float = 3e-3
+    warmup_fraction: float = 0.02
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    corpus: str = "stdlib"
+    tokenizer: str = "byte"
+    held_out_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """One schedule: the shape, its lengths, ramp rate and shape-specific parameters."""
+
+    shape: str
+    l_min: int
+    l_max: int
+    ramp_rate: float = 1.0
+    multiple_of: int = 8
+    switch: float = 0.75  # two_stage: fraction of tokens at l_short (BTLM 470/627)
+    l_short: int = 0  # two_stage: 0 means l_max // 4
+    degree: float = 2.0  # root
+    cycles: int = 1  # geometric
+    reverse_of: str = "linear"  # reverse: the forward shape it mirrors
+    stages: tuple[tuple[float, int], ...] = ()  # multi_stage: (end fraction, length)
+    mixture_lengths: tuple[int, ...] = ()  # mixture: support of the length distribution
+    mixture_start: tuple[float, ...] = ()  # probabilities at f = 0
+    mixture_end: tuple[float, ...] = ()  # probabilities at f >= ramp_rate
+
+    @property
+    def label(self) -> str:
+        """Human name of the schedule, without the seed."""
+        if self.shape in RATE_FREE_SHAPES:
+            return self.shape
+        return f"{self.shape}-r{self.ramp_rate:g}"
+
+
+@dataclass(frozen=True)
+class SchedulesSpec:
+    l_min: int
+    l_max: int
+    shapes: tuple[str, ...]
+    ramp_rates: tuple[float, ...] = (1.0,)
+    multiple_of: int = 8
+    reference: str = "constant"
+    params: dict = field(default_factory=dict)  # shape-specific defaults (switch, degree, ...)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    multiple: int = 4
+    sequences: int = 64
+    batch_size: int = 8
+
+    def length(self, l_max: int) -> int:
+        return self.multiple * l_max
+
+
+@dataclass(frozen=True)
+class DeepSpeedSpec:
+    zero_stage: int = 1
+
+
+@dataclass(frozen=True)
+class Resources:
+    workers_per_trial: int = 1
+    cpus_per_worker: int = 1
+    gpus_per_worker: float = 0
+    max_concurrent_trials: int = 2
+
+
+@dataclass(frozen=True)
+class WandbSpec:
+    mode: str = "offline"
+    project: str = "ctx-schedules"
+    entity: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    budget: Budget
+    model: ModelSpec
+    data: DataSpec
+    schedules: SchedulesSpec
+    eval: EvalSpec
+    optim: OptimSpec = OptimSpec()
+    seeds: tuple[int, ...] = (0,)
+    deepspeed: DeepSpeedSpec = DeepSpeedSpec()
+    resources: Resources = Resources()
+    wandb: WandbSpec = WandbSpec()
+    log_every_steps: int = 5
+
+    def to_dict(self) -> dict:
+        """The spec in its YAML form: ``parse(spec.to_dict()) == spec``."""
+        d = _plain(dataclasses.asdict(self))
+        d["schedules"].update(d["schedules"].pop("params"))
+        return d
+
+    def trials(self) -> list[TrialSpec]:
+        return expand(self)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    trial_id: str
+    seed: int
+    schedule: ScheduleSpec
+    sweep: SweepSpec
+
+    def to_dict(self) -> dict:
+        return {
+            "trial_id": self.trial_id,
+            "seed": self.seed,
+            "schedule": _plain(dataclasses.asdict(self.schedule)),
+            "sweep": self.sweep.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrialSpec:
+        sched = dict(d["schedule"])
+        sched["stages"] = tuple(tuple(s) for s in sched.get("stages", ()))
+        for key in ("mixture_lengths", "mixture_start", "mixture_end"):
+            sched[key] = tuple(sched.get(key, ()))
+        return cls(d["trial_id"], d["seed"], ScheduleSpec(**sched), parse(d["sweep"]))
+
+
+def _plain(obj: Any) -> Any:
+    """Tuples to lists, recursively, so dicts round-trip through JSON and YAML."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def load(path: str | Path) -> SweepSpec:
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError("spec", str(path), "file not found")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError("spec", str(path), f"not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise SpecError("spec", str(path), "must be a YAML mapping")
+    return parse(raw)
+
+
+def _section(raw: dict, key: str, required: bool = False) -> dict:
+    val = raw.get(key)
+    if val is None:
+        if required:
+            raise SpecError(key, None, "section is required")
+        return {}
+    if not isinstance(val, dict):
+        raise SpecError(key, val, "must be a mapping")
+    return val
+
+
+def _build(cls: type, raw: dict, prefix: str, **overrides: Any) -> Any:
+    """Construct dataclass ``cls`` from ``raw``, rejecting unknown keys and wrong types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, val in raw.items():
+        if key not in fields:
+            raise SpecError(f"{prefix}.{key}", val, f"unknown field (known: {', '.join(fields)})")
+        kwargs[key] = _coerce(f"{prefix}.{key}", val, fields[key])
+    kwargs.update(overrides)
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise SpecError(f"{prefix}.{missing[0]}", None, "is required")
+    return cls(**kwargs)
+
+
+def _coerce(name: str, val: Any, f: dataclasses.Field) -> Any:
+    t = str(f.type)
+    if t == "int":
+        if isinstance(val, bool) or not isinstance(val, int):
+            if isinstance(val, float) and val.is_integer():
+                return int(val)
+            raise SpecError(name, val, "must be an integer")
+        return val
+    if t == "float":
+        if isinstance(val, bool) or not isinstance(val, (int, float)):
+            raise SpecError(name, val, "must be a number")
+        return float(val)
+    if t == "str":
+        if not isinstance(val, str):
+            raise SpecError(name, val, "must be a string")
+        return val
+    return val
+
+
+def parse(raw: dict) -> SweepSpec:
+    name = raw.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise SpecError("name", name, "must be a non-empty name of letters, digits, '_', '.', '-'")
+    known = {f.name for f in dataclasses.fields(SweepSpec)}
+    for key in raw:
+        if key not in known:
+            raise SpecError(key, raw[key], f"unknown field (known: {', '.join(sorted(known))})")
+
+    budget = _build(Budget, _section(raw, "budget", True), "budget")
+    model = _build(ModelSpec, _section(raw, "model"), "model")
+    data = _build(DataSpec, _section(raw, "data"), "data")
+    optim = _build(OptimSpec, _section(raw, "optim"), "optim")
+    ev = _build(EvalSpec, _section(raw, "eval"), "eval")
+    ds = _build(DeepSpeedSpec, _section(raw, "deepspeed"), "deepspeed")
+    res = _build(Resources, _section(raw, "resources"), "resources")
+    wb = _build(WandbSpec, _section(raw, "wandb"), "wandb")
+    scheds = _parse_schedules(_section(raw, "schedules", True))
+
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
+        raise SpecError("seeds", seeds, "must be a non-empty list of integers")
+    if len(set(seeds)) != len(seeds):
+        raise SpecError("seeds", seeds, "must not repeat")
+    log_every = raw.get("log_every_steps", 5)
+    if type(log_every) is not int or log_every < 1:
+        raise SpecError("log_every_steps", log_every, "must be a positive integer")
+
+    spec = SweepSpec(
+        name=name,
+        budget=budget,
+        model=model,
+        data=data,
+        schedules=scheds,
+        eval=ev,
+        optim=optim,
+        seeds=tuple(seeds),
+        deepspeed=ds,
+        resources=res,
+        wandb=wb,
+        log_every_steps=log_every,
+    )
+    _check(spec)
+    return spec
+
+
+def _parse_schedules(raw: dict) -> SchedulesSpec:
+    raw = dict(raw)
+    shapes = raw.pop("shapes", None)
+    if isinstance(shapes, str):
+        shapes = [shapes]
+    if not isinstance(shapes, list) or not shapes:
+        raise SpecError("schedules.shapes", shapes, "must be a non-empty list of shape names")
+    for s in shapes:
+        if s not in SHAPES:
+            raise SpecError("schedules.shapes", s, f"unknown shape (known: {', '.join(SHAPES)})")
+    rates = raw.pop("ramp_rates", [1.0])
+    if not isinstance(rates, list):
+        rates = [rates]
+    for r in rates:
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not (0 < r <= 1):
+            raise SpecError("schedules.ramp_rates", r, "each ramp rate must be in (0, 1]")
+    out: dict[str, Any] = {"shapes": tuple(shapes), "ramp_rates": tuple(float(r) for r in rates)}
+    for key in ("l_min", "l_max", "multiple_of"):
+        if key in raw:
+            v = raw.pop(key)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise SpecError(f"schedules.{key}", v, "must be an integer")
+            out[key] = v
+    for key in ("l_min", "l_max"):
+        if key not in out:
+            raise SpecError(f"schedules.{key}", None, "is required")
+    if "reference" in raw:
+        out["reference"] = raw.pop("reference")
+    sched_fields = {f.name for f in dataclasses.fields(ScheduleSpec)}
+    params = {}
+    for key, val in raw.items():
+        if key not in sched_fields or key in ("shape", "ramp_rate", "l_min", "l_max"):
+            raise SpecError(f"schedules.{key}", val, "unknown field")
+        params[key] = val
+    out["params"] = params
+    return SchedulesSpec(**out)
+
+
+def _positive(name: str, val: float) -> None:
+    if val <= 0:
+        raise SpecError(name, val, "must be positive")
+
+
+def _check(spec: SweepSpec) -> None:
+    b, m, s, e = spec.budget, spec.model, spec.schedules, spec.eval
+    _positive("budget.tokens", b.tokens)
+    _positive("budget.tokens_per_step", b.tokens_per_step)
+    if b.batching not in BATCHING:
+        raise SpecError("budget.batching", b.batching, f"must be one of {', '.join(BATCHING)}")
+    if b.tokens < b.tokens_per_step:
+        raise SpecError("budget.tokens", b.tokens, "is smaller than one step (tokens_per_step)")
+    if m.arch not in ARCHS:
+        raise SpecError("model.arch", m.arch, f"unknown architecture (known: {', '.join(ARCHS)})")
+    if m.position not in POSITIONS:
+        raise SpecError("model.position", m.position, f"must be one of {', '.join(POSITIONS)}")
+    for key in ("d_model", "n_layers", "n_heads", "mup_base_width"):
+        _positive(f"model.{key}", getattr(m, key))
+    if m.d_model % m.n_heads:
+        raise SpecError("model.d_model", m.d_model, f"is not divisible by n_heads={m.n_heads}")
+    if spec.data.corpus != "stdlib" and not spec.data.corpus.startswith("files:"):
+        raise SpecError("data.corpus", spec.data.corpus, "must be 'stdlib' or 'files:PATH'")
+    if spec.data.corpus.startswith("files:") and not Path(spec.data.corpus[6:]).exists():
+        raise SpecError("data.corpus", spec.data.corpus, "path does not exist")
+    if spec.data.tokenizer != "byte":
+        raise SpecError("data.tokenizer", spec.data.tokenizer, "must be 'byte'")
+    if not 0 < spec.data.held_out_fraction < 1:
+        raise SpecError("data.held_out_fraction", spec.data.held_out_fraction, "must be in (0, 1)")
+    _positive("schedules.l_min", s.l_min)
+    _positive("schedules.l_max", s.l_max)
+    _positive("schedules.multiple_of", s.multiple_of)
+    if s.l_min > s.l_max:
+        raise SpecError("schedules.l_min", s.l_min, f"is larger than l_max={s.l_max}")
+    if s.multiple_of > s.l_min:
+        raise SpecError("schedules.multiple_of", s.multiple_of, f"is larger than l_min={s.l_min}")
+    for key in ("l_min", "l_max"):
+        if getattr(s, key) % s.multiple_of:
+            raise SpecError(
+                f"schedules.{key}", getattr(s, key), f"is not a multiple of {s.multiple_of}"
+            )
+    if b.batching == "reshape" and b.tokens_per_step % s.l_max:
+        raise SpecError(
+            "budget.tokens_per_step",
+            b.tokens_per_step,
+            f"is not a multiple of l_max={s.l_max} (required in reshape mode)",
+        )
+    if s.reference not in {t.schedule.label for t in expand(spec)} and s.reference not in SHAPES:
+        raise SpecError("schedules.reference", s.reference, "names no schedule of this sweep")
+    _positive("eval.multiple", e.multiple)
+    _positive("eval.sequences", e.sequences)
+    _positive("eval.batch_size", e.batch_size)
+    if spec.deepspeed.zero_stage not in (0, 1, 2, 3):
+        raise SpecError("deepspeed.zero_stage", spec.deepspeed.zero_stage, "must be 0, 1, 2 or 3")
+    r = spec.resources
+    for key in ("workers_per_trial", "cpus_per_worker", "max_concurrent_trials"):
+        _positive(f"resources.{key}", getattr(r, key))
+    if r.gpus_per_worker < 0:
+        raise SpecError("resources.gpus_per_worker", r.gpus_per_worker, "must be >= 0")
+    if spec.wandb.mode not in WANDB_MODES:
+        raise SpecError("wandb.mode", spec.wandb.mode, f"must be one of {', '.join(WANDB_MODES)}")
+    from sweep import schedules
+
+    for t in expand(spec):
+        schedules.validate(t.schedule)
+
+
+# ----------------------------------------------------------------------------- grid
+
+
+def _schedule(spec: SweepSpec, shape: str, rate: float) -> ScheduleSpec:
+    s = spec.schedules
+    params: dict[str, Any] = {}
+    for key, val in s.params.items():
+        if key == "stages":
+            if not isinstance(val, list) or not all(
+                isinstance(x, (list, tuple)) and len(x) == 2 for x in val
+            ):
+                raise SpecError("schedules.stages", val, "must be a list of [fraction, length]")
+            val = tuple((float(a), int(b)) for a, b in val)
+        elif key in ("mixture_lengths", "mixture_start", "mixture_end"):
+            if not isinstance(val, list):
+                raise SpecError(f"schedules.{key}", val, "must be a list")
+            val = tuple(val)
+        params[key] = val
+    return ScheduleSpec(
+        shape=shape,
+        l_min=s.l_min,
+        l_max=s.l_max,
+        ramp_rate=1.0 if shape in RATE_FREE_SHAPES else rate,
+        multiple_of=s.multiple_of,
+        **params,
+    )
+
+
+def expand(spec: SweepSpec) -> list[TrialSpec]:
+    """The grid shape x ramp rate x seed; rate-free shapes appear once per seed."""
+    seen: dict[str, ScheduleSpec] = {}
+    for shape, rate in itertools.product(spec.schedules.shapes, spec.schedules.ramp_rates):
+        sched = _schedule(spec, shape, rate)
+        seen.setdefault(sched.label, sched)
+    return [
+        TrialSpec(f"{label}-s{seed}", seed, sched, spec)
+        for label, sched in seen.items()
+        for seed in spec.seeds
+    ]
+
+
+def steps_in_budget(spec: SweepSpec) -> int:
+    return math.ceil(spec.budget.tokens / spec.budget.tokens_per_step)

@@ -1,0 +1,71 @@
+"""W&B mirror of a trial. Offline by default: no account, no network. The results
+directory stays the source of truth; nothing here decides anything. The API key only
+ever travels in the environment (WANDB_API_KEY), never in a config or record."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+class Tracker:
+    """One W&B run per trial, grouped by sweep name; a no-op when mode is 'disabled'."""
+
+    def __init__(
+        self,
+        mode: str,
+        project: str,
+        entity: str | None,
+        group: str,
+        name: str,
+        config: dict,
+        run_dir: Path,
+    ):
+        self.run = None
+        if mode == "disabled":
+            return
+        os.environ.setdefault("WANDB_SILENT", "true")
+        import wandb
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            mode=mode,
+            project=project,
+            entity=entity,
+            group=group,
+            name=name,
+            id=f"{group}-{name}".replace(".", "_"),
+            config=config,
+            dir=str(run_dir),
+            reinit="create_new",
+            settings=wandb.Settings(console="off", x_disable_stats=True),
+        )
+        self.run.define_metric("tokens")
+        for key in ("train/*", "eval/*"):
+            self.run.define_metric(key, step_metric="tokens")
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.log(metrics)
+
+    def log_curve(self, curve: list[float], l_max: int) -> None:
+        if self.run is None:
+            return
+        import wandb
+
+        stride = max(1, len(curve) // 512)  # a W&B line plot needs no more points than this
+        rows = [[p, curve[p - 1], p / l_max] for p in range(1, len(curve) + 1, stride)]
+        table = wandb.Table(data=rows, columns=["position", "loss", "position_over_l_max"])
+        self.run.log(
+            {"eval/curve": wandb.plot.line(table, "position", "loss", title="loss vs position")}
+        )
+
+    def finish(self, summary: dict[str, Any], exit_code: int = 0) -> str | None:
+        if self.run is None:
+            return None
+        for k, v in summary.items():
+            self.run.summary[k] = v
+        path = self.run.dir
+        self.run.finish(exit_code=exit_code)
+        return path

@@ -1,0 +1,340 @@
+"""One trial: a Ray Tune function that drives a Ray Train worker group; each worker
+trains the proxy model under its schedule with a DeepSpeed ZeRO engine, evaluates per
+position far past l_max, and rank 0 writes the trial record atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sweep import metrics, schedules
+from sweep.spec import SweepSpec, TrialSpec
+
+STATUSES = ("finished", "failed", "diverged", "running")
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def trial_dir(sweep_dir: Path, trial_id: str) -> Path:
+    return Path(sweep_dir) / "trials" / trial_id
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary sibling, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, allow_nan=True))
+
+
+def write_record(sweep_dir: Path, trial: TrialSpec, status: str, **fields: Any) -> dict:
+    assert status in STATUSES, status
+    record = {
+        "trial_id": trial.trial_id,
+        "status": status,
+        "schedule": trial.schedule.label,
+        "shape": trial.schedule.shape,
+        "ramp_rate": trial.schedule.ramp_rate,
+        "seed": trial.seed,
+        "l_max": trial.schedule.l_max,
+        "eval_length": trial.sweep.eval.length(trial.schedule.l_max),
+        "config": trial.to_dict(),
+        **fields,
+    }
+    write_json_atomic(trial_dir(sweep_dir, trial.trial_id) / "record.json", record)
+    return record
+
+
+def read_record(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+def build_model(spec: SweepSpec, vocab_size: int):
+    from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM
+
+    m = spec.model
+    cfg = BtlmProxyConfig(
+        vocab_size=8 * math.ceil(vocab_size / 8),
+        d_model=m.d_model,
+        n_layers=m.n_layers,
+        n_heads=m.n_heads,
+        ffn_mult=m.ffn_mult,
+        position=m.position,
+        mup_base_width=m.mup_base_width,
+        init_std=m.init_std,
+        embeddings_scale=m.embeddings_scale,
+    )
+    return BtlmProxyForCausalLM(cfg)
+
+
+def deepspeed_config(spec: SweepSpec, world: int, use_gpu: bool) -> dict:
+    rows_at_lmax = max(1, spec.budget.tokens_per_step // spec.schedules.l_max // world)
+    return {
+        "train_micro_batch_size_per_gpu": rows_at_lmax,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": spec.optim.grad_clip,
+        "zero_optimization": {"stage": spec.deepspeed.zero_stage},
+        # The muP param groups need a client AdamW; DeepSpeed's fused one is CUDA-only.
+        "zero_allow_untested_optimizer": True,
+        "bf16": {"enabled": use_gpu},
+        "steps_per_print": 10**12,
+        "wall_clock_breakdown": False,
+    }
+
+
+def train_worker(config: dict) -> None:
+    """Ray Train per-worker loop (rank 0 writes the record and the W&B run)."""
+    t_start = time.time()
+    import datasets
+    import deepspeed
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from sweep import data, evaluate
+    from sweep.tracking import Tracker
+
+    timings = {
+        "worker_start": t_start,
+        "driver_start": config.get("driver_start", t_start),
+        "imported": time.time(),
+    }
+    datasets.disable_progress_bars()
+    trial = TrialSpec.from_dict(config["trial"])
+    spec, sched = trial.sweep, trial.schedule
+    sweep_dir = Path(config["sweep_dir"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    use_gpu = spec.resources.gpus_per_worker > 0 and torch.cuda.is_available()
+    device = torch.device(f"cuda:{ctx.get_local_rank()}" if use_gpu else "cpu")
+    torch.set_num_threads(spec.resources.cpus_per_worker)
+    torch.manual_seed(trial.seed)
+
+    # Data: every trial with the same seed reads the same token stream, cut differently.
+    tok = data.tokenizer_for(spec.data)
+    corpus = data.split(data.load_corpus(spec.data), spec.data.held_out_fraction)
+    plan = schedules.plan(
+        sched,
+        spec.budget.tokens,
+        spec.budget.tokens_per_step,
+        spec.budget.batching,
+        seed=trial.seed,
+    )
+    stream, passes = data.pack_train_stream(corpus.train, tok, plan.total_tokens + 1, trial.seed)
+    E = spec.eval.length(sched.l_max)
+    eval_seqs = data.eval_sequences(corpus.held_out, tok, E, spec.eval.sequences)
+
+    timings["data_ready"] = time.time()
+    model = build_model(spec, tok.vocab_size)
+    groups = model.param_groups(spec.optim.lr, spec.optim.weight_decay)
+    base_lrs = [g["lr"] for g in groups]
+    opt = torch.optim.AdamW(groups, betas=(spec.optim.beta1, spec.optim.beta2))
+    engine, opt, _, _ = deepspeed.initialize(
+        model=model, optimizer=opt, config=deepspeed_config(spec, world, use_gpu)
+    )
+    n_params = model.num_non_embedding_params()
+    timings["engine_ready"] = time.time()
+
+    tracker = None
+    if rank == 0:
+        tracker = Tracker(
+            spec.wandb.mode,
+            spec.wandb.project,
+            spec.wandb.entity,
+            spec.name,
+            trial.trial_id,
+            trial.to_dict(),
+            sweep_dir / "wandb",
+        )
+    batcher = data.Batcher(stream)
+    history: list[dict] = []
+    seen, status, error = 0, "finished", None
+    t_train = timings["train_start"] = time.time()
+    for step, (L, rows, tail) in enumerate(zip(plan.lengths, plan.rows, plan.tails)):
+        mult = schedules.lr_at(
+            seen, spec.budget.tokens, spec.optim.warmup_fraction, spec.optim.min_lr_ratio
+        )
+        for g, base in zip(opt.param_groups, base_lrs):
+            g["lr"] = base * mult
+        x, y = batcher.next(int(L), int(rows), int(tail))
+        mine = np.array_split(np.arange(len(x)), world)[rank]
+        xb = torch.as_tensor(x[mine], device=device)
+        yb = torch.as_tensor(y[mine], device=device)
+        step_tokens = int(rows * L + tail)
+        n_valid = int((yb != -100).sum())
+        out = engine(input_ids=xb, labels=yb)
+        # DeepSpeed averages gradients over workers; scaling by world * n_valid / T makes
+        # the step's gradient that of the mean loss over all T tokens, however rows split.
+        loss = out.loss * (n_valid * world / step_tokens)
+        engine.backward(loss)
+        engine.step()
+        seen += step_tokens
+        loss_sum = torch.tensor([out.loss.item() * n_valid], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(loss_sum)
+        step_loss = float(loss_sum.item()) / step_tokens
+        if not math.isfinite(step_loss):
+            status, error = "diverged", f"loss became {step_loss} at step {step} ({seen} tokens)"
+        last = step == plan.steps - 1 or status == "diverged"
+        if step % spec.log_every_steps == 0 or last:
+            elapsed = time.time() - t_train
+            point = {
+                "step": step,
+                "tokens": seen,
+                "loss": step_loss,
+                "seq_len": int(L),
+                "lr": base_lrs[1] * mult,
+                "tokens_per_s": seen / max(elapsed, 1e-9),
+            }
+            history.append(point)
+            if tracker:
+                tracker.log(
+                    {"tokens": seen, **{f"train/{k}": v for k, v in point.items() if k != "tokens"}}
+                )
+            ray.train.report({**point, "budget": spec.budget.tokens, "phase": "train"})
+        if status == "diverged":
+            break
+    train_wall = time.time() - t_train
+
+    t_eval = time.time()
+    losses = evaluate.per_position_losses(engine.module, eval_seqs, spec.eval.batch_size, device)
+    eval_wall = time.time() - t_eval
+    curve = losses.mean(axis=0)
+    result_metrics = metrics.all_metrics(curve, sched.l_max)
+    result_metrics["flops"] = plan.flops(n_params, spec.model.n_layers, spec.model.d_model)
+    if rank == 0:
+        fields = dict(
+            error=error,
+            tokens_trained=seen,
+            tokens_budget=spec.budget.tokens,
+            tokens_by_length={str(k): v for k, v in plan.tokens_by_length().items()},
+            steps=plan.steps,
+            wall_s=time.time() - t_start,
+            train_wall_s=train_wall,
+            eval_wall_s=eval_wall,
+            tokens_per_s=seen / max(train_wall, 1e-9),
+            n_params=n_params,
+            data_passes=passes,
+            n_eval_sequences=int(len(eval_seqs)),
+            curve=[round(float(v), 5) for v in curve],
+            per_sequence=metrics.per_sequence(losses, sched.l_max),
+            metrics=result_metrics,
+            history=history,
+            workers=world,
+            timings={k: round(v - timings["driver_start"], 3) for k, v in timings.items()},
+            host=socket.gethostname(),
+            versions=_versions(),
+        )
+        if tracker:
+            tracker.log_curve(fields["curve"], sched.l_max)
+            tracker.finish(
+                {f"final/{k}": v for k, v in result_metrics.items()}
+                | {"tokens_trained": seen, "status": status}
+            )
+        write_record(sweep_dir, trial, status, **fields)
+    ray.train.report(
+        {
+            "tokens": seen,
+            "budget": spec.budget.tokens,
+            "phase": "done",
+            "status": status,
+            **result_metrics,
+        }
+    )
+
+
+def _versions() -> dict[str, str]:
+    import deepspeed
+    import ray
+    import torch
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "deepspeed": deepspeed.__version__,
+        "ray": ray.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+# ----------------------------------------------------------------------------- Tune side
+
+
+def run_trial(config: dict) -> None:
+    """Ray Tune function trainable: launches the trial's Ray Train worker group."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial = TrialSpec.from_dict(config["trial"])
+    sweep_dir = Path(config["sweep_dir"])
+    res = trial.sweep.resources
+    use_gpu = res.gpus_per_worker > 0
+    t0 = time.time()
+    config = {**config, "driver_start": t0}
+    write_record(sweep_dir, trial, "running", started_at=t0)
+    per_worker = {"CPU": res.cpus_per_worker} | ({"GPU": res.gpus_per_worker} if use_gpu else {})
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=res.workers_per_trial, use_gpu=use_gpu, resources_per_worker=per_worker
+        ),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        run_config=ray.train.RunConfig(
+            name=trial.trial_id,
+            storage_path=str(sweep_dir / "ray" / "train"),
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    try:
+        trainer.fit()
+    except Exception as exc:  # the record must say why, whatever failed
+        write_record(
+            sweep_dir,
+            trial,
+            "failed",
+            error=_one_line(exc),
+            wall_s=time.time() - t0,
+            traceback=traceback.format_exc()[-4000:],
+        )
+        raise
+    rec = read_record(trial_dir(sweep_dir, trial.trial_id) / "record.json")
+    if rec is None or rec.get("status") == "running":
+        write_record(
+            sweep_dir,
+            trial,
+            "failed",
+            error="worker ended without writing a record",
+            wall_s=time.time() - t0,
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    """The most telling line of a (possibly remote, multi-line) exception."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    errs = [ln for ln in lines if "Error" in ln or "Exception" in ln]
+    return (errs[-1] if errs else lines[-1] if lines else type(exc).__name__)[:500]

@@ -1,0 +1,97 @@
+"""Bad input: one clear line naming the field and value, exit 2, no Ray process started."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def smoke() -> dict:
+    return yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+
+
+def ray_session() -> str | None:
+    p = Path("/tmp/ray/session_latest")
+    return os.path.realpath(p) if p.exists() else None
+
+
+def run_cli(args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "sweep", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+CASES = [
+    (
+        "unknown shape",
+        ("schedules", "shapes"),
+        ["constant", "zigzag"],
+        "schedules.shapes",
+        "zigzag",
+    ),
+    ("negative length", ("schedules", "l_min"), -32, "schedules.l_min", "-32"),
+    ("l_min > l_max", ("schedules", "l_min"), 128, "schedules.l_min", "128"),
+    ("ramp rate > 1", ("schedules", "ramp_rates"), [0.5, 1.5], "schedules.ramp_rates", "1.5"),
+    ("ramp rate 0", ("schedules", "ramp_rates"), [0], "schedules.ramp_rates", "0"),
+    ("E too long", ("eval", "multiple"), 100000, "eval.multiple", "100000"),
+    ("multiple_of > l_min", ("schedules", "multiple_of"), 32, "schedules.multiple_of", "32"),
+    (
+        "tokens_per_step vs l_max",
+        ("budget", "tokens_per_step"),
+        2000,
+        "budget.tokens_per_step",
+        "2000",
+    ),
+    ("budget < one step", ("budget", "tokens"), 1000, "budget.tokens", "1000"),
+    ("unknown position", ("model", "position"), "sinusoid", "model.position", "sinusoid"),
+    ("width vs heads", ("model", "d_model"), 33, "model.d_model", "33"),
+]
+
+
+@pytest.mark.parametrize("why,path,value,field,shown", CASES, ids=[c[0] for c in CASES])
+def test_bad_spec_exits_2_with_one_line(tmp_path, why, path, value, field, shown):
+    spec = smoke()
+    spec[path[0]][path[1]] = value
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(spec))
+    before = ray_session()
+    r = run_cli(["run", str(f), "--results", str(tmp_path / "res")], tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert field in lines[0] and shown in lines[0]
+    assert ray_session() == before  # no Ray started
+    assert not (tmp_path / "res").exists()  # nothing half-written
+
+
+def test_missing_spec_file(tmp_path):
+    r = run_cli(["run", str(tmp_path / "nope.yaml")], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "nope.yaml" in r.stderr and "not found" in r.stderr
+
+
+def test_report_on_empty_dir_exits_2(tmp_path):
+    r = run_cli(["report", str(tmp_path)], tmp_path)
+    assert r.returncode == 2 and "no trial records" in r.stderr
+
+
+def test_dry_run_lists_trials_and_starts_nothing(tmp_path):
+    before = ray_session()
+    r = run_cli(["run", str(ROOT / "configs" / "local.yaml"), "--dry-run"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "linear-r0.25-s0" in r.stdout and "8 trials" in r.stdout
+    assert ray_session() == before and not (tmp_path / "results").exists()
+
+
+def test_schedules_show_writes_png(tmp_path):
+    out = tmp_path / "s.png"
+    r = run_cli(
+        ["schedules", "show", str(ROOT / "configs" / "local.yaml"), "--out", str(out)], tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert "8 trials" in r.stdout and out.read_bytes()[:4] == b"\x89PNG"

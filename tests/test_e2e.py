@@ -1,0 +1,114 @@
+"""A tiny sweep through real Ray Tune, real Ray Train and real DeepSpeed (CPU, gloo)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory):
+    res = tmp_path_factory.mktemp("results")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweep",
+            "run",
+            str(ROOT / "configs" / "smoke.yaml"),
+            "--results",
+            str(res),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return res / "smoke", r
+
+
+def records(d: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(d.glob("trials/*/record.json"))]
+
+
+def test_every_trial_finished_on_equal_tokens(smoke_sweep):
+    d, _ = smoke_sweep
+    recs = records(d)
+    assert len(recs) >= 3
+    assert {r["status"] for r in recs} == {"finished"}
+    assert len({r["tokens_trained"] for r in recs}) == 1
+    assert recs[0]["tokens_trained"] == recs[0]["config"]["sweep"]["budget"]["tokens"]
+    for r in recs:
+        assert sum(r["tokens_by_length"].values()) == r["tokens_trained"]
+        assert r["versions"]["deepspeed"] and r["workers"] == 1
+
+
+def test_curves_have_E_points_and_metrics(smoke_sweep):
+    d, _ = smoke_sweep
+    for r in records(d):
+        E = r["config"]["sweep"]["eval"]["multiple"] * r["l_max"]
+        assert len(r["curve"]) == E == r["eval_length"]
+        m = r["metrics"]
+        assert m["delta"] == pytest.approx(m["far_loss"] - m["near_loss"])
+        assert 0 < m["id_loss"] < 6 and m["flops"] > 0
+    # schedules differ, so their curves do
+    curves = [tuple(r["curve"]) for r in records(d)]
+    assert len(set(curves)) == len(curves)
+
+
+def test_report_summary_and_progress(smoke_sweep):
+    d, r = smoke_sweep
+    assert (d / "report.html").stat().st_size > 10_000
+    assert "l_max" in (d / "report.md").read_text()
+    summary = json.loads((d / "summary.json").read_text())
+    assert len(summary["ranking"]) == 3 and summary["verdict"]
+    assert "3/3 done" in r.stdout and str(d / "report.html") in r.stdout
+
+
+def test_wandb_offline_runs_grouped(smoke_sweep):
+    d, _ = smoke_sweep
+    runs = list((d / "wandb").glob("wandb/offline-run-*"))
+    assert len(runs) == 3
+    assert all(list(run.glob("*.wandb")) for run in runs)
+
+
+def test_report_rebuilds_from_directory_alone(smoke_sweep):
+    d, _ = smoke_sweep
+    (d / "report.html").unlink()
+    (d / "summary.json").unlink()
+    r = subprocess.run(
+        [sys.executable, "-m", "sweep", "report", str(d)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (d / "report.html").exists() and (d / "summary.json").exists()
+    assert "constant" in r.stdout
+
+
+def test_rerun_keeps_finished_trials(smoke_sweep):
+    d, _ = smoke_sweep
+    before = {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweep",
+            "run",
+            str(ROOT / "configs" / "smoke.yaml"),
+            "--results",
+            str(d.parent),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "3 already finished" in r.stdout
+    assert {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")} == before

@@ -1,0 +1,78 @@
+import math
+
+import pytest
+import torch
+
+from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM, alibi_bias, register
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return BtlmProxyForCausalLM(
+        BtlmProxyConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, mup_base_width=32, **kw)
+    ).eval()
+
+
+@pytest.mark.parametrize("position", ["alibi", "none"])
+def test_causal_future_tokens_do_not_change_earlier_logits(position):
+    m = tiny(position=position)
+    x = torch.randint(0, 64, (2, 40))
+    y = x.clone()
+    y[:, 25:] = torch.randint(0, 64, (2, 15))
+    with torch.no_grad():
+        a, b = m(input_ids=x).logits, m(input_ids=y).logits
+    assert torch.allclose(a[:, :25], b[:, :25], atol=1e-6)
+    assert not torch.allclose(a[:, 25:], b[:, 25:])
+
+
+@pytest.mark.parametrize("n_heads", [1, 2, 4, 8, 16])
+def test_alibi_bias_matches_formula(n_heads):
+    L = 12
+    bias = alibi_bias(n_heads, L)
+    for h in range(n_heads):
+        slope = 2.0 ** (-8.0 * (h + 1) / n_heads)
+        for i in range(L):
+            for j in range(L):
+                expect = -slope * (i - j) if j <= i else -math.inf
+                assert bias[h, i, j].item() == pytest.approx(expect)
+
+
+def test_loss_ignores_padded_targets():
+    m = tiny()
+    x = torch.randint(0, 64, (1, 16))
+    y = x.roll(-1, 1)
+    full = m(input_ids=x, labels=y).loss
+    y2 = y.clone()
+    y2[0, 8:] = -100
+    part = m(input_ids=x, labels=y2).loss
+    logits = m(input_ids=x).logits
+    ref = torch.nn.functional.cross_entropy(logits[0, :8], y[0, :8])
+    assert part.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert full.item() != pytest.approx(part.item())
+
+
+def test_mup_groups_scale_hidden_lr():
+    m = BtlmProxyForCausalLM(
+        BtlmProxyConfig(vocab_size=64, d_model=128, n_heads=4, n_layers=1, mup_base_width=32)
+    )
+    groups = m.param_groups(1e-2, 0.1)
+    assert groups[0]["lr"] == pytest.approx(1e-2 / 4)
+    n = sum(p.numel() for g in groups for p in g["params"])
+    assert n == sum(p.numel() for p in m.parameters())
+
+
+def test_save_and_load_round_trip(tmp_path):
+    register()
+    from transformers import AutoModelForCausalLM
+
+    m = tiny()
+    m.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    x = torch.randint(0, 64, (1, 20))
+    with torch.no_grad():
+        assert torch.allclose(m(input_ids=x).logits, loaded(input_ids=x).logits)
+
+
+def test_width_not_divisible_by_heads():
+    with pytest.raises(ValueError, match="not divisible"):
+        BtlmProxyForCausalLM(BtlmProxyConfig(d_model=30, n_heads=4))

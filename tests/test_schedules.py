@@ -1,0 +1,169 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sweep import schedules
+from sweep.spec import SHAPES, ScheduleSpec, SpecError
+
+SIMPLE = [s for s in SHAPES if s not in ("multi_stage", "mixture")]
+
+
+def make(shape, **kw):
+    base = dict(shape=shape, l_min=32, l_max=256, ramp_rate=0.5, multiple_of=32)
+    base.update(kw)
+    if shape == "multi_stage":
+        base.setdefault("stages", ((0.3, 64), (0.7, 128), (1.0, 256)))
+    if shape == "mixture":
+        base.setdefault("mixture_lengths", (32, 128, 256))
+        base.setdefault("mixture_start", (0.8, 0.2, 0.0))
+        base.setdefault("mixture_end", (0.0, 0.2, 0.8))
+    return ScheduleSpec(**base)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_lengths_in_range_and_multiples(shape):
+    s = make(shape)
+    p = schedules.plan(s, 1_000_000, 8192)
+    assert p.lengths.min() >= 32 and p.lengths.max() <= 256
+    assert np.all(p.lengths % 32 == 0)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_total_tokens_exact_and_every_step_full(shape):
+    s = make(shape)
+    p = schedules.plan(s, 1_000_000, 8192)
+    assert p.total_tokens == 1_000_000
+    # reshape: every step but the last holds exactly tokens_per_step tokens
+    assert np.all(p.tokens[:-1] == 8192)
+    assert p.tokens[-1] == 1_000_000 - 8192 * (p.steps - 1)
+    assert sum(p.tokens_by_length().values()) == 1_000_000
+
+
+def test_rows_per_step_is_tokens_over_length():
+    p = schedules.plan(make("constant"), 81920, 8192)
+    assert np.all(p.rows == 8192 // 256) and np.all(p.tails == 0)
+    # 96 does not divide 8192: 85 full rows and a tail row of 32 tokens
+    p = schedules.plan(make("constant", l_max=96, l_min=32), 8192, 8192)
+    assert (p.rows[0], p.tails[0]) == (85, 8192 - 85 * 96)
+
+
+def test_shapes_follow_design_formulas():
+    s = make("linear", ramp_rate=1.0, multiple_of=1)
+    assert schedules.length(s, 0.0) == 32
+    assert schedules.length(s, 0.5) == 32 + 112
+    assert schedules.length(make("linear"), 0.5) == 256  # after the ramp: l_max
+    assert schedules.length(make("exponential", ramp_rate=1.0, multiple_of=1), 0.5) == math.floor(
+        32 * 8**0.5
+    )
+    geo = make("geometric", ramp_rate=1.0)
+    assert [schedules.length(geo, f) for f in (0.0, 0.34, 0.67, 1.0)] == [32, 64, 128, 256]
+    two = make("two_stage")
+    assert schedules.length(two, 0.74) == 64 and schedules.length(two, 0.75) == 256
+    cos = make("cosine", ramp_rate=1.0, multiple_of=1)
+    assert schedules.length(cos, 0.5) == 144
+    root = make("root", ramp_rate=1.0, multiple_of=1, degree=2)
+    assert schedules.length(root, 0.25) == 32 + 112
+
+
+def test_geometric_cycles_repeat_the_ladder():
+    g = make("geometric", ramp_rate=1.0, cycles=2)
+    assert [schedules.length(g, f) for f in (0.0, 0.2, 0.45, 0.5, 0.7, 0.95)] == [
+        32,
+        64,
+        128,
+        32,
+        64,
+        128,
+    ]
+
+
+def test_mixture_is_seeded_and_shifts():
+    s = make("mixture", ramp_rate=1.0)
+    a = schedules.plan(s, 2_000_000, 8192, seed=3)
+    b = schedules.plan(s, 2_000_000, 8192, seed=3)
+    assert np.array_equal(a.lengths, b.lengths)
+    half = a.steps // 2
+    assert a.lengths[:half].mean() < a.lengths[half:].mean()
+
+
+def test_truncate_mode_keeps_rows_fixed():
+    p = schedules.plan(make("linear"), 500_000, 8192, batching="truncate")
+    assert p.total_tokens == 500_000
+    assert np.all(p.rows[:-1] == 8192 // 256)
+    assert p.tokens[0] < 8192  # short steps hold fewer tokens
+
+
+def test_flops_include_attention():
+    p = schedules.plan(make("constant"), 8192, 8192)
+    assert p.flops(1000, 2, 64) == pytest.approx(8192 * (6 * 1000 + 6 * 2 * 64 * 256))
+
+
+@pytest.mark.parametrize(
+    "kw,field",
+    [
+        (dict(shape="multi_stage", stages=((0.5, 64), (0.4, 256))), "schedules.stages"),
+        (dict(shape="multi_stage", stages=((0.5, 64), (0.9, 256))), "schedules.stages"),
+        (
+            dict(shape="mixture", mixture_lengths=(32, 64), mixture_start=(0.5, 0.6)),
+            "schedules.mixture_start",
+        ),
+        (dict(shape="geometric", cycles=0), "schedules.cycles"),
+    ],
+)
+def test_bad_shape_parameters(kw, field):
+    with pytest.raises(SpecError) as e:
+        schedules.validate(make(**kw))
+    assert e.value.field == field
+
+
+def test_lr_warmup_and_decay_in_tokens():
+    assert schedules.lr_at(0, 1000, 0.1, 0.1) == pytest.approx(0.01)
+    assert schedules.lr_at(100, 1000, 0.1, 0.1) == pytest.approx(1.0)
+    assert schedules.lr_at(1000, 1000, 0.1, 0.1) == pytest.approx(0.1)
+
+
+pow2 = st.sampled_from([8, 16, 32, 64])
+
+
+@st.composite
+def specs(draw):
+    mult = draw(pow2)
+    l_min = mult * draw(st.integers(1, 4))
+    l_max = l_min * draw(st.integers(1, 16))
+    shape = draw(st.sampled_from(SIMPLE))
+    rate = draw(st.floats(0.05, 1.0))
+    return make(
+        shape,
+        l_min=l_min,
+        l_max=l_max,
+        multiple_of=mult,
+        ramp_rate=rate,
+        degree=draw(st.floats(0.5, 4)),
+        cycles=draw(st.integers(1, 3)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(s=specs(), steps=st.integers(1, 60), extra=st.integers(0, 10_000))
+def test_property_plan_is_exact_and_in_range(s, steps, extra):
+    tps = s.l_max * 4
+    budget = tps * steps + extra
+    p = schedules.plan(s, budget, tps)
+    assert p.total_tokens == budget
+    assert np.all((p.lengths >= s.l_min) & (p.lengths <= s.l_max))
+    assert np.all(p.lengths % s.multiple_of == 0)
+    if s.shape in ("linear", "root", "exponential", "cosine", "constant", "two_stage") or (
+        s.shape == "geometric" and s.cycles == 1
+    ):
+        assert np.all(np.diff(p.lengths) >= 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(s=specs(), f=st.floats(0, 1))
+def test_property_reverse_mirrors_forward(s, f):
+    fwd = ScheduleSpec(**{**s.__dict__, "shape": "linear"})
+    rev = ScheduleSpec(**{**s.__dict__, "shape": "reverse", "reverse_of": "linear"})
+    assert schedules.length(rev, f) == schedules.length(fwd, 1 - f)
