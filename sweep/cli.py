@@ -35,7 +35,68 @@ def _parser() -> argparse.ArgumentParser:
     show = sch_sub.add_parser("show", help="trial count and a PNG of length versus tokens")
     show.add_argument("spec")
     show.add_argument("--out", default=None, help="PNG path (default <name>-schedules.png)")
+    exp = sch_sub.add_parser("export", help="step tables, DeepSpeed configs, target-unit specs")
+    exp.add_argument("spec")
+    exp.add_argument("--out", default=None, help="folder (default <name>-schedules/)")
+    _target_args(exp)
+    ex = sub.add_parser("export", help="write the picks of a sweep as specs for the scale-up run")
+    ex.add_argument("dir")
+    ex.add_argument(
+        "--schedule",
+        action="append",
+        default=None,
+        help="export this schedule instead of the picks (repeatable)",
+    )
+    ex.add_argument("--out", default=None, help="folder (default DIR/export/)")
+    _target_args(ex)
     return p
+
+
+def _target_args(p: argparse.ArgumentParser) -> None:
+    from sweep.export import Target
+
+    d = Target()
+    p.add_argument("--target-l-max", type=int, default=d.l_max)
+    p.add_argument("--target-tokens", type=float, default=d.tokens)
+    p.add_argument("--target-tokens-per-step", type=int, default=d.tokens_per_step)
+
+
+def _target(args: argparse.Namespace):
+    from sweep.export import Target
+
+    t = Target(args.target_l_max, int(args.target_tokens), args.target_tokens_per_step)
+    if t.l_max <= 0 or t.tokens <= 0 or t.tokens_per_step <= 0:
+        raise SpecError("--target-*", (t.l_max, t.tokens, t.tokens_per_step), "must be positive")
+    if t.tokens_per_step % t.l_max:
+        raise SpecError(
+            "--target-tokens-per-step",
+            t.tokens_per_step,
+            f"is not a multiple of --target-l-max {t.l_max}",
+        )
+    return t
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sweep import aggregate, export, orchestrate
+
+    sweep_dir = Path(args.dir)
+    spec = orchestrate.load_sweep_dir(sweep_dir)
+    wanted = args.schedule
+    if not wanted:
+        summary = aggregate.aggregate(sweep_dir)
+        wanted = [p["schedule"] for p in summary.picks]
+        if not wanted:
+            print(f"nothing to export: {summary.verdict} (name one with --schedule)")
+            return 1
+    trials = {t.schedule.label: t for t in spec.trials()}
+    for name in wanted:
+        if name not in trials:
+            raise SpecError("--schedule", name, f"not in this sweep ({', '.join(trials)})")
+    out = Path(args.out or sweep_dir / "export")
+    for name in wanted:
+        paths = export.export_schedule(trials[name], out / name, _target(args))
+        print(f"{name}: " + ", ".join(str(p) for p in paths))
+    return 0
 
 
 def _report(sweep_dir: Path) -> int:
@@ -88,6 +149,16 @@ def main(argv: list[str] | None = None) -> int:
             except EmptyResults as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
+        if args.cmd == "export":
+            return _export(args)
+        if args.cmd == "schedules" and args.action == "export":
+            from sweep import export, spec
+
+            sw = spec.load(args.spec)
+            out = Path(args.out or f"{sw.name}-schedules")
+            for name, paths in export.export_spec(sw, out, _target(args)).items():
+                print(f"{name}: " + ", ".join(str(p) for p in paths))
+            return 0
         if args.cmd == "schedules":
             from sweep import spec
             from sweep.report import plot_schedule_specs

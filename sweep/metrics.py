@@ -43,6 +43,21 @@ def smooth(curve: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
+def log_binned(curve: np.ndarray, per_octave: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``curve`` in position bins evenly spaced in log2(p): (bin centres, means).
+    Per-position loss is dominated by what the text says at p; wider bins further out
+    average that away without blurring the first few positions."""
+    n = len(curve)
+    edges = np.unique(np.floor(2.0 ** (np.arange(0, math.log2(n) * per_octave + 1) / per_octave)))
+    edges = np.append(edges[edges <= n], n + 1).astype(int)
+    edges = np.unique(edges)
+    centres, means = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        centres.append(math.sqrt(lo * (hi - 1)))
+        means.append(float(np.mean(curve[lo - 1 : hi - 1])))
+    return np.array(centres), np.array(means)
+
+
 def l_eff(curve: np.ndarray, l_max: int, tau: float = TAU, window: int | None = None) -> float:
     """Largest p (as a multiple of l_max) such that the smoothed loss stays within
     near_loss + tau at every position from l_max up to p."""

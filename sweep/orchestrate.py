@@ -252,23 +252,82 @@ def run_sweep(
     return [t.trial_id for t in pending]
 
 
-def dry_run(spec: SweepSpec, out: TextIO = sys.stdout) -> None:
-    """List the trials with their token budget and estimated FLOPs; start nothing."""
-    from sweep.spec import ModelSpec
+# Measured on the 2-core reference machine: Ray Train worker start, imports, corpus load,
+# DeepSpeed initialisation and W&B start-up before the first step of a trial.
+TRIAL_OVERHEAD_S = 25.0
 
-    m: ModelSpec = spec.model
-    d_ff = 64 * -(-int(m.ffn_mult * m.d_model) // 64)
-    n_params = m.n_layers * (4 * m.d_model**2 + 3 * m.d_model * d_ff + 4 * m.d_model)
+
+def measure_step_seconds(spec: SweepSpec, steps: int = 2) -> float:
+    """Wall seconds of one optimizer step at l_max on this machine, measured with the
+    spec's model and the threads one worker gets (a warm-up step, then ``steps`` timed)."""
+    import torch
+
+    from sweep.trial import build_model
+
+    torch.set_num_threads(spec.resources.cpus_per_worker)
+    model = build_model(spec, 257)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    L = spec.schedules.l_max
+    rows = max(1, spec.budget.tokens_per_step // L // spec.resources.workers_per_trial)
+    x = torch.randint(0, 256, (rows, L))
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        model(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> list[dict]:
+    """List the trials with token budget, FLOPs and estimated time here; start nothing.
+    Time is the measured step time at l_max scaled by each trial's FLOPs, plus the
+    per-trial start-up overhead, with trials packed ``max_concurrent_trials`` at a time."""
+    from sweep.trial import build_model
+
+    model = build_model(spec, 257)
+    n_params = model.num_non_embedding_params()
+    m, b = spec.model, spec.budget
+    step_s = measure_step_seconds(spec) if measure else float("nan")
+    const = schedules.plan(
+        schedules.ScheduleSpec("constant", spec.schedules.l_min, spec.schedules.l_max),
+        b.tokens_per_step,
+        b.tokens_per_step,
+    )
+    flops_per_step_at_lmax = const.flops(n_params, m.n_layers, m.d_model)
+    rows = []
     print(
-        f"{'trial':<24} {'steps':>6} {'tokens':>10} {'GFLOPs':>9}  tokens at each length", file=out
+        f"{'trial':<24} {'steps':>6} {'tokens':>10} {'GFLOPs':>9} {'est. s':>7}  "
+        "tokens at each length",
+        file=out,
     )
     for t in spec.trials():
-        b = spec.budget
         p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, b.batching, t.seed)
+        flops = p.flops(n_params, m.n_layers, m.d_model)
+        est = TRIAL_OVERHEAD_S + step_s * flops / flops_per_step_at_lmax
+        rows.append(
+            {
+                "trial_id": t.trial_id,
+                "steps": p.steps,
+                "tokens": p.total_tokens,
+                "flops": flops,
+                "est_s": est,
+            }
+        )
         by_len = ", ".join(f"{k}:{_fmt_tokens(v)}" for k, v in p.tokens_by_length().items())
         print(
-            f"{t.trial_id:<24} {p.steps:>6} {p.total_tokens:>10} "
-            f"{p.flops(n_params, m.n_layers, m.d_model) / 1e9:>9.1f}  {by_len}",
+            f"{t.trial_id:<24} {p.steps:>6} {p.total_tokens:>10} {flops / 1e9:>9.1f} "
+            f"{est:>7.0f}  {by_len}",
             file=out,
         )
-    print(f"{len(spec.trials())} trials; nothing started (--dry-run)", file=out)
+    slots = spec.resources.max_concurrent_trials
+    total = sum(r["est_s"] for r in rows) / min(slots, len(rows))
+    print(
+        f"{len(rows)} trials; {sum(r['flops'] for r in rows) / 1e12:.2f} TFLOPs in all; "
+        f"estimated {total / 60:.1f} min here at {min(slots, len(rows))} at a time "
+        f"(one step at l_max measured at {step_s:.2f}s); nothing started (--dry-run)",
+        file=out,
+    )
+    return rows

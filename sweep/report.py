@@ -38,28 +38,53 @@ def _colors(names: list[str]) -> dict[str, tuple]:
 
 
 def plot_curves(summary: Summary, path: Path) -> Path:
-    """Loss versus position, one line per schedule (seed mean, smoothed), l_max marked."""
+    """Loss versus position, one line per schedule (seed mean, log-binned), l_max marked;
+    below, each schedule minus the reference on the same eval sequences (paired), which
+    cancels the text's own position-to-position variation and shows the schedule's."""
     plt = _plt()
     groups = _by_schedule(summary)
     colors = _colors(list(groups))
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    l_max = None
-    for name, recs in groups.items():
-        curve = np.mean([r["curve"] for r in recs], axis=0)
-        l_max = recs[0]["l_max"]
-        window = max(1, l_max // 16)
-        pos = np.arange(1, len(curve) + 1)
-        lw = 2.4 if name == summary.reference else 1.5
-        ax.plot(pos, metrics.smooth(curve, window), color=colors[name], lw=lw, label=name)
-    if l_max:
+    curves = {name: np.mean([r["curve"] for r in recs], axis=0) for name, recs in groups.items()}
+    l_max = next(iter(groups.values()))[0]["l_max"]
+    ref = curves.get(summary.reference)
+    fig, axes = plt.subplots(
+        2 if ref is not None else 1,
+        1,
+        figsize=(9, 8),
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 2]} if ref is not None else None,
+    )
+    top = axes[0, 0]
+    for name, curve in curves.items():
+        lw = 2.6 if name == summary.reference else 1.5
+        x, y = metrics.log_binned(curve)
+        top.plot(x, y, color=colors[name], lw=lw, label=name, marker=".", ms=3)
+    top.set_ylabel("loss(p), nats (log-binned)")
+    top.set_title("Held-out loss by token position; past l_max is extrapolation")
+    if ref is not None:
+        bottom = axes[1, 0]
+        for name, curve in curves.items():
+            x, y = metrics.log_binned(curve - ref)
+            bottom.plot(
+                x, y, color=colors[name], lw=2.6 if name == summary.reference else 1.5, label=name
+            )
+        bottom.axhline(0, color="k", lw=0.8)
+        bottom.set_ylabel(f"loss(p) - {summary.reference}, nats")
+    for ax in axes[:, 0]:
         ax.axvline(l_max, color="k", ls="--", lw=1)
-        ax.text(l_max, ax.get_ylim()[1], " l_max", va="top", fontsize=9)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("token position p (log scale)")
-    ax.set_ylabel(f"loss(p), nats (moving average over {max(1, (l_max or 16) // 16)} positions)")
-    ax.set_title("Per-position held-out loss: flat past l_max means the schedule extrapolates")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+    top.annotate(
+        f"l_max = {l_max}",
+        (l_max, 1),
+        xycoords=("data", "axes fraction"),
+        xytext=(4, -14),
+        textcoords="offset points",
+        fontsize=9,
+    )
+    axes[-1, 0].set_xlabel("token position p (log scale)")
+    top.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -31,6 +31,10 @@ def validate(s: ScheduleSpec) -> None:
             raise SpecError("schedules.switch", s.switch, "must be in [0, 1]")
         if s.l_short and not s.l_min <= s.l_short <= s.l_max:
             raise SpecError("schedules.l_short", s.l_short, "must lie in [l_min, l_max]")
+    for key, typ in (("switch", (int, float)), ("degree", (int, float)), ("l_short", int)):
+        val = getattr(s, key)
+        if isinstance(val, bool) or not isinstance(val, typ):
+            raise SpecError(f"schedules.{key}", val, "must be a number")
     if s.shape == "root" and s.degree <= 0:
         raise SpecError("schedules.degree", s.degree, "must be positive")
     if s.shape == "geometric" and (type(s.cycles) is not int or s.cycles < 1):
@@ -195,3 +199,71 @@ def lr_at(tokens_seen: int, budget: int, warmup_fraction: float, min_ratio: floa
         return (tokens_seen + 1) / warm
     progress = min(1.0, (tokens_seen - warm) / max(1.0, budget - warm))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# ----------------------------------------------------------------------------- export
+
+DEEPSPEED_NATIVE = {"linear": "fixed_linear", "root": "fixed_root"}
+
+
+def deepspeed_curriculum(s: ScheduleSpec, budget: int, tokens_per_step: int) -> dict:
+    """The schedule as DeepSpeed's ``curriculum_learning`` block (curriculum_type seqlen).
+
+    DeepSpeed's ``CurriculumScheduler.get_difficulty(k)`` equals ``plan(...).lengths[k]``
+    for every step k: linear and root map to ``fixed_linear`` / ``fixed_root`` with
+    ``total_curriculum_step = ramp_rate * steps``; every other deterministic shape is
+    written out as ``fixed_discrete`` runs of equal length. Mixture has no DeepSpeed form.
+    Note DeepSpeed truncates fixed-size rows (our ``truncate`` batching)."""
+    if s.shape == "mixture":
+        raise ValueError("mixture draws lengths at random and has no DeepSpeed curriculum form")
+    steps = math.ceil(budget / tokens_per_step)
+    block = {
+        "enabled": True,
+        "curriculum_type": "seqlen",
+        "min_difficulty": s.l_min,
+        "max_difficulty": s.l_max,
+    }
+    total = s.ramp_rate * steps
+    # The native forms count progress in steps; they match ours (progress in tokens) only
+    # when every step holds the same tokens and the ramp ends on a step boundary.
+    if s.shape in DEEPSPEED_NATIVE and budget % tokens_per_step == 0 and total.is_integer():
+        block["schedule_type"] = DEEPSPEED_NATIVE[s.shape]
+        block["schedule_config"] = {
+            "total_curriculum_step": int(total),
+            "difficulty_step": s.multiple_of,
+        }
+        if s.shape == "root":
+            block["schedule_config"]["root_degree"] = s.degree
+        return block
+    lengths = [length(s, k * tokens_per_step / budget) for k in range(steps)]
+    difficulty, max_step = [lengths[0]], []
+    for k, L in enumerate(lengths[1:], start=1):
+        if L != difficulty[-1]:
+            max_step.append(k - 1)  # DeepSpeed: difficulty[i] while global_steps <= max_step[i]
+            difficulty.append(L)
+    if not max_step:  # DeepSpeed needs one more difficulty than max_step entries
+        max_step, difficulty = [steps - 1], difficulty * 2
+    block["schedule_type"] = "fixed_discrete"
+    block["schedule_config"] = {"difficulty": difficulty, "max_step": max_step}
+    return block
+
+
+def restate(s: ScheduleSpec, target_l_max: int) -> ScheduleSpec:
+    """The same schedule in target units: every length scaled by target_l_max / l_max,
+    fractions and ramp rate unchanged (the budget is expressed in fractions already)."""
+    k = target_l_max / s.l_max
+
+    def scale(x: int) -> int:
+        return max(1, round(x * k))
+
+    return ScheduleSpec(
+        **{
+            **s.__dict__,
+            "l_min": scale(s.l_min),
+            "l_max": target_l_max,
+            "multiple_of": max(1, scale(s.multiple_of)),
+            "l_short": scale(s.l_short) if s.l_short else 0,
+            "stages": tuple((f, scale(L)) for f, L in s.stages),
+            "mixture_lengths": tuple(scale(L) for L in s.mixture_lengths),
+        }
+    )

@@ -103,20 +103,21 @@ class ScheduleSpec:
     mixture_lengths: tuple[int, ...] = ()  # mixture: support of the length distribution
     mixture_start: tuple[float, ...] = ()  # probabilities at f = 0
     mixture_end: tuple[float, ...] = ()  # probabilities at f >= ramp_rate
+    tag: str = ""  # the grid parameters that tell this schedule from its siblings
 
     @property
     def label(self) -> str:
         """Human name of the schedule, without the seed."""
         if self.shape in RATE_FREE_SHAPES:
-            return self.shape
-        return f"{self.shape}-r{self.ramp_rate:g}"
+            return f"{self.shape}{self.tag}"
+        return f"{self.shape}{self.tag}-r{self.ramp_rate:g}"
 
 
 @dataclass(frozen=True)
 class SchedulesSpec:
     l_min: int
     l_max: int
-    shapes: tuple[str, ...]
+    shapes: tuple[dict, ...]  # {"shape": NAME, optional ramp_rates and shape parameters}
     ramp_rates: tuple[float, ...] = (1.0,)
     multiple_of: int = 8
     reference: str = "constant"
@@ -324,23 +325,56 @@ def parse(raw: dict) -> SweepSpec:
     return spec
 
 
+SCALAR_PARAMS = {"switch": "sw", "l_short": "ls", "degree": "d", "cycles": "c", "reverse_of": ""}
+LIST_PARAMS = ("stages", "mixture_lengths", "mixture_start", "mixture_end")
+
+
+def _rates(val: Any, name: str) -> tuple[float, ...]:
+    rates = val if isinstance(val, list) else [val]
+    if not rates:
+        raise SpecError(name, val, "must list at least one ramp rate")
+    for r in rates:
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not (0 < r <= 1):
+            raise SpecError(name, r, "each ramp rate must be in (0, 1]")
+    return tuple(float(r) for r in rates)
+
+
+def _shape_params(raw: dict, prefix: str) -> dict:
+    out = {}
+    for key, val in raw.items():
+        if key not in SCALAR_PARAMS and key not in LIST_PARAMS:
+            raise SpecError(f"{prefix}.{key}", val, "unknown field")
+        out[key] = val
+    return out
+
+
 def _parse_schedules(raw: dict) -> SchedulesSpec:
+    """``shapes`` entries are names or mappings ``{shape: NAME, ramp_rates: [...], PARAM:
+    value-or-list}``; a list-valued scalar parameter is a grid axis for that shape."""
     raw = dict(raw)
     shapes = raw.pop("shapes", None)
     if isinstance(shapes, str):
         shapes = [shapes]
     if not isinstance(shapes, list) or not shapes:
         raise SpecError("schedules.shapes", shapes, "must be a non-empty list of shape names")
-    for s in shapes:
-        if s not in SHAPES:
-            raise SpecError("schedules.shapes", s, f"unknown shape (known: {', '.join(SHAPES)})")
-    rates = raw.pop("ramp_rates", [1.0])
-    if not isinstance(rates, list):
-        rates = [rates]
-    for r in rates:
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not (0 < r <= 1):
-            raise SpecError("schedules.ramp_rates", r, "each ramp rate must be in (0, 1]")
-    out: dict[str, Any] = {"shapes": tuple(shapes), "ramp_rates": tuple(float(r) for r in rates)}
+    entries = []
+    for entry in shapes:
+        entry = {"shape": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or entry.get("shape") not in SHAPES:
+            bad = entry.get("shape") if isinstance(entry, dict) else entry
+            raise SpecError("schedules.shapes", bad, f"unknown shape (known: {', '.join(SHAPES)})")
+        rest = {k: v for k, v in entry.items() if k not in ("shape", "ramp_rates")}
+        _shape_params(rest, f"schedules.shapes[{entry['shape']}]")
+        if "ramp_rates" in entry:
+            entry = {
+                **entry,
+                "ramp_rates": list(_rates(entry["ramp_rates"], "schedules.ramp_rates")),
+            }
+        entries.append(entry)
+    out: dict[str, Any] = {
+        "shapes": tuple(entries),
+        "ramp_rates": _rates(raw.pop("ramp_rates", [1.0]), "schedules.ramp_rates"),
+    }
     for key in ("l_min", "l_max", "multiple_of"):
         if key in raw:
             v = raw.pop(key)
@@ -352,13 +386,7 @@ def _parse_schedules(raw: dict) -> SchedulesSpec:
             raise SpecError(f"schedules.{key}", None, "is required")
     if "reference" in raw:
         out["reference"] = raw.pop("reference")
-    sched_fields = {f.name for f in dataclasses.fields(ScheduleSpec)}
-    params = {}
-    for key, val in raw.items():
-        if key not in sched_fields or key in ("shape", "ramp_rate", "l_min", "l_max"):
-            raise SpecError(f"schedules.{key}", val, "unknown field")
-        params[key] = val
-    out["params"] = params
+    out["params"] = _shape_params(raw, "schedules")
     return SchedulesSpec(**out)
 
 
@@ -432,37 +460,55 @@ def _check(spec: SweepSpec) -> None:
 # ----------------------------------------------------------------------------- grid
 
 
-def _schedule(spec: SweepSpec, shape: str, rate: float) -> ScheduleSpec:
-    s = spec.schedules
-    params: dict[str, Any] = {}
-    for key, val in s.params.items():
-        if key == "stages":
-            if not isinstance(val, list) or not all(
-                isinstance(x, (list, tuple)) and len(x) == 2 for x in val
-            ):
-                raise SpecError("schedules.stages", val, "must be a list of [fraction, length]")
-            val = tuple((float(a), int(b)) for a, b in val)
-        elif key in ("mixture_lengths", "mixture_start", "mixture_end"):
-            if not isinstance(val, list):
-                raise SpecError(f"schedules.{key}", val, "must be a list")
-            val = tuple(val)
-        params[key] = val
-    return ScheduleSpec(
-        shape=shape,
-        l_min=s.l_min,
-        l_max=s.l_max,
-        ramp_rate=1.0 if shape in RATE_FREE_SHAPES else rate,
-        multiple_of=s.multiple_of,
-        **params,
-    )
+def _list_param(key: str, val: Any) -> tuple:
+    if key == "stages":
+        if not isinstance(val, list) or not all(
+            isinstance(x, (list, tuple)) and len(x) == 2 for x in val
+        ):
+            raise SpecError("schedules.stages", val, "must be a list of [fraction, length]")
+        return tuple((float(a), int(b)) for a, b in val)
+    if not isinstance(val, (list, tuple)):
+        raise SpecError(f"schedules.{key}", val, "must be a list")
+    return tuple(val)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
 
 
 def expand(spec: SweepSpec) -> list[TrialSpec]:
-    """The grid shape x ramp rate x seed; rate-free shapes appear once per seed."""
+    """The grid: for every shape entry, its scalar-parameter axes x ramp rates, x seeds.
+    Rate-free shapes run once per seed, not once per rate; duplicates collapse."""
+    s = spec.schedules
     seen: dict[str, ScheduleSpec] = {}
-    for shape, rate in itertools.product(spec.schedules.shapes, spec.schedules.ramp_rates):
-        sched = _schedule(spec, shape, rate)
-        seen.setdefault(sched.label, sched)
+    for entry in s.shapes:
+        shape = entry["shape"]
+        own = {k: v for k, v in entry.items() if k not in ("shape", "ramp_rates")}
+        params = {**s.params, **own}
+        fixed = {k: _list_param(k, v) for k, v in params.items() if k in LIST_PARAMS}
+        axes = {
+            k: (v if isinstance(v, list) else [v]) for k, v in params.items() if k in SCALAR_PARAMS
+        }
+        tagged = [k for k, v in axes.items() if len(v) > 1 or k in own]
+        rates = [1.0] if shape in RATE_FREE_SHAPES else entry.get("ramp_rates", s.ramp_rates)
+        for combo in itertools.product(*axes.values()):
+            chosen = dict(zip(axes, combo))
+            tag = "".join(f"-{SCALAR_PARAMS[k]}{_fmt(chosen[k])}" for k in tagged)
+            for rate in rates:
+                try:
+                    sched = ScheduleSpec(
+                        shape=shape,
+                        l_min=s.l_min,
+                        l_max=s.l_max,
+                        ramp_rate=float(rate),
+                        multiple_of=s.multiple_of,
+                        tag=tag,
+                        **fixed,
+                        **chosen,
+                    )
+                except TypeError as exc:
+                    raise SpecError("schedules.shapes", shape, str(exc)) from None
+                seen.setdefault(sched.label, sched)
     return [
         TrialSpec(f"{label}-s{seed}", seed, sched, spec)
         for label, sched in seen.items()

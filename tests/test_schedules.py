@@ -167,3 +167,42 @@ def test_property_reverse_mirrors_forward(s, f):
     fwd = ScheduleSpec(**{**s.__dict__, "shape": "linear"})
     rev = ScheduleSpec(**{**s.__dict__, "shape": "reverse", "reverse_of": "linear"})
     assert schedules.length(rev, f) == schedules.length(fwd, 1 - f)
+
+
+@pytest.mark.parametrize(
+    "shape,kw",
+    [
+        ("linear", dict(ramp_rate=0.5)),
+        ("linear", dict(ramp_rate=1.0, multiple_of=8)),
+        ("root", dict(ramp_rate=0.5, degree=2.0)),
+        ("root", dict(ramp_rate=1.0, degree=3.0, multiple_of=16)),
+        ("two_stage", {}),
+        ("multi_stage", {}),
+        ("geometric", dict(ramp_rate=0.75, cycles=2)),
+        ("cosine", dict(ramp_rate=0.5)),
+        ("constant", {}),
+    ],
+)
+def test_deepspeed_curriculum_scheduler_agrees_at_every_step(shape, kw):
+    from deepspeed.runtime.data_pipeline.curriculum_scheduler import CurriculumScheduler
+
+    s = make(shape, **kw)
+    budget, tps = 400 * 8192, 8192
+    block = schedules.deepspeed_curriculum(s, budget, tps)
+    if shape == "linear":
+        assert block["schedule_type"] == "fixed_linear"
+    elif shape == "root":
+        assert block["schedule_type"] == "fixed_root"
+    else:
+        assert block["schedule_type"] == "fixed_discrete"
+    ds = CurriculumScheduler(block)
+    ours = schedules.plan(s, budget, tps).lengths
+    theirs = [ds.get_difficulty(k) for k in range(len(ours))]
+    assert list(ours) == theirs
+
+
+def test_restate_in_target_units_keeps_fractions():
+    s = make("two_stage", l_min=512, l_max=2048, multiple_of=64)
+    t = schedules.restate(s, 8192)
+    assert (t.l_min, t.l_max, t.multiple_of) == (2048, 8192, 256)
+    assert schedules.length(t, 0.5) == 2048 and schedules.length(t, 0.8) == 8192
