@@ -56,7 +56,9 @@ class Summary:
             "reference": self.reference,
             "verdict": self.verdict,
             "picks": self.picks,
-            "ranking": self.schedules,
+            "ranking": [
+                {k: v for k, v in r.items() if not k.startswith("_")} for r in self.schedules
+            ],
             "trials": [
                 {
                     "trial_id": t.id,
@@ -134,6 +136,13 @@ def _seed_average(trials: list[Trial]) -> list[dict]:
                     row[f"{key}_ci"] = (row[key] - half, row[key] + half)
                 else:
                     row[f"{key}_ci"] = tuple(ts[0].ci.get(key, (math.nan, math.nan)))
+        per_seq = [t.record.get("per_sequence") for t in ts]
+        if all(per_seq) and len({len(p["far_loss"]) for p in per_seq}) == 1:
+            # per eval sequence, averaged over seeds: the paired comparison's raw material
+            row["_seq_delta"] = np.mean(
+                [np.asarray(p["far_loss"]) - np.asarray(p["near_loss"]) for p in per_seq], axis=0
+            )
+        row["_seed_delta"] = {t.record["seed"]: t.metrics["delta"] for t in ts}
         rows.append(row)
     rows.sort(key=lambda r: r["delta"])
     return rows
@@ -158,6 +167,25 @@ def _halfwidth(row: dict, key: str) -> float:
     return (hi - lo) / 2 if math.isfinite(lo) and math.isfinite(hi) else 0.0
 
 
+def delta_margin(r: dict, ref: dict) -> tuple[float, str]:
+    """Half-width of the 95% interval of ref.delta - r.delta. All trials share the same
+    eval sequences, so the comparison is paired (bootstrap of per-sequence differences);
+    with several common seeds, the seed-to-seed interval counts too, whichever is wider."""
+    a, b = r.get("_seq_delta"), ref.get("_seq_delta")
+    if a is None or b is None or len(a) != len(b):
+        return _halfwidth(r, "delta") + _halfwidth(ref, "delta"), "unpaired intervals"
+    diff = b - a
+    lo, hi = metrics.bootstrap_ci(diff)
+    half, how = (hi - lo) / 2, f"paired bootstrap over {len(diff)} eval sequences"
+    common = sorted(set(r["_seed_delta"]) & set(ref["_seed_delta"]))
+    if len(common) > 1:
+        d = np.array([ref["_seed_delta"][s] - r["_seed_delta"][s] for s in common])
+        seed_half = 1.96 * d.std(ddof=1) / math.sqrt(len(d))
+        if seed_half > half:
+            half, how = seed_half, f"t-interval over {len(common)} seeds"
+    return float(half), how
+
+
 def decide(rows: list[dict], reference: str, epsilon: float = EPSILON) -> tuple[list[dict], str]:
     """DESIGN.md pick rule: on the Pareto front, beats the reference on delta by more than
     the combined interval, and gives up at most ``epsilon`` of id_loss."""
@@ -172,7 +200,8 @@ def decide(rows: list[dict], reference: str, epsilon: float = EPSILON) -> tuple[
         if r is ref:
             continue
         gain = ref["delta"] - r["delta"]
-        margin = _halfwidth(r, "delta") + _halfwidth(ref, "delta")
+        margin, how = delta_margin(r, ref)
+        r["vs_ref"], r["vs_ref_margin"] = gain, margin
         id_cost = r["id_loss"] - ref["id_loss"]
         if not r["pareto"]:
             continue
@@ -188,9 +217,9 @@ def decide(rows: list[dict], reference: str, epsilon: float = EPSILON) -> tuple[
                 "rationale": (
                     f"{r['schedule']} is on the Pareto front of (id_loss, delta, flops); "
                     f"its delta {r['delta']:+.4f} nats beats the reference {reference} "
-                    f"({ref['delta']:+.4f}) by {gain:.4f}, more than the combined 95% interval "
-                    f"{margin:.4f}; its id_loss {r['id_loss']:.4f} is {id_cost:+.4f} nats from "
-                    f"the reference (limit +{epsilon}); it costs "
+                    f"({ref['delta']:+.4f}) by {gain:.4f}, more than the 95% interval "
+                    f"{margin:.4f} ({how}); its id_loss {r['id_loss']:.4f} is "
+                    f"{id_cost:+.4f} nats from the reference (limit +{epsilon}); it costs "
                     f"{r['flops'] / ref['flops']:.2f}x the reference FLOPs."
                 ),
                 "delta_gain": gain,
@@ -203,7 +232,7 @@ def decide(rows: list[dict], reference: str, epsilon: float = EPSILON) -> tuple[
     if near_misses:
         return [], (
             f"no pick: {near_misses} schedule(s) flatten the curve less than the noise "
-            "(delta gain within the combined 95% interval); add seeds or eval sequences"
+            "(delta gain within its 95% interval); add seeds or eval sequences"
         )
     return [], f"no pick: no schedule beats {reference} on delta within {epsilon} nats of id_loss"
 
@@ -236,11 +265,17 @@ def write_summary(summary: Summary) -> Path:
     return path
 
 
+def _vs_ref(r: dict) -> str:
+    if "vs_ref" not in r:
+        return "-"
+    return f"{r['vs_ref']:+.4f}±{r['vs_ref_margin']:.4f}"
+
+
 def format_table(summary: Summary) -> str:
     """The ranked table printed at the end of a sweep (flattest first)."""
     head = (
         f"{'rank':>4}  {'schedule':<20} {'seeds':>5} {'id_loss':>8} {'near':>7} {'far':>7} "
-        f"{'delta':>8} {'±95%':>7} {'slope':>8} {'l_eff':>6} {'GFLOPs':>9}  pick"
+        f"{'delta':>8} {'flatter_than_ref':>17} {'slope':>8} {'l_eff':>6} {'GFLOPs':>9}  pick"
     )
     lines = [head, "-" * len(head)]
     picked = {p["schedule"] for p in summary.picks}
@@ -257,7 +292,7 @@ def format_table(summary: Summary) -> str:
         lines.append(
             f"{i:>4}  {r['schedule']:<20} {r['seeds']:>5} {r['id_loss']:>8.4f} "
             f"{r['near_loss']:>7.4f} {r['far_loss']:>7.4f} {r['delta']:>+8.4f} "
-            f"{_halfwidth(r, 'delta'):>7.4f} {r['slope']:>+8.4f} {r['l_eff']:>6.2f} "
+            f"{_vs_ref(r):>17} {r['slope']:>+8.4f} {r['l_eff']:>6.2f} "
             f"{r['flops'] / 1e9:>9.1f}  {mark}"
         )
     for t in summary.trials:

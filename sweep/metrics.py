@@ -88,6 +88,14 @@ def per_sequence(losses: np.ndarray, l_max: int) -> dict[str, list[float]]:
     }
 
 
+def binned_per_sequence(losses: np.ndarray, per_octave: int = 8) -> dict[str, list]:
+    """Each eval sequence's loss, log-binned by position: enough to draw interval bands
+    and paired differences later without storing every position of every sequence."""
+    centres, _ = log_binned(losses[0], per_octave)
+    rows = [log_binned(row, per_octave)[1] for row in losses]
+    return {"centres": centres.tolist(), "values": np.round(np.array(rows), 5).tolist()}
+
+
 def bootstrap_ci(
     values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:

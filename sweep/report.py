@@ -37,6 +37,22 @@ def _colors(names: list[str]) -> dict[str, tuple]:
     return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
 
 
+def _bands(values: np.ndarray, n_boot: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """95% bootstrap band of the per-bin mean over eval sequences (rows of ``values``)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    means = values[idx].mean(axis=1)
+    return np.quantile(means, 0.025, axis=0), np.quantile(means, 0.975, axis=0)
+
+
+def _binned(recs: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(bin centres, per-sequence binned losses averaged over seeds), when recorded."""
+    if not all(r.get("per_sequence_binned") for r in recs):
+        return None
+    vals = np.mean([np.asarray(r["per_sequence_binned"]["values"]) for r in recs], axis=0)
+    return np.asarray(recs[0]["per_sequence_binned"]["centres"]), vals
+
+
 def plot_curves(summary: Summary, path: Path) -> Path:
     """Loss versus position, one line per schedule (seed mean, log-binned), l_max marked;
     below, each schedule minus the reference on the same eval sequences (paired), which
@@ -56,10 +72,14 @@ def plot_curves(summary: Summary, path: Path) -> Path:
         gridspec_kw={"height_ratios": [3, 2]} if ref is not None else None,
     )
     top = axes[0, 0]
+    binned = {name: _binned(recs) for name, recs in groups.items()}
     for name, curve in curves.items():
         lw = 2.6 if name == summary.reference else 1.5
         x, y = metrics.log_binned(curve)
         top.plot(x, y, color=colors[name], lw=lw, label=name, marker=".", ms=3)
+        if binned[name] is not None:
+            lo, hi = _bands(binned[name][1])
+            top.fill_between(binned[name][0], lo, hi, color=colors[name], alpha=0.12, lw=0)
     top.set_ylabel("loss(p), nats (log-binned)")
     top.set_title("Held-out loss by token position; past l_max is extrapolation")
     if ref is not None:
@@ -70,7 +90,7 @@ def plot_curves(summary: Summary, path: Path) -> Path:
                 x, y, color=colors[name], lw=2.6 if name == summary.reference else 1.5, label=name
             )
         bottom.axhline(0, color="k", lw=0.8)
-        bottom.set_ylabel(f"loss(p) - {summary.reference}, nats")
+        bottom.set_ylabel(f"loss(p) - {summary.reference}, nats (95% bands)")
     for ax in axes[:, 0]:
         ax.axvline(l_max, color="k", ls="--", lw=1)
         ax.set_xscale("log", base=2)
@@ -159,6 +179,115 @@ def plot_training(summary: Summary, path: Path) -> Path:
     return path
 
 
+def plot_tradeoff(summary: Summary, path: Path) -> Path:
+    """delta versus id_loss per schedule with 95% intervals; the Pareto front of
+    (id_loss, delta, flops) circled, picks starred, the reference marked."""
+    plt = _plt()
+    rows = summary.schedules
+    colors = _colors([r["schedule"] for r in rows])
+    picked = {p["schedule"] for p in summary.picks}
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for r in rows:
+        c = colors[r["schedule"]]
+        xlo, xhi = r.get("id_loss_ci", (np.nan, np.nan))
+        ylo, yhi = r.get("delta_ci", (np.nan, np.nan))
+        xerr = [[r["id_loss"] - xlo], [xhi - r["id_loss"]]] if np.isfinite(xlo) else None
+        yerr = [[r["delta"] - ylo], [yhi - r["delta"]]] if np.isfinite(ylo) else None
+        ax.errorbar(
+            r["id_loss"],
+            r["delta"],
+            xerr=xerr,
+            yerr=yerr,
+            fmt="o",
+            color=c,
+            ms=6,
+            capsize=2,
+            label=r["schedule"],
+        )
+        if r.get("pareto"):
+            ax.scatter(r["id_loss"], r["delta"], s=260, facecolors="none", edgecolors=c, lw=1.5)
+        if r["schedule"] in picked:
+            ax.scatter(
+                r["id_loss"], r["delta"], s=320, marker="*", color="gold", edgecolors="k", zorder=5
+            )
+        if r["schedule"] == summary.reference:
+            ax.annotate(
+                "reference",
+                (r["id_loss"], r["delta"]),
+                xytext=(6, 6),
+                textcoords="offset points",
+                fontsize=9,
+            )
+    ax.set_xlabel("id_loss (nats, lower is better)")
+    ax.set_ylabel("delta = far - near (nats, lower is flatter)")
+    ax.set_title("Extrapolation versus in-distribution loss (circles: Pareto front, stars: picks)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_ramp(summary: Summary, path: Path) -> Path:
+    """delta versus ramp rate, one line per shape (rate-free shapes as horizontal lines)."""
+    plt = _plt()
+    shapes: dict[str, list[dict]] = {}
+    for r in summary.schedules:
+        shapes.setdefault(r["shape"], []).append(r)
+    colors = _colors(list(shapes))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for shape, rows in shapes.items():
+        rows = sorted(rows, key=lambda r: r["ramp_rate"])
+        if len(rows) == 1 and shape in ("constant", "two_stage", "multi_stage"):
+            ax.axhline(rows[0]["delta"], color=colors[shape], ls=":", label=shape)
+            continue
+        x = [r["ramp_rate"] for r in rows]
+        y = [r["delta"] for r in rows]
+        lo = [r["delta"] - r.get("delta_ci", (np.nan,))[0] for r in rows]
+        hi = [r.get("delta_ci", (np.nan, np.nan))[1] - r["delta"] for r in rows]
+        ax.errorbar(x, y, yerr=[lo, hi], marker="o", color=colors[shape], capsize=2, label=shape)
+    ax.set_xlabel("ramp rate r (fraction of the budget spent ramping)")
+    ax.set_ylabel("delta (nats)")
+    ax.set_title("Flatness versus ramp rate, per shape")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_evolution(summary: Summary, path: Path) -> Path | None:
+    """delta at the intermediate evaluations, versus tokens: how extrapolation evolves
+    while each schedule ramps. None when the sweep took no intermediate evaluations."""
+    groups = _by_schedule(summary)
+    if not any(r.get("evals") for recs in groups.values() for r in recs):
+        return None
+    plt = _plt()
+    colors = _colors(list(groups))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for name, recs in groups.items():
+        r = recs[0]
+        pts = [*r.get("evals", []), {"tokens": r["tokens_trained"], **r["metrics"]}]
+        ax.plot(
+            [p["tokens"] for p in pts],
+            [p["delta"] for p in pts],
+            marker="o",
+            color=colors[name],
+            label=name,
+        )
+    ax.set_xlabel("tokens trained")
+    ax.set_ylabel("delta (nats)")
+    ax.set_title("Extrapolation during training (intermediate evaluations, seed 0)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.4f}"
@@ -194,6 +323,16 @@ def write_report(summary: Summary) -> tuple[Path, Path]:
     figs = []
     if summary.finished:
         figs.append(("Loss versus position", plot_curves(summary, figdir / "curves.png")))
+        figs.append(
+            (
+                "Flatness versus in-distribution loss",
+                plot_tradeoff(summary, figdir / "tradeoff.png"),
+            )
+        )
+        figs.append(("Flatness versus ramp rate", plot_ramp(summary, figdir / "ramp.png")))
+        evo = plot_evolution(summary, figdir / "evolution.png")
+        if evo:
+            figs.append(("Extrapolation during training", evo))
         figs.append(("Training loss", plot_training(summary, figdir / "training.png")))
     figs.append(("Schedules", plot_schedules(summary, figdir / "schedules.png")))
 

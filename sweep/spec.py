@@ -129,6 +129,8 @@ class EvalSpec:
     multiple: int = 4
     sequences: int = 64
     batch_size: int = 8
+    every_fraction: float = 0.0  # intermediate evaluations every this fraction of the budget
+    intermediate_sequences: int = 16  # eval sequences used by the intermediate evaluations
 
     def length(self, l_max: int) -> int:
         return self.multiple * l_max
@@ -442,6 +444,11 @@ def _check(spec: SweepSpec) -> None:
     _positive("eval.multiple", e.multiple)
     _positive("eval.sequences", e.sequences)
     _positive("eval.batch_size", e.batch_size)
+    _positive("eval.intermediate_sequences", e.intermediate_sequences)
+    if not 0 <= e.every_fraction < 1:
+        raise SpecError(
+            "eval.every_fraction", e.every_fraction, "must be in [0, 1) (0: final only)"
+        )
     if spec.deepspeed.zero_stage not in (0, 1, 2, 3):
         raise SpecError("deepspeed.zero_stage", spec.deepspeed.zero_stage, "must be 0, 1, 2 or 3")
     r = spec.resources

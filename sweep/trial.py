@@ -171,6 +171,10 @@ def train_worker(config: dict) -> None:
         )
     batcher = data.Batcher(stream)
     history: list[dict] = []
+    evals: list[dict] = []
+    every = spec.eval.every_fraction * spec.budget.tokens
+    next_eval = every if every > 0 else float("inf")
+    mid_eval_s = 0.0
     seen, status, error = 0, "finished", None
     t_train = timings["train_start"] = time.time()
     for step, (L, rows, tail) in enumerate(zip(plan.lengths, plan.rows, plan.tails)):
@@ -200,7 +204,7 @@ def train_worker(config: dict) -> None:
             status, error = "diverged", f"loss became {step_loss} at step {step} ({seen} tokens)"
         last = step == plan.steps - 1 or status == "diverged"
         if step % spec.log_every_steps == 0 or last:
-            elapsed = time.time() - t_train
+            elapsed = time.time() - t_train - mid_eval_s
             point = {
                 "step": step,
                 "tokens": seen,
@@ -217,7 +221,27 @@ def train_worker(config: dict) -> None:
             ray.train.report({**point, "budget": spec.budget.tokens, "phase": "train"})
         if status == "diverged":
             break
-    train_wall = time.time() - t_train
+        if seen >= next_eval and not last:
+            while next_eval <= seen:
+                next_eval += every
+            t_mid = time.time()
+            mid = evaluate.per_position_losses(
+                engine.module,
+                eval_seqs[: spec.eval.intermediate_sequences],
+                spec.eval.batch_size,
+                device,
+            )
+            m_mid = metrics.all_metrics(mid.mean(axis=0), sched.l_max)
+            evals.append(
+                {"tokens": seen, "fraction": seen / spec.budget.tokens, "seq_len": int(L), **m_mid}
+            )
+            mid_eval_s += time.time() - t_mid
+            if tracker:
+                tracker.log({"tokens": seen, **{f"eval/{k}": v for k, v in m_mid.items()}})
+            ray.train.report(
+                {"tokens": seen, "budget": spec.budget.tokens, "phase": "eval", **m_mid}
+            )
+    train_wall = time.time() - t_train - mid_eval_s
 
     t_eval = time.time()
     losses = evaluate.per_position_losses(engine.module, eval_seqs, spec.eval.batch_size, device)
@@ -235,12 +259,15 @@ def train_worker(config: dict) -> None:
             wall_s=time.time() - t_start,
             train_wall_s=train_wall,
             eval_wall_s=eval_wall,
+            intermediate_eval_s=mid_eval_s,
             tokens_per_s=seen / max(train_wall, 1e-9),
             n_params=n_params,
             data_passes=passes,
             n_eval_sequences=int(len(eval_seqs)),
             curve=[round(float(v), 5) for v in curve],
             per_sequence=metrics.per_sequence(losses, sched.l_max),
+            per_sequence_binned=metrics.binned_per_sequence(losses),
+            evals=evals,
             metrics=result_metrics,
             history=history,
             workers=world,

@@ -50,6 +50,29 @@ CASES = [
     ("budget < one step", ("budget", "tokens"), 1000, "budget.tokens", "1000"),
     ("unknown position", ("model", "position"), "sinusoid", "model.position", "sinusoid"),
     ("width vs heads", ("model", "d_model"), 33, "model.d_model", "33"),
+    (
+        "stages not increasing",
+        ("schedules", "shapes"),
+        [{"shape": "multi_stage", "stages": [[0.6, 32], [0.4, 48], [1.0, 64]]}],
+        "schedules.stages",
+        "[0.6, 0.4, 1.0]",
+    ),
+    (
+        "stages not ending at 1",
+        ("schedules", "shapes"),
+        [{"shape": "multi_stage", "stages": [[0.5, 32], [0.9, 64]]}],
+        "schedules.stages",
+        "[0.5, 0.9]",
+    ),
+    (
+        "mixture probabilities",
+        ("schedules", "shapes"),
+        [{"shape": "mixture", "mixture_lengths": [16, 64], "mixture_start": [0.5, 0.6]}],
+        "schedules.mixture_start",
+        "[0.5, 0.6]",
+    ),
+    ("unknown batching", ("budget", "batching"), "pack", "budget.batching", "pack"),
+    ("zero stage", ("deepspeed", "zero_stage"), 4, "deepspeed.zero_stage", "4"),
 ]
 
 
@@ -84,7 +107,7 @@ def test_dry_run_lists_trials_and_starts_nothing(tmp_path):
     before = ray_session()
     r = run_cli(["run", str(ROOT / "configs" / "local.yaml"), "--dry-run"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "linear-r0.25-s0" in r.stdout and "8 trials" in r.stdout
+    assert "linear-r0.25-s0" in r.stdout and "7 trials" in r.stdout and "estimated" in r.stdout
     assert ray_session() == before and not (tmp_path / "results").exists()
 
 
@@ -94,4 +117,4 @@ def test_schedules_show_writes_png(tmp_path):
         ["schedules", "show", str(ROOT / "configs" / "local.yaml"), "--out", str(out)], tmp_path
     )
     assert r.returncode == 0, r.stderr
-    assert "8 trials" in r.stdout and out.read_bytes()[:4] == b"\x89PNG"
+    assert "7 trials" in r.stdout and out.read_bytes()[:4] == b"\x89PNG"
