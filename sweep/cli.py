@@ -49,7 +49,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--out", default=None, help="folder (default DIR/export/)")
     _target_args(ex)
+    dash = sub.add_parser("dashboard", help="save the sweep's W&B workspace (needs W&B online)")
+    dash.add_argument("--project", required=True)
+    dash.add_argument("--entity", default=None, help="default: your W&B default entity")
+    dash.add_argument("--sweep", default=None, help="only this sweep's runs (its W&B group)")
     return p
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    import os
+
+    if not os.environ.get("WANDB_API_KEY"):
+        raise SpecError(
+            "WANDB_API_KEY", None, "is not set: saving a W&B workspace needs W&B online"
+        )
+    import wandb
+
+    from dashboards.workspace import build
+
+    entity = args.entity or wandb.Api().default_entity
+    ws = build(entity, args.project, args.sweep).save()
+    print(f"workspace saved: {ws.url}")
+    return 0
 
 
 def _target_args(p: argparse.ArgumentParser) -> None:
@@ -151,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         if args.cmd == "export":
             return _export(args)
+        if args.cmd == "dashboard":
+            return _dashboard(args)
         if args.cmd == "schedules" and args.action == "export":
             from sweep import export, spec
 

@@ -153,7 +153,11 @@ def start_ray(address: str | None, out: TextIO) -> bool:
 
     t0 = time.time()
     address = address or os.environ.get("RAY_ADDRESS")
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+    quiet: dict = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if os.environ.get("WANDB_API_KEY"):
+        # Reaches remote workers through Ray's runtime environment (held in memory by the
+        # cluster), never through a config, record or log this tool writes.
+        quiet["runtime_env"] = {"env_vars": {"WANDB_API_KEY": os.environ["WANDB_API_KEY"]}}
     if address:
         ray.init(address=address, **quiet)
         where = f"connected to Ray at {address}"

@@ -72,14 +72,11 @@ def plot_curves(summary: Summary, path: Path) -> Path:
         gridspec_kw={"height_ratios": [3, 2]} if ref is not None else None,
     )
     top = axes[0, 0]
-    binned = {name: _binned(recs) for name, recs in groups.items()}
     for name, curve in curves.items():
         lw = 2.6 if name == summary.reference else 1.5
         x, y = metrics.log_binned(curve)
+        # no bands here: they would show how documents differ, not how schedules do
         top.plot(x, y, color=colors[name], lw=lw, label=name, marker=".", ms=3)
-        if binned[name] is not None:
-            lo, hi = _bands(binned[name][1])
-            top.fill_between(binned[name][0], lo, hi, color=colors[name], alpha=0.12, lw=0)
     top.set_ylabel("loss(p), nats (log-binned)")
     top.set_title("Held-out loss by token position; past l_max is extrapolation")
     if ref is not None:
@@ -316,6 +313,20 @@ def _trial_rows(summary: Summary) -> list[list[str]]:
 TRIAL_HEAD = ["trial", "status", "tokens", "id_loss", "delta", "slope", "wall s", "error"]
 
 
+def _facts(summary: Summary) -> str:
+    """One line with what the numbers mean: lengths, eval length, budget, trial counts."""
+    rec = summary.trials[0].record
+    sweep = rec.get("config", {}).get("sweep", {})
+    n = len(summary.trials)
+    done = len(summary.finished)
+    return (
+        f"l_max = {rec.get('l_max')}, eval length E = {rec.get('eval_length')} tokens "
+        f"({sweep.get('eval', {}).get('sequences', '?')} held-out sequences), "
+        f"{sweep.get('budget', {}).get('tokens', '?')} training tokens per trial; "
+        f"{done} of {n} trials finished."
+    )
+
+
 def write_report(summary: Summary) -> tuple[Path, Path]:
     d = summary.sweep_dir
     figdir = d / "figures"
@@ -338,7 +349,15 @@ def write_report(summary: Summary) -> tuple[Path, Path]:
 
     table = format_table(summary)
     picks = summary.picks
-    md = [f"# Context-length schedule sweep: {d.name}", "", f"**Verdict:** {summary.verdict}", ""]
+    facts = _facts(summary)
+    md = [
+        f"# Context-length schedule sweep: {d.name}",
+        "",
+        facts,
+        "",
+        f"**Verdict:** {summary.verdict}",
+        "",
+    ]
     md += [f"- **{p['schedule']}**: {p['rationale']}" for p in picks]
     md += [
         "",
@@ -366,7 +385,7 @@ def write_report(summary: Summary) -> tuple[Path, Path]:
         "margin:auto;padding:1em}}pre{{background:#f6f6f6;padding:1em;overflow-x:auto}}"
         "table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;"
         "font-size:13px}}img{{max-width:100%}}</style></head><body>",
-        f"<h1>Context-length schedule sweep: {esc(d.name)}</h1>",
+        f"<h1>Context-length schedule sweep: {esc(d.name)}</h1><p>{esc(facts)}</p>",
         f"<p><b>Verdict:</b> {esc(summary.verdict)}</p><ul>",
         *[f"<li><b>{esc(p['schedule'])}</b>: {esc(p['rationale'])}</li>" for p in picks],
         "</ul>",

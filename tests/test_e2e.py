@@ -1,6 +1,7 @@
 """A tiny sweep through real Ray Tune, real Ray Train and real DeepSpeed (CPU, gloo)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
+SECRET = "ctxsweep0test0secret0key0abcdef0123456789"  # a stand-in W&B key: must leak nowhere
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,7 @@ def smoke_sweep(tmp_path_factory):
         capture_output=True,
         text=True,
         timeout=900,
+        env={**os.environ, "WANDB_API_KEY": SECRET},
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return res / "smoke", r
@@ -64,7 +67,9 @@ def test_curves_have_E_points_and_metrics(smoke_sweep):
 def test_report_summary_and_progress(smoke_sweep):
     d, r = smoke_sweep
     assert (d / "report.html").stat().st_size > 10_000
-    assert "l_max" in (d / "report.md").read_text()
+    assert "l_max = 64" in (d / "report.md").read_text()
+    for fig in ("curves", "tradeoff", "ramp", "training", "schedules"):
+        assert (d / "figures" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((d / "summary.json").read_text())
     assert len(summary["ranking"]) == 3 and summary["verdict"]
     assert "3/3 done" in r.stdout and str(d / "report.html") in r.stdout
@@ -112,3 +117,19 @@ def test_rerun_keeps_finished_trials(smoke_sweep):
     assert r.returncode == 0, r.stderr
     assert "3 already finished" in r.stdout
     assert {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")} == before
+
+
+def test_intermediate_evaluations_recorded(smoke_sweep):
+    d, _ = smoke_sweep
+    for r in records(d):
+        (mid,) = r["evals"]  # every_fraction 0.5: one evaluation halfway
+        assert mid["tokens"] < r["tokens_trained"] and "delta" in mid
+    assert (d / "figures" / "evolution.png").exists()
+
+
+def test_wandb_key_never_written(smoke_sweep):
+    d, r = smoke_sweep
+    assert SECRET not in r.stdout + r.stderr
+    for path in d.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path

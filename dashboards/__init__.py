@@ -1,0 +1,1 @@
+"""W&B workspace definitions for context-length sweeps (wandb-workspaces)."""

@@ -1,0 +1,34 @@
+"""The W&B workspace builds offline and has the panels the issue asks for."""
+
+import subprocess
+import sys
+
+from dashboards.workspace import build
+
+
+def test_workspace_panels():
+    w = build("someone", "ctx-schedules", "local")
+    titles = [p.title for s in w.sections for p in s.panels if getattr(p, "title", None)]
+    for want in (
+        "delta during training, by shape",
+        "delta versus ramp rate",
+        "sequence length versus tokens",
+        "training loss, by shape",
+    ):
+        assert want in titles
+    grouped = [p for s in w.sections for p in s.panels if getattr(p, "groupby", None)]
+    assert all(p.groupby.name == "schedule.shape" for p in grouped) and len(grouped) >= 3
+    assert "Metric('Group') == 'local'" == w.runset_settings.filters
+    spec = w._to_model().model_dump_json()  # the view W&B would store, built offline
+    assert "final/delta" in spec and "train/seq_len" in spec
+
+
+def test_dashboard_without_key_is_a_clear_error():
+    env = {"PATH": "/usr/bin:/bin"}
+    r = subprocess.run(
+        [sys.executable, "-m", "sweep", "dashboard", "--project", "p"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 2 and "WANDB_API_KEY" in r.stderr
