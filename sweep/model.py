@@ -56,8 +56,8 @@ class BtlmProxyConfig(PreTrainedConfig):
 
     @property
     def d_ff(self) -> int:
-        # SwiGLU hidden size, rounded up to a multiple of 64 for matmul-friendly shapes.
-        return 64 * math.ceil(self.ffn_mult * self.d_model / 64)
+        # SwiGLU hidden size, rounded up to a multiple of 32 for matmul-friendly shapes.
+        return 32 * math.ceil(self.ffn_mult * self.d_model / 32)
 
     @property
     def width_mult(self) -> float:
@@ -78,21 +78,47 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     return torch.tensor(power_of_two(lower) + extra)
 
 
+def position_bias(
+    position: str,
+    n_heads: int,
+    q_start: int,
+    q_end: int,
+    k_end: int,
+    device=None,
+    dtype=torch.float32,
+) -> torch.Tensor:
+    """Additive causal bias for queries q_start..q_end-1 over keys 0..k_end-1: ALiBi's
+    -slope_h * (i - j) (shape (1, n_heads, q, k)), or zeros for rope/none (shape
+    (1, 1, q, k)); -inf above the diagonal. Rows of a long sequence can be built a chunk at a
+    time. Four dimensions, because only a 4-D mask lets PyTorch's CPU flash-attention
+    kernel run (a 3-D one falls back to the math path at half the speed)."""
+    i = torch.arange(q_start, q_end, device=device)[:, None]
+    j = torch.arange(k_end, device=device)[None, :]
+    dist = (i - j).to(dtype)
+    if position == "alibi":
+        bias = -alibi_slopes(n_heads).to(device=device, dtype=dtype)[:, None, None] * dist
+    else:
+        bias = torch.zeros_like(dist)[None]
+    return bias.masked_fill(dist < 0, float("-inf"))[None]
+
+
 def alibi_bias(n_heads: int, length: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """Causal ALiBi bias of shape (n_heads, L, L): -slope_h * (i - j) for j <= i, -inf above."""
-    pos = torch.arange(length, device=device)
-    dist = (pos[:, None] - pos[None, :]).to(dtype)
-    slopes = alibi_slopes(n_heads).to(device=device, dtype=dtype)
-    bias = -slopes[:, None, None] * dist
-    return bias.masked_fill(dist < 0, float("-inf"))
+    return position_bias("alibi", n_heads, 0, length, length, device, dtype)[0]
 
 
-def causal_bias(length: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Plain causal mask as an additive bias of shape (1, L, L), for position 'none' (NoPE)."""
-    upper = torch.ones(length, length, device=device, dtype=torch.bool).triu(1)
-    return torch.zeros(1, length, length, device=device, dtype=dtype).masked_fill(
-        upper, float("-inf")
-    )
+def rope_tables(d_head: int, length: int, device=None, base: float = 10000.0):
+    """cos and sin of rotary position embedding angles, each (length, d_head / 2)."""
+    inv = 1.0 / base ** (torch.arange(0, d_head, 2, device=device, dtype=torch.float32) / d_head)
+    angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
 class Attention(nn.Module):
@@ -103,22 +129,33 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.scale = 1.0 / self.d_head  # muP: 1/d_head keeps logits O(1) as width grows
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
+    def project(self, x: torch.Tensor, rope=None) -> tuple[torch.Tensor, ...]:
+        b, t, _ = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return q, k, v
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        b, _, t, _ = y.shape
+        return self.proj(y.transpose(1, 2).reshape(b, t, self.n_heads * self.d_head))
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, rope=None) -> torch.Tensor:
+        q, k, v = self.project(x, rope)
+        return self.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale))
 
 
 class SwiGLU(nn.Module):
     def __init__(self, cfg: BtlmProxyConfig):
         super().__init__()
-        self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
+        # Two matrices rather than one fused and split: the split's backward is a
+        # concatenation that costs more on the CPU than the second matmul launch saves.
+        self.gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.up = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
+        return self.down(F.silu(self.gate(x)) * self.up(x))
 
 
 class Block(nn.Module):
@@ -129,9 +166,32 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), bias)
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, rope=None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), bias, rope)
         return x + self.mlp(self.norm2(x))
+
+    @torch.no_grad()
+    def forward_chunked(self, x: torch.Tensor, bias_rows, rope, chunk: int) -> torch.Tensor:
+        """The same block, for inference on long sequences: attention a chunk of queries
+        at a time against all earlier keys, the MLP a chunk of positions at a time, so
+        no L x L tensor exists and peak memory grows linearly with L."""
+        t = x.shape[1]
+        q, k, v = self.attn.project(self.norm1(x), rope)
+        y = torch.empty_like(q)
+        for s in range(0, t, chunk):
+            e = min(t, s + chunk)
+            y[:, :, s:e] = F.scaled_dot_product_attention(
+                q[:, :, s:e],
+                k[:, :, :e],
+                v[:, :, :e],
+                attn_mask=bias_rows(s, e),
+                scale=self.attn.scale,
+            )
+        del q, k, v
+        x = x + self.attn.merge(y)
+        for s in range(0, t, chunk):
+            x[:, s : s + chunk] += self.mlp(self.norm2(x[:, s : s + chunk]))
+        return x
 
 
 class BtlmProxyForCausalLM(PreTrainedModel):
@@ -145,7 +205,7 @@ class BtlmProxyForCausalLM(PreTrainedModel):
             raise ValueError(
                 f"d_model {config.d_model} is not divisible by n_heads {config.n_heads}"
             )
-        if config.position not in ("alibi", "none"):
+        if config.position not in ("alibi", "rope", "none"):
             raise ValueError(f"position {config.position!r} is not supported by btlm-proxy")
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
@@ -170,16 +230,24 @@ class BtlmProxyForCausalLM(PreTrainedModel):
             module.weight.fill_(1.0)
             module.bias.zero_()
 
-    def attention_bias(self, length: int, device, dtype) -> torch.Tensor:
-        if self.config.position == "alibi":
-            return alibi_bias(self.config.n_heads, length, device, dtype)
-        return causal_bias(length, device, dtype)
+    def hidden_states(self, input_ids: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        """Final hidden states; with ``chunk``, computed layer by layer in query chunks
+        (inference only) so that memory grows linearly with sequence length."""
+        cfg = self.config
+        x = self.embed(input_ids) * cfg.embeddings_scale
+        t = input_ids.shape[1]
+        rope = rope_tables(cfg.d_head, t, x.device) if cfg.position == "rope" else None
 
-    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
-        x = self.embed(input_ids) * self.config.embeddings_scale
-        bias = self.attention_bias(input_ids.shape[1], x.device, x.dtype)
-        for block in self.blocks:
-            x = block(x, bias)
+        def bias_rows(s: int, e: int) -> torch.Tensor:
+            return position_bias(cfg.position, cfg.n_heads, s, e, e, x.device, x.dtype)
+
+        if chunk is None or chunk >= t:
+            bias = bias_rows(0, t)  # one bias, shared by every layer
+            for block in self.blocks:
+                x = block(x, bias, rope)
+        else:
+            for block in self.blocks:
+                x = block.forward_chunked(x, bias_rows, rope, chunk)
         return self.norm_f(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

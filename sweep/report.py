@@ -101,7 +101,7 @@ def plot_curves(summary: Summary, path: Path) -> Path:
         fontsize=9,
     )
     axes[-1, 0].set_xlabel("token position p (log scale)")
-    top.legend(fontsize=8, ncol=2)
+    _legend(top, fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -127,7 +127,7 @@ def plot_plans(plans: dict[str, schedules.Plan], path: Path) -> Path:
     ax.set_ylabel("sequence length")
     ax.set_title("Context-length schedules")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    _legend(ax, fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -169,7 +169,7 @@ def plot_training(summary: Summary, path: Path) -> Path:
     ax.set_ylabel("training loss (nats)")
     ax.set_title("Training loss (seed 0 of each schedule)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    _legend(ax, fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -219,7 +219,7 @@ def plot_tradeoff(summary: Summary, path: Path) -> Path:
     ax.set_ylabel("delta = far - near (nats, lower is flatter)")
     ax.set_title("Extrapolation versus in-distribution loss (circles: Pareto front, stars: picks)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    _legend(ax, fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -248,7 +248,7 @@ def plot_ramp(summary: Summary, path: Path) -> Path:
     ax.set_ylabel("delta (nats)")
     ax.set_title("Flatness versus ramp rate, per shape")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -278,11 +278,17 @@ def plot_evolution(summary: Summary, path: Path) -> Path | None:
     ax.set_ylabel("delta (nats)")
     ax.set_title("Extrapolation during training (intermediate evaluations, seed 0)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    _legend(ax, fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _legend(ax, **kw) -> None:
+    """A legend when it can be read; past 20 entries the table says what is what."""
+    if 0 < len(ax.get_legend_handles_labels()[1]) <= 20:
+        ax.legend(**kw)
 
 
 def _fmt(v) -> str:

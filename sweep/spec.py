@@ -30,7 +30,7 @@ SHAPES = (
 )
 # Shapes whose length does not depend on the ramp rate: one trial per seed, not per rate.
 RATE_FREE_SHAPES = ("constant", "two_stage", "multi_stage")
-POSITIONS = ("alibi", "none")
+POSITIONS = ("alibi", "rope", "none")
 ARCHS = ("btlm-proxy",)
 BATCHING = ("reshape", "truncate")
 WANDB_MODES = ("offline", "online", "disabled")

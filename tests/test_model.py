@@ -76,3 +76,30 @@ def test_save_and_load_round_trip(tmp_path):
 def test_width_not_divisible_by_heads():
     with pytest.raises(ValueError, match="not divisible"):
         BtlmProxyForCausalLM(BtlmProxyConfig(d_model=30, n_heads=4))
+
+
+@pytest.mark.parametrize("position", ["alibi", "rope", "none"])
+def test_chunked_evaluation_matches_full_forward(position):
+    import numpy as np
+
+    from sweep.evaluate import per_position_losses
+
+    m = tiny(position=position)
+    seqs = np.random.default_rng(0).integers(0, 64, (3, 301))
+    full = per_position_losses(m, seqs, 2, "cpu", chunk=None)
+    chunked = per_position_losses(m, seqs, 2, "cpu", chunk=64)
+    assert full.shape == (3, 300)
+    np.testing.assert_allclose(chunked, full, atol=1e-4)
+
+
+def test_rope_is_relative():
+    """RoPE attention scores depend only on the offset between query and key."""
+    from sweep.model import apply_rope, rope_tables
+
+    cos, sin = rope_tables(8, 40)
+    q, k = torch.randn(8), torch.randn(8)
+
+    def score(i, j):
+        return (apply_rope(q, cos[i], sin[i]) * apply_rope(k, cos[j], sin[j])).sum()
+
+    assert score(10, 3).item() == pytest.approx(score(30, 23).item(), rel=1e-5)
