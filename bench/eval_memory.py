@@ -75,7 +75,8 @@ def main() -> None:
             rows[mode, E] = float(out.stdout.strip().splitlines()[-1])
     print(f"model d_model={a.d_model} n_layers={a.n_layers} n_heads={a.n_heads}, one sequence")
     print(
-        f"{'E':>7} {'chunked MiB':>12} {'x prev':>7} {'full MiB':>10} {'x prev':>7} {'full/chunked':>13}"
+        f"{'E':>7} {'chunked MiB':>12} {'x prev':>7} {'full MiB':>10} {'x prev':>7} "
+        f"{'full/chunked':>13}"
     )
     for i, E in enumerate(lengths):
         c, f = rows["chunked", E], rows["full", E]
