@@ -147,6 +147,12 @@ class Resources:
     cpus_per_worker: int = 1
     gpus_per_worker: float = 0
     max_concurrent_trials: int = 2
+    max_failures: int = 2  # worker-group restarts of a trial, each from its last checkpoint
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    every_tokens: int = 0  # 0: no checkpoints (a failed trial then restarts from scratch)
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,7 @@ class SweepSpec:
     deepspeed: DeepSpeedSpec = DeepSpeedSpec()
     resources: Resources = Resources()
     wandb: WandbSpec = WandbSpec()
+    checkpoint: CheckpointSpec = CheckpointSpec()
     log_every_steps: int = 5
 
     def to_dict(self) -> dict:
@@ -298,6 +305,7 @@ def parse(raw: dict) -> SweepSpec:
     ds = _build(DeepSpeedSpec, _section(raw, "deepspeed"), "deepspeed")
     res = _build(Resources, _section(raw, "resources"), "resources")
     wb = _build(WandbSpec, _section(raw, "wandb"), "wandb")
+    ck = _build(CheckpointSpec, _section(raw, "checkpoint"), "checkpoint")
     scheds = _parse_schedules(_section(raw, "schedules", True))
 
     seeds = raw.get("seeds", [0])
@@ -321,6 +329,7 @@ def parse(raw: dict) -> SweepSpec:
         deepspeed=ds,
         resources=res,
         wandb=wb,
+        checkpoint=ck,
         log_every_steps=log_every,
     )
     _check(spec)
@@ -454,6 +463,10 @@ def _check(spec: SweepSpec) -> None:
     r = spec.resources
     for key in ("workers_per_trial", "cpus_per_worker", "max_concurrent_trials"):
         _positive(f"resources.{key}", getattr(r, key))
+    if r.max_failures < 0:
+        raise SpecError("resources.max_failures", r.max_failures, "must be >= 0")
+    if spec.checkpoint.every_tokens < 0:
+        raise SpecError("checkpoint.every_tokens", spec.checkpoint.every_tokens, "must be >= 0")
     if r.gpus_per_worker < 0:
         raise SpecError("resources.gpus_per_worker", r.gpus_per_worker, "must be >= 0")
     if spec.wandb.mode not in WANDB_MODES:

@@ -170,14 +170,28 @@ def train_worker(config: dict) -> None:
             sweep_dir / "wandb",
         )
     batcher = data.Batcher(stream)
-    history: list[dict] = []
-    evals: list[dict] = []
     every = spec.eval.every_fraction * spec.budget.tokens
-    next_eval = every if every > 0 else float("inf")
+    ck_every = spec.checkpoint.every_tokens or float("inf")
+    # Everything the loop carries from step to step; a checkpoint stores exactly this.
+    state = {
+        "step": 0,
+        "seen": 0,
+        "position": 0,
+        "history": [],
+        "evals": [],
+        "next_eval": every if every > 0 else float("inf"),
+        "next_ckpt": ck_every,
+        "restarts": 0,
+    }
+    state = restore(engine, state)
+    batcher.position = state["position"]
+    history, evals, seen = state["history"], state["evals"], state["seen"]
+    next_eval = state["next_eval"]
     mid_eval_s = 0.0
-    seen, status, error = 0, "finished", None
+    status, error = "finished", None
     t_train = timings["train_start"] = time.time()
-    for step, (L, rows, tail) in enumerate(zip(plan.lengths, plan.rows, plan.tails)):
+    steps = list(enumerate(zip(plan.lengths, plan.rows, plan.tails)))
+    for step, (L, rows, tail) in steps[state["step"] :]:
         mult = schedules.lr_at(
             seen, spec.budget.tokens, spec.optim.warmup_fraction, spec.optim.min_lr_ratio
         )
@@ -241,6 +255,27 @@ def train_worker(config: dict) -> None:
             ray.train.report(
                 {"tokens": seen, "budget": spec.budget.tokens, "phase": "eval", **m_mid}
             )
+        if seen >= state["next_ckpt"] and not last:
+            while state["next_ckpt"] <= seen:
+                state["next_ckpt"] += ck_every
+            state.update(
+                step=step + 1,
+                seen=seen,
+                position=batcher.position,
+                history=history,
+                evals=evals,
+                next_eval=next_eval,
+            )
+            save_checkpoint(
+                engine,
+                state,
+                {
+                    "tokens": seen,
+                    "budget": spec.budget.tokens,
+                    "phase": "checkpoint",
+                    "loss": step_loss,
+                },
+            )
     train_wall = time.time() - t_train - mid_eval_s
 
     t_eval = time.time()
@@ -271,6 +306,7 @@ def train_worker(config: dict) -> None:
             metrics=result_metrics,
             history=history,
             workers=world,
+            restarts=state["restarts"],
             timings={k: round(v - timings["driver_start"], 3) for k, v in timings.items()},
             host=socket.gethostname(),
             versions=_versions(),
@@ -291,6 +327,36 @@ def train_worker(config: dict) -> None:
             **result_metrics,
         }
     )
+
+
+STATE_FILE = "trial_state.json"
+
+
+def save_checkpoint(engine, state: dict, metrics_: dict) -> None:
+    """DeepSpeed checkpoint (every rank writes its shards) plus the loop state, reported
+    to Ray Train, which keeps it in the trial's storage and hands it back on restart."""
+    import tempfile
+
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine.save_checkpoint(tmp, tag="state")
+        if ray.train.get_context().get_world_rank() == 0:
+            Path(tmp, STATE_FILE).write_text(json.dumps(state))
+        ray.train.report(metrics_, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def restore(engine, state: dict) -> dict:
+    """Load the last reported checkpoint, if Ray Train restarted this trial with one."""
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return state
+    with ckpt.as_directory() as d:
+        engine.load_checkpoint(d, tag="state")
+        saved = json.loads(Path(d, STATE_FILE).read_text())
+    return {**saved, "restarts": saved["restarts"] + 1}
 
 
 def _versions() -> dict[str, str]:
@@ -335,6 +401,8 @@ def run_trial(config: dict) -> None:
             name=trial.trial_id,
             storage_path=str(sweep_dir / "ray" / "train"),
             callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
     )
     try:
