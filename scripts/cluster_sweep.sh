@@ -6,6 +6,7 @@
 # multi-node clusters. WANDB_API_KEY, when set in the head's environment, reaches the
 # trial workers through Ray's runtime environment and is never written to disk.
 set -euo pipefail
+export RAY_AUTH_MODE=token
 cd ~/ctx-sweep
 spec="$1"; shift
 exec sweep run "$spec" --address auto --results "${SWEEP_RESULTS:-$HOME/ctx-sweep/results}" "$@"

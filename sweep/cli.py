@@ -155,13 +155,16 @@ def main(argv: list[str] | None = None) -> int:
             from sweep import data
 
             data.check_eval_feasible(sw.data, sw.eval, sw.schedules.l_max)
+            orchestrate.preflight(sw, args.address)
             orchestrate.prepare(sw, sweep_dir, args.overwrite)
             return _run(sw, sweep_dir, args.address)
         if args.cmd == "resume":
             from sweep import orchestrate
 
             sweep_dir = Path(args.dir).resolve()
-            return _run(orchestrate.load_sweep_dir(sweep_dir), sweep_dir, args.address)
+            sw = orchestrate.load_sweep_dir(sweep_dir)
+            orchestrate.preflight(sw, args.address)
+            return _run(sw, sweep_dir, args.address)
         if args.cmd == "report":
             from sweep.aggregate import EmptyResults
 

@@ -174,6 +174,45 @@ def start_ray(address: str | None, out: TextIO) -> bool:
     return not address
 
 
+def preflight(spec: SweepSpec, address: str | None) -> None:
+    """Checks that need no Ray: the cluster address answers, or, when running locally,
+    this machine can hold one trial. Raises SpecError before anything is written."""
+    import socket
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and address != "auto":
+        hostport = address.split("://")[-1].rstrip("/")
+        host, _, port = hostport.rpartition(":")
+        try:
+            socket.create_connection((host or hostport, int(port or 6379)), timeout=5).close()
+        except (OSError, ValueError) as exc:
+            raise SpecError("--address", address, f"unreachable ({exc})") from None
+        return
+    if address:
+        return
+    r = spec.resources
+    cpus = os.cpu_count() or 1
+    if r.cpus_per_worker > cpus:
+        raise SpecError(
+            "resources.cpus_per_worker", r.cpus_per_worker, f"this machine has {cpus} CPUs"
+        )
+    if r.workers_per_trial * r.cpus_per_worker > cpus:
+        raise SpecError(
+            "resources.workers_per_trial",
+            r.workers_per_trial,
+            f"needs {r.workers_per_trial * r.cpus_per_worker} CPUs, this machine has {cpus}",
+        )
+    if r.gpus_per_worker > 0:
+        import torch
+
+        if torch.cuda.device_count() * 1.0 < r.gpus_per_worker * r.workers_per_trial:
+            raise SpecError(
+                "resources.gpus_per_worker",
+                r.gpus_per_worker,
+                f"this machine has {torch.cuda.device_count()} GPUs",
+            )
+
+
 def check_resources(spec: SweepSpec) -> None:
     """A trial that no node can hold would wait forever: refuse it up front."""
     import ray

@@ -110,6 +110,7 @@ def train_worker(config: dict) -> None:
     t_start = time.time()
     import datasets
     import deepspeed
+    import ray
     import ray.train
     import torch
     import torch.distributed as dist
@@ -309,6 +310,7 @@ def train_worker(config: dict) -> None:
             restarts=state["restarts"],
             timings={k: round(v - timings["driver_start"], 3) for k, v in timings.items()},
             host=socket.gethostname(),
+            node_id=ray.get_runtime_context().get_node_id(),
             versions=_versions(),
         )
         if tracker:

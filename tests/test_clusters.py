@@ -30,5 +30,9 @@ def test_no_port_open_to_the_world(path):
     for cmd in cfg["head_start_ray_commands"]:
         if "--head" in cmd:
             assert "--dashboard-host=127.0.0.1" in cmd
+    for cmd in cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]:
+        if "ray start" in cmd:
+            assert "RAY_AUTH_MODE=token" in cmd  # token authentication stays on
+    assert "~/.ray/auth_token" in cfg["file_mounts"]
     for perm in cfg["provider"].get("security_group", {}).get("IpPermissions", []):
         assert (perm["FromPort"], perm["ToPort"]) == (22, 22)

@@ -1,0 +1,110 @@
+"""A real two-node Ray cluster on this machine (a head and a second raylet with its own
+CPU), token authentication on, a sweep submitted through the Ray Jobs client."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+PORT, DASH = 6391, 8276
+
+
+def ray_cli(*args, env, check=True):
+    ray = str(Path(sys.executable).with_name("ray"))
+    return subprocess.run(
+        [ray, *args], env=env, capture_output=True, text=True, timeout=180, check=check
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    ray_cli("stop", "--force", env=env, check=False)
+    ray_cli(
+        "start",
+        "--head",
+        f"--port={PORT}",
+        "--num-cpus=1",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={DASH}",
+        "--include-dashboard=true",
+        "--disable-usage-stats",
+        env=env,
+    )
+    ray_cli(
+        "start", f"--address=127.0.0.1:{PORT}", "--num-cpus=1", "--disable-usage-stats", env=env
+    )
+    yield env
+    ray_cli("stop", "--force", env=env, check=False)
+
+
+def test_sweep_through_ray_job_submit_spreads_over_two_nodes(cluster, tmp_path):
+    res = tmp_path / "results"
+    r = ray_cli(
+        "job",
+        "submit",
+        f"--address=http://127.0.0.1:{DASH}",
+        "--",
+        sys.executable,
+        "-m",
+        "sweep",
+        "run",
+        str(ROOT / "configs" / "smoke.yaml"),
+        "--results",
+        str(res),
+        env=cluster,
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "2 node(s)" in r.stdout and "3/3 done" in r.stdout
+    recs = [json.loads(p.read_text()) for p in (res / "smoke").glob("trials/*/record.json")]
+    assert len(recs) == 3 and {x["status"] for x in recs} == {"finished"}
+    assert len({x["node_id"] for x in recs}) == 2  # one CPU a node: trials had to spread
+    assert (res / "smoke" / "report.html").exists()
+
+
+def test_unreachable_address_is_one_line_exit_2(tmp_path):
+    t0 = time.time()
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweep",
+            "run",
+            str(ROOT / "configs" / "smoke.yaml"),
+            "--results",
+            str(tmp_path),
+            "--address",
+            "127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "--address" in r.stderr and "127.0.0.1:1" in r.stderr
+    assert time.time() - t0 < 30
+    assert not (tmp_path / "smoke").exists()
+
+
+def test_resources_no_node_can_satisfy(tmp_path):
+    import yaml
+
+    s = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    s["resources"]["cpus_per_worker"] = 64
+    spec = tmp_path / "big.yaml"
+    spec.write_text(yaml.safe_dump(s))
+    r = subprocess.run(
+        [sys.executable, "-m", "sweep", "run", str(spec), "--results", str(tmp_path / "res")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "resources.cpus_per_worker" in r.stderr and "64" in r.stderr
+    assert not (tmp_path / "res").exists()
