@@ -49,11 +49,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--out", default=None, help="folder (default DIR/export/)")
     _target_args(ex)
+    one = sub.add_parser("trial", help="run one trial of a spec in this process, without Ray")
+    one.add_argument("spec")
+    one.add_argument("--trial", required=True, help="trial id, as `sweep run --dry-run` lists")
+    one.add_argument("--results", default="results")
     dash = sub.add_parser("dashboard", help="save the sweep's W&B workspace (needs W&B online)")
     dash.add_argument("--project", required=True)
     dash.add_argument("--entity", default=None, help="default: your W&B default entity")
     dash.add_argument("--sweep", default=None, help="only this sweep's runs (its W&B group)")
     return p
+
+
+def _one_trial(args: argparse.Namespace) -> int:
+    """A trial exactly as a sweep runs it, minus Ray: for debugging and baselines."""
+    from sweep import orchestrate, spec
+    from sweep.trial import local_session, read_record, train, trial_dir
+
+    sw = spec.load(args.spec)
+    trials = {t.trial_id: t for t in sw.trials()}
+    if args.trial not in trials:
+        raise SpecError("--trial", args.trial, f"not in this sweep ({', '.join(trials)})")
+    sweep_dir = orchestrate.sweep_dir_for(sw, Path(args.results))
+    train({"trial": trials[args.trial].to_dict(), "sweep_dir": str(sweep_dir)}, local_session())
+    rec = read_record(trial_dir(sweep_dir, args.trial) / "record.json")
+    print(
+        f"{args.trial}: {rec['status']}, id_loss {rec['metrics']['id_loss']:.4f}, "
+        f"delta {rec['metrics']['delta']:+.4f}, {rec['wall_s']:.1f}s"
+    )
+    return 0
 
 
 def _dashboard(args: argparse.Namespace) -> int:
@@ -177,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.cmd == "dashboard":
             return _dashboard(args)
+        if args.cmd == "trial":
+            return _one_trial(args)
         if args.cmd == "schedules" and args.action == "export":
             from sweep import export, spec
 

@@ -176,48 +176,52 @@ def plot_training(summary: Summary, path: Path) -> Path:
     return path
 
 
+def _vs_reference(summary: Summary) -> tuple[dict | None, list[dict]]:
+    ref = next((r for r in summary.schedules if r["schedule"] == summary.reference), None)
+    return ref, summary.schedules
+
+
+def _paired_err(r: dict) -> float:
+    """The half-width of the paired 95% interval of delta against the reference."""
+    return float(r.get("vs_ref_margin", np.nan))
+
+
 def plot_tradeoff(summary: Summary, path: Path) -> Path:
-    """delta versus id_loss per schedule with 95% intervals; the Pareto front of
-    (id_loss, delta, flops) circled, picks starred, the reference marked."""
+    """Each schedule against the reference: id_loss cost versus delta change, with the
+    paired 95% interval of the delta change; Pareto front circled, picks starred. Paired,
+    because every trial is evaluated on the same sequences: unpaired intervals would mostly
+    show how the documents differ."""
     plt = _plt()
-    rows = summary.schedules
+    ref, rows = _vs_reference(summary)
     colors = _colors([r["schedule"] for r in rows])
     picked = {p["schedule"] for p in summary.picks}
+    base_id = ref["id_loss"] if ref else 0.0
+    base_delta = ref["delta"] if ref else 0.0
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for r in rows:
         c = colors[r["schedule"]]
-        xlo, xhi = r.get("id_loss_ci", (np.nan, np.nan))
-        ylo, yhi = r.get("delta_ci", (np.nan, np.nan))
-        xerr = [[r["id_loss"] - xlo], [xhi - r["id_loss"]]] if np.isfinite(xlo) else None
-        yerr = [[r["delta"] - ylo], [yhi - r["delta"]]] if np.isfinite(ylo) else None
+        x, y = r["id_loss"] - base_id, r["delta"] - base_delta
+        err = _paired_err(r)
         ax.errorbar(
-            r["id_loss"],
-            r["delta"],
-            xerr=xerr,
-            yerr=yerr,
+            x,
+            y,
+            yerr=[[err], [err]] if np.isfinite(err) else None,
             fmt="o",
             color=c,
             ms=6,
-            capsize=2,
+            capsize=3,
             label=r["schedule"],
         )
         if r.get("pareto"):
-            ax.scatter(r["id_loss"], r["delta"], s=260, facecolors="none", edgecolors=c, lw=1.5)
+            ax.scatter(x, y, s=260, facecolors="none", edgecolors=c, lw=1.5)
         if r["schedule"] in picked:
-            ax.scatter(
-                r["id_loss"], r["delta"], s=320, marker="*", color="gold", edgecolors="k", zorder=5
-            )
-        if r["schedule"] == summary.reference:
-            ax.annotate(
-                "reference",
-                (r["id_loss"], r["delta"]),
-                xytext=(6, 6),
-                textcoords="offset points",
-                fontsize=9,
-            )
-    ax.set_xlabel("id_loss (nats, lower is better)")
-    ax.set_ylabel("delta = far - near (nats, lower is flatter)")
-    ax.set_title("Extrapolation versus in-distribution loss (circles: Pareto front, stars: picks)")
+            ax.scatter(x, y, s=320, marker="*", color="gold", edgecolors="k", zorder=5)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.axvspan(0.01, max(0.011, ax.get_xlim()[1]), color="grey", alpha=0.08)
+    ax.set_xlabel(f"id_loss - {summary.reference} (nats; shaded: more than epsilon = 0.01 worse)")
+    ax.set_ylabel(f"delta - {summary.reference} (nats; below 0 is flatter)")
+    ax.set_title("Against the reference (circles: Pareto front, stars: picks)")
     ax.grid(alpha=0.3)
     _legend(ax, fontsize=8, ncol=2)
     fig.tight_layout()
@@ -227,25 +231,33 @@ def plot_tradeoff(summary: Summary, path: Path) -> Path:
 
 
 def plot_ramp(summary: Summary, path: Path) -> Path:
-    """delta versus ramp rate, one line per shape (rate-free shapes as horizontal lines)."""
+    """delta change against the reference versus ramp rate, one line per shape (rate-free
+    shapes as horizontal lines), with paired 95% intervals."""
     plt = _plt()
+    ref, rows = _vs_reference(summary)
+    base = ref["delta"] if ref else 0.0
     shapes: dict[str, list[dict]] = {}
-    for r in summary.schedules:
+    for r in rows:
         shapes.setdefault(r["shape"], []).append(r)
     colors = _colors(list(shapes))
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for shape, rows in shapes.items():
-        rows = sorted(rows, key=lambda r: r["ramp_rate"])
-        if len(rows) == 1 and shape in ("constant", "two_stage", "multi_stage"):
-            ax.axhline(rows[0]["delta"], color=colors[shape], ls=":", label=shape)
+    for shape, rs in shapes.items():
+        rs = sorted(rs, key=lambda r: r["ramp_rate"])
+        if len(rs) == 1 and shape in ("constant", "two_stage", "multi_stage"):
+            ax.axhline(rs[0]["delta"] - base, color=colors[shape], ls=":", label=shape)
             continue
-        x = [r["ramp_rate"] for r in rows]
-        y = [r["delta"] for r in rows]
-        lo = [r["delta"] - r.get("delta_ci", (np.nan,))[0] for r in rows]
-        hi = [r.get("delta_ci", (np.nan, np.nan))[1] - r["delta"] for r in rows]
-        ax.errorbar(x, y, yerr=[lo, hi], marker="o", color=colors[shape], capsize=2, label=shape)
+        err = [_paired_err(r) for r in rs]
+        ax.errorbar(
+            [r["ramp_rate"] for r in rs],
+            [r["delta"] - base for r in rs],
+            yerr=err if all(np.isfinite(err)) else None,
+            marker="o",
+            color=colors[shape],
+            capsize=3,
+            label=shape,
+        )
     ax.set_xlabel("ramp rate r (fraction of the budget spent ramping)")
-    ax.set_ylabel("delta (nats)")
+    ax.set_ylabel(f"delta - {summary.reference} (nats)")
     ax.set_title("Flatness versus ramp rate, per shape")
     ax.grid(alpha=0.3)
     _legend(ax, fontsize=8)
@@ -412,6 +424,12 @@ def write_report(summary: Summary) -> tuple[Path, Path]:
     parts.append("</table>")
     for s in summary.skipped:
         parts.append(f"<p>Skipped {esc(s['path'])}: {esc(s['reason'])}</p>")
+    # Counts the figures that decoded, so a headless browser test can check them.
+    parts.append(
+        "<script>window.addEventListener('load', () => { document.body.dataset"
+        ".imagesLoaded = [...document.images].filter(i => i.complete && "
+        "i.naturalWidth > 0).length; });</script>"
+    )
     parts.append("</body></html>")
     html_path = d / "report.html"
     write_text_atomic(html_path, "\n".join(parts))

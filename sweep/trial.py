@@ -10,6 +10,8 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +107,69 @@ def deepspeed_config(spec: SweepSpec, world: int, use_gpu: bool) -> dict:
     }
 
 
+@dataclass
+class Session:
+    """Where a trial's training loop runs: its rank, and how it reports metrics and
+    checkpoints. A Ray Train worker in a sweep; a plain process for baselines."""
+
+    rank: int
+    world: int
+    local_rank: int
+    node_id: str
+    report: Callable[[dict], None]
+    save: Callable[[dict, str], None]  # (metrics, local checkpoint directory)
+    latest_checkpoint: Callable[[], Any]  # a context manager giving a directory, or None
+
+
+def ray_session() -> Session:
+    import ray
+    import ray.train
+
+    ctx = ray.train.get_context()
+
+    def save(metrics_: dict, directory: str) -> None:
+        ray.train.report(metrics_, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+    def latest():
+        ckpt = ray.train.get_checkpoint()
+        return ckpt.as_directory() if ckpt is not None else None
+
+    return Session(
+        ctx.get_world_rank(),
+        ctx.get_world_size(),
+        ctx.get_local_rank(),
+        ray.get_runtime_context().get_node_id(),
+        ray.train.report,
+        save,
+        latest,
+    )
+
+
+def local_session() -> Session:
+    """One process, no Ray: a gloo group of one, so DeepSpeed initialises as in a sweep."""
+    import torch.distributed as dist
+
+    for key, val in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+        os.environ.setdefault(key, val)  # what DeepSpeed expects a launcher to have set
+    if not dist.is_initialized():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    return Session(0, 1, 0, socket.gethostname(), lambda m: None, lambda m, d: None, lambda: None)
+
+
 def train_worker(config: dict) -> None:
-    """Ray Train per-worker loop (rank 0 writes the record and the W&B run)."""
+    """Ray Train per-worker entry point."""
+    train(config, ray_session())
+
+
+def train(config: dict, session: Session) -> None:
+    """The trial: train under the schedule, evaluate per position, and (rank 0) write the
+    record and the W&B run."""
     t_start = time.time()
     import datasets
     import deepspeed
-    import ray
-    import ray.train
     import torch
     import torch.distributed as dist
 
@@ -127,10 +185,9 @@ def train_worker(config: dict) -> None:
     trial = TrialSpec.from_dict(config["trial"])
     spec, sched = trial.sweep, trial.schedule
     sweep_dir = Path(config["sweep_dir"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = session.rank, session.world
     use_gpu = spec.resources.gpus_per_worker > 0 and torch.cuda.is_available()
-    device = torch.device(f"cuda:{ctx.get_local_rank()}" if use_gpu else "cpu")
+    device = torch.device(f"cuda:{session.local_rank}" if use_gpu else "cpu")
     torch.set_num_threads(spec.resources.cpus_per_worker)
     torch.manual_seed(trial.seed)
 
@@ -184,7 +241,7 @@ def train_worker(config: dict) -> None:
         "next_ckpt": ck_every,
         "restarts": 0,
     }
-    state = restore(engine, state)
+    state = restore(engine, state, session)
     batcher.position = state["position"]
     history, evals, seen = state["history"], state["evals"], state["seen"]
     next_eval = state["next_eval"]
@@ -233,7 +290,7 @@ def train_worker(config: dict) -> None:
                 tracker.log(
                     {"tokens": seen, **{f"train/{k}": v for k, v in point.items() if k != "tokens"}}
                 )
-            ray.train.report({**point, "budget": spec.budget.tokens, "phase": "train"})
+            session.report({**point, "budget": spec.budget.tokens, "phase": "train"})
         if status == "diverged":
             break
         if seen >= next_eval and not last:
@@ -253,9 +310,7 @@ def train_worker(config: dict) -> None:
             mid_eval_s += time.time() - t_mid
             if tracker:
                 tracker.log({"tokens": seen, **{f"eval/{k}": v for k, v in m_mid.items()}})
-            ray.train.report(
-                {"tokens": seen, "budget": spec.budget.tokens, "phase": "eval", **m_mid}
-            )
+            session.report({"tokens": seen, "budget": spec.budget.tokens, "phase": "eval", **m_mid})
         if seen >= state["next_ckpt"] and not last:
             while state["next_ckpt"] <= seen:
                 state["next_ckpt"] += ck_every
@@ -276,6 +331,7 @@ def train_worker(config: dict) -> None:
                     "phase": "checkpoint",
                     "loss": step_loss,
                 },
+                session,
             )
     train_wall = time.time() - t_train - mid_eval_s
 
@@ -310,7 +366,7 @@ def train_worker(config: dict) -> None:
             restarts=state["restarts"],
             timings={k: round(v - timings["driver_start"], 3) for k, v in timings.items()},
             host=socket.gethostname(),
-            node_id=ray.get_runtime_context().get_node_id(),
+            node_id=session.node_id,
             versions=_versions(),
         )
         if tracker:
@@ -320,7 +376,7 @@ def train_worker(config: dict) -> None:
                 | {"tokens_trained": seen, "status": status}
             )
         write_record(sweep_dir, trial, status, **fields)
-    ray.train.report(
+    session.report(
         {
             "tokens": seen,
             "budget": spec.budget.tokens,
@@ -334,28 +390,24 @@ def train_worker(config: dict) -> None:
 STATE_FILE = "trial_state.json"
 
 
-def save_checkpoint(engine, state: dict, metrics_: dict) -> None:
-    """DeepSpeed checkpoint (every rank writes its shards) plus the loop state, reported
-    to Ray Train, which keeps it in the trial's storage and hands it back on restart."""
+def save_checkpoint(engine, state: dict, metrics_: dict, session: Session) -> None:
+    """DeepSpeed checkpoint (every rank writes its shards) plus the loop state, handed to
+    the session (Ray Train keeps it in the trial's storage and gives it back on restart)."""
     import tempfile
-
-    import ray.train
 
     with tempfile.TemporaryDirectory() as tmp:
         engine.save_checkpoint(tmp, tag="state")
-        if ray.train.get_context().get_world_rank() == 0:
+        if session.rank == 0:
             Path(tmp, STATE_FILE).write_text(json.dumps(state))
-        ray.train.report(metrics_, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        session.save(metrics_, tmp)
 
 
-def restore(engine, state: dict) -> dict:
-    """Load the last reported checkpoint, if Ray Train restarted this trial with one."""
-    import ray.train
-
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
+def restore(engine, state: dict, session: Session) -> dict:
+    """Load the last checkpoint, if the trial was restarted with one."""
+    ctx = session.latest_checkpoint()
+    if ctx is None:
         return state
-    with ckpt.as_directory() as d:
+    with ctx as d:
         engine.load_checkpoint(d, tag="state")
         saved = json.loads(Path(d, STATE_FILE).read_text())
     return {**saved, "restarts": saved["restarts"] + 1}

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,46 @@ def test_wandb_key_never_written(smoke_sweep):
     for path in d.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine")
+def test_report_renders_in_headless_chromium(smoke_sweep, tmp_path):
+    d, _ = smoke_sweep
+    url = (d / "report.html").as_uri()
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=3000",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    shot = tmp_path / "report.png"
+    r = subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1280,4000", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 50_000
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    figures = dom.stdout.count("<img ")
+    assert figures >= 6  # curves, trade-off, ramp, evolution, training, schedules
+    assert f'data-images-loaded="{figures}"' in dom.stdout  # every figure decoded
+    assert dom.stdout.count("<tr>") >= 1 + 3 and 'id="trials"' in dom.stdout
+    console_errors = [
+        ln
+        for ln in (r.stderr + dom.stderr).splitlines()
+        if "CONSOLE" in ln and ("Error" in ln or "Uncaught" in ln)
+    ]
+    assert console_errors == []
