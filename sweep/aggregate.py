@@ -195,7 +195,7 @@ def decide(rows: list[dict], reference: str, epsilon: float = EPSILON) -> tuple[
     front = set(pareto_front(rows))
     for r in rows:
         r["pareto"] = r["schedule"] in front
-    picks, near_misses = [], 0
+    picks, near_misses, too_costly = [], 0, []
     for r in rows:
         if r is ref:
             continue
@@ -210,6 +210,7 @@ def decide(rows: list[dict], reference: str, epsilon: float = EPSILON) -> tuple[
                 near_misses += 1
             continue
         if id_cost > epsilon:
+            too_costly.append(f"{r['schedule']} (+{id_cost:.4f})")
             continue
         picks.append(
             {
@@ -229,12 +230,20 @@ def decide(rows: list[dict], reference: str, epsilon: float = EPSILON) -> tuple[
         )
     if picks:
         return picks, f"{len(picks)} schedule(s) worth scaling"
-    if near_misses:
-        return [], (
-            f"no pick: {near_misses} schedule(s) flatten the curve less than the noise "
-            "(delta gain within its 95% interval); add seeds or eval sequences"
+    reasons = []
+    if too_costly:
+        reasons.append(
+            f"{', '.join(too_costly)} flatten the curve beyond the noise but lose more than "
+            f"{epsilon} nats of id_loss"
         )
-    return [], f"no pick: no schedule beats {reference} on delta within {epsilon} nats of id_loss"
+    if near_misses:
+        reasons.append(
+            f"{near_misses} schedule(s) flatten the curve less than the noise (delta gain "
+            "within its 95% interval; add seeds or eval sequences)"
+        )
+    if not reasons:
+        reasons.append(f"no schedule on the Pareto front is flatter than {reference}")
+    return [], "no pick: " + "; ".join(reasons)
 
 
 def aggregate(sweep_dir: Path, reference: str | None = None) -> Summary:

@@ -125,13 +125,7 @@ def plot_plans(plans: dict[str, schedules.Plan], path: Path) -> Path:
         )
     ax.set_xlabel("tokens trained")
     ax.set_ylabel("sequence length")
-    ax.set_title("Context-length schedules")
-    ax.grid(alpha=0.3)
-    _legend(ax, fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, "Context-length schedules", fontsize=8, ncol=2)
 
 
 def _plan_of(trial: TrialSpec) -> schedules.Plan:
@@ -167,13 +161,7 @@ def plot_training(summary: Summary, path: Path) -> Path:
             )
     ax.set_xlabel("tokens trained")
     ax.set_ylabel("training loss (nats)")
-    ax.set_title("Training loss (seed 0 of each schedule)")
-    ax.grid(alpha=0.3)
-    _legend(ax, fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, "Training loss (seed 0 of each schedule)", fontsize=8, ncol=2)
 
 
 def _vs_reference(summary: Summary) -> tuple[dict | None, list[dict]]:
@@ -221,13 +209,14 @@ def plot_tradeoff(summary: Summary, path: Path) -> Path:
     ax.axvspan(0.01, max(0.011, ax.get_xlim()[1]), color="grey", alpha=0.08)
     ax.set_xlabel(f"id_loss - {summary.reference} (nats; shaded: more than epsilon = 0.01 worse)")
     ax.set_ylabel(f"delta - {summary.reference} (nats; below 0 is flatter)")
-    ax.set_title("Against the reference (circles: Pareto front, stars: picks)")
-    ax.grid(alpha=0.3)
-    _legend(ax, fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(
+        fig,
+        ax,
+        path,
+        "Against the reference (circles: Pareto front, stars: picks)",
+        fontsize=8,
+        ncol=2,
+    )
 
 
 def plot_ramp(summary: Summary, path: Path) -> Path:
@@ -258,13 +247,7 @@ def plot_ramp(summary: Summary, path: Path) -> Path:
         )
     ax.set_xlabel("ramp rate r (fraction of the budget spent ramping)")
     ax.set_ylabel(f"delta - {summary.reference} (nats)")
-    ax.set_title("Flatness versus ramp rate, per shape")
-    ax.grid(alpha=0.3)
-    _legend(ax, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, "Flatness versus ramp rate, per shape", fontsize=8)
 
 
 def plot_evolution(summary: Summary, path: Path) -> Path | None:
@@ -288,12 +271,24 @@ def plot_evolution(summary: Summary, path: Path) -> Path | None:
         )
     ax.set_xlabel("tokens trained")
     ax.set_ylabel("delta (nats)")
-    ax.set_title("Extrapolation during training (intermediate evaluations, seed 0)")
+    return _save(
+        fig,
+        ax,
+        path,
+        "Extrapolation during training (intermediate evaluations, seed 0)",
+        fontsize=8,
+        ncol=2,
+    )
+
+
+def _save(fig, ax, path: Path, title: str, **legend_kw) -> Path:
+    """The finish every figure shares: title, grid, a legend if readable, PNG, close."""
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    _legend(ax, fontsize=8, ncol=2)
+    _legend(ax, **legend_kw)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _plt().close(fig)
     return path
 
 

@@ -145,10 +145,12 @@ class Plan:
         """Tokens seen at the start of every step (length ``steps``)."""
         return np.concatenate([[0], np.cumsum(self.tokens)[:-1]])
 
-    def tokens_by_length(self) -> dict[int, int]:
-        """Tokens trained at each sequence length (tail rows counted at their own length)."""
+    def tokens_by_length(self, steps: int | None = None) -> dict[int, int]:
+        """Tokens trained at each sequence length in the first ``steps`` steps (all by
+        default); tail rows are counted at their own length."""
         out: dict[int, int] = {}
-        for length_, rows, tail in zip(self.lengths, self.rows, self.tails):
+        n = self.steps if steps is None else steps
+        for length_, rows, tail in zip(self.lengths[:n], self.rows[:n], self.tails[:n]):
             out[int(length_)] = out.get(int(length_), 0) + int(rows * length_)
             if tail:
                 out[int(tail)] = out.get(int(tail), 0) + int(tail)

@@ -33,7 +33,7 @@ RATE_FREE_SHAPES = ("constant", "two_stage", "multi_stage")
 POSITIONS = ("alibi", "rope", "none")
 ARCHS = ("btlm-proxy",)
 BATCHING = ("reshape", "truncate")
-WANDB_MODES = ("offline", "online", "disabled")
+WANDB_MODES = ("auto", "offline", "online", "disabled")
 
 
 class SpecError(ValueError):
@@ -157,7 +157,7 @@ class CheckpointSpec:
 
 @dataclass(frozen=True)
 class WandbSpec:
-    mode: str = "offline"
+    mode: str = "auto"  # online when WANDB_API_KEY is set where the sweep runs, else offline
     project: str = "ctx-schedules"
     entity: str | None = None
 

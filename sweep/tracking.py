@@ -23,6 +23,8 @@ class Tracker:
         run_dir: Path,
     ):
         self.run = None
+        if mode == "auto":
+            mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
         if mode == "disabled":
             return
         os.environ.setdefault("WANDB_SILENT", "true")

@@ -346,7 +346,7 @@ def train(config: dict, session: Session) -> None:
             error=error,
             tokens_trained=seen,
             tokens_budget=spec.budget.tokens,
-            tokens_by_length={str(k): v for k, v in plan.tokens_by_length().items()},
+            tokens_by_length={str(k): v for k, v in plan.tokens_by_length(steps=step + 1).items()},
             steps=plan.steps,
             wall_s=time.time() - t_start,
             train_wall_s=train_wall,
