@@ -18,7 +18,7 @@ import torch
 from transformers import FalconConfig, FalconForCausalLM
 
 from sweep import schedules, spec
-from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM
+from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM, non_embedding_params
 
 
 def step_seconds(model, rows: int, L: int, repeats: int, dtype=torch.float32) -> float:
@@ -101,7 +101,7 @@ def main() -> None:
     rows = local.budget.tokens_per_step // L
     const = schedules.ScheduleSpec("constant", L, L)
     plan = schedules.plan(const, rows * L, rows * L)
-    flops = plan.flops(m.num_non_embedding_params(), local.model.n_layers, local.model.d_model)
+    flops = plan.flops(non_embedding_params(m), local.model.n_layers, local.model.d_model)
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         achieved = flops / step_seconds(m, rows, L, a.repeats, dtype)
         peak = matmul_peak(dtype)

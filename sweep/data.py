@@ -52,19 +52,72 @@ def _text_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+RECORD_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+def _records(ds: datasets.Dataset, spec: DataSpec, where: str) -> tuple[list, list]:
+    """(names, texts) of a record dataset, checked for the text field and filtered to
+    SlimPajama's ``meta.redpajama_set_name`` when ``data.sets`` is given."""
+    if spec.text_field not in ds.column_names:
+        raise SpecError(
+            "data.text_field",
+            spec.text_field,
+            f"records of {where} have no such field (fields: {ds.column_names})",
+        )
+    texts = ds[spec.text_field]
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise SpecError(
+            "data.text_field", spec.text_field, f"record {bad} of {where} has no text in it"
+        )
+    names = [f"{where}#{i}" for i in range(len(texts))]
+    if spec.sets:
+        metas = ds["meta"] if "meta" in ds.column_names else [None] * len(texts)
+        keep = [
+            i
+            for i, m in enumerate(metas)
+            if isinstance(m, dict) and m.get("redpajama_set_name") in spec.sets
+        ]
+        names, texts = [names[i] for i in keep], [texts[i] for i in keep]
+    return names, texts
+
+
 def load_corpus(spec: DataSpec) -> datasets.Dataset:
-    """The whole corpus as a ``datasets.Dataset`` with columns ``name`` and ``text``."""
+    """The whole corpus as a ``datasets.Dataset`` with columns ``name`` and ``text``:
+    ``stdlib`` (this interpreter's standard library, one document per file),
+    ``files:PATH`` (a file or folder of text files, or of jsonl / parquet records), or
+    ``hf:NAME`` (the first ``data.max_documents`` records streamed from the hub)."""
+    datasets.disable_progress_bars()  # corpus loads are seconds; their bars are noise
+    names: list[str] = []
+    texts: list[str] = []
     if spec.corpus == "stdlib":
         root = Path(sysconfig.get_paths()["stdlib"])
-        files = _stdlib_files()
-        names = [str(p.relative_to(root)) for p in files]
+        for p in _stdlib_files():
+            names.append(str(p.relative_to(root)))
+            texts.append(p.read_text(encoding="utf-8", errors="replace"))
     elif spec.corpus.startswith("files:"):
         root = Path(spec.corpus[len("files:") :])
-        files = _text_files(root)
-        names = [str(p.relative_to(root)) if root.is_dir() else p.name for p in files]
+        if not root.exists():
+            raise SpecError("data.corpus", spec.corpus, "path does not exist")
+        for p in _text_files(root):
+            rel = str(p.relative_to(root)) if root.is_dir() else p.name
+            if p.suffix in RECORD_SUFFIXES:
+                ds = datasets.load_dataset(
+                    RECORD_SUFFIXES[p.suffix], data_files=str(p), split="train"
+                )
+                n, t = _records(ds, spec, rel)
+                names += n
+                texts += t
+            else:
+                names.append(rel)
+                texts.append(p.read_text(encoding="utf-8", errors="replace"))
+    elif spec.corpus.startswith("hf:"):
+        name = spec.corpus[len("hf:") :]
+        stream = datasets.load_dataset(name, split="train", streaming=True)
+        ds = datasets.Dataset.from_list(list(stream.take(spec.max_documents)))
+        names, texts = _records(ds, spec, name)
     else:
         raise SpecError("data.corpus", spec.corpus, "unsupported corpus")
-    texts = [p.read_text(encoding="utf-8", errors="replace") for p in files]
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if not keep:
         raise SpecError("data.corpus", spec.corpus, "holds no text")

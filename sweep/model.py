@@ -283,9 +283,70 @@ class BtlmProxyForCausalLM(PreTrainedModel):
             {"params": norms, "lr": lr, "base_lr": lr, "weight_decay": 0.0},
         ]
 
-    def num_non_embedding_params(self) -> int:
-        skip = {id(self.embed.weight), id(self.lm_head.weight)}
-        return sum(p.numel() for p in self.parameters() if id(p) not in skip)
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+
+def build(m, vocab_size: int) -> PreTrainedModel:
+    """The proxy named by a ``ModelSpec``, randomly initialised: ``btlm-proxy``, or any
+    transformers causal-LM architecture by its model type (``falcon``, ``llama``, ...)
+    built from its config with the spec's width, depth and heads plus ``hf_config``."""
+    vocab = 8 * math.ceil(vocab_size / 8)
+    if m.arch == "btlm-proxy":
+        return BtlmProxyForCausalLM(
+            BtlmProxyConfig(
+                vocab_size=vocab,
+                d_model=m.d_model,
+                n_layers=m.n_layers,
+                n_heads=m.n_heads,
+                ffn_mult=m.ffn_mult,
+                position=m.position,
+                mup_base_width=m.mup_base_width,
+                init_std=m.init_std,
+                embeddings_scale=m.embeddings_scale,
+            )
+        )
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.for_model(
+        m.arch,
+        vocab_size=vocab,
+        hidden_size=m.d_model,
+        num_hidden_layers=m.n_layers,
+        num_attention_heads=m.n_heads,
+        **dict(m.hf_config),
+    )
+    return AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa")
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+    """The proxy's muP groups; for other architectures, decay on matrices only."""
+    if isinstance(model, BtlmProxyForCausalLM):
+        return model.param_groups(lr, weight_decay)
+    params = list(model.parameters())
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "lr": lr, "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "lr": lr, "weight_decay": 0.0},
+    ]
+
+
+def non_embedding_params(model: PreTrainedModel) -> int:
+    """N of Kaplan et al.: parameters less the input and output embeddings."""
+    skip = {id(model.get_input_embeddings().weight)}
+    out = model.get_output_embeddings()
+    if out is not None:
+        skip.add(id(out.weight))
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+def causal_lm_types() -> set[str]:
+    """Model types transformers can build as a causal LM."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 
 
 def register() -> None:

@@ -305,10 +305,10 @@ def measure_step_seconds(spec: SweepSpec, steps: int = 2) -> float:
     spec's model and the threads one worker gets (a warm-up step, then ``steps`` timed)."""
     import torch
 
-    from sweep.trial import build_model
+    from sweep.model import build
 
     torch.set_num_threads(spec.resources.cpus_per_worker)
-    model = build_model(spec, 257)
+    model = build(spec.model, 257)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     L = spec.schedules.l_max
     rows = max(1, spec.budget.tokens_per_step // L // spec.resources.workers_per_trial)
@@ -328,10 +328,10 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
     """List the trials with token budget, FLOPs and estimated time here; start nothing.
     Time is the measured step time at l_max scaled by each trial's FLOPs, plus the
     per-trial start-up overhead, with trials packed ``max_concurrent_trials`` at a time."""
-    from sweep.trial import build_model
+    from sweep.model import build, non_embedding_params
 
-    model = build_model(spec, 257)
-    n_params = model.num_non_embedding_params()
+    model = build(spec.model, 257)
+    n_params = non_embedding_params(model)
     m, b = spec.model, spec.budget
     step_s = measure_step_seconds(spec) if measure else float("nan")
     const = schedules.plan(

@@ -65,6 +65,7 @@ class ModelSpec:
     mup_base_width: int = 128
     init_std: float = 0.02
     embeddings_scale: float = 10.0
+    hf_config: dict = field(default_factory=dict)  # extra config for a transformers arch
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,12 @@ class OptimSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    corpus: str = "stdlib"
+    corpus: str = "stdlib"  # stdlib | files:PATH (text, jsonl, parquet) | hf:NAME (streamed)
     tokenizer: str = "byte"
     held_out_fraction: float = 0.1
+    text_field: str = "text"  # the text of a jsonl / parquet / hub record
+    sets: tuple = ()  # keep only these SlimPajama meta.redpajama_set_name values
+    max_documents: int = 20000  # hf: how many records to stream
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,10 @@ def _coerce(name: str, val: Any, f: dataclasses.Field) -> Any:
         if not isinstance(val, str):
             raise SpecError(name, val, "must be a string")
         return val
+    if t == "tuple":
+        if not isinstance(val, (list, tuple)):
+            raise SpecError(name, val, "must be a list")
+        return tuple(val)
     return val
 
 
@@ -415,15 +423,26 @@ def _check(spec: SweepSpec) -> None:
     if b.tokens < b.tokens_per_step:
         raise SpecError("budget.tokens", b.tokens, "is smaller than one step (tokens_per_step)")
     if m.arch not in ARCHS:
-        raise SpecError("model.arch", m.arch, f"unknown architecture (known: {', '.join(ARCHS)})")
+        from sweep.model import causal_lm_types
+
+        if m.arch not in causal_lm_types():
+            raise SpecError(
+                "model.arch",
+                m.arch,
+                "unknown architecture (btlm-proxy or a transformers causal-LM "
+                "model type such as falcon or llama)",
+            )
+    if not isinstance(m.hf_config, dict):
+        raise SpecError("model.hf_config", m.hf_config, "must be a mapping")
     if m.position not in POSITIONS:
         raise SpecError("model.position", m.position, f"must be one of {', '.join(POSITIONS)}")
     for key in ("d_model", "n_layers", "n_heads", "mup_base_width"):
         _positive(f"model.{key}", getattr(m, key))
     if m.d_model % m.n_heads:
         raise SpecError("model.d_model", m.d_model, f"is not divisible by n_heads={m.n_heads}")
-    if spec.data.corpus != "stdlib" and not spec.data.corpus.startswith("files:"):
-        raise SpecError("data.corpus", spec.data.corpus, "must be 'stdlib' or 'files:PATH'")
+    if spec.data.corpus != "stdlib" and not spec.data.corpus.startswith(("files:", "hf:")):
+        raise SpecError("data.corpus", spec.data.corpus, "must be stdlib, files:PATH or hf:NAME")
+    _positive("data.max_documents", spec.data.max_documents)
     if spec.data.corpus.startswith("files:") and not Path(spec.data.corpus[6:]).exists():
         raise SpecError("data.corpus", spec.data.corpus, "path does not exist")
     if spec.data.tokenizer != "byte":

@@ -74,24 +74,6 @@ def read_record(path: Path) -> dict | None:
 # ----------------------------------------------------------------------------- worker
 
 
-def build_model(spec: SweepSpec, vocab_size: int):
-    from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM
-
-    m = spec.model
-    cfg = BtlmProxyConfig(
-        vocab_size=8 * math.ceil(vocab_size / 8),
-        d_model=m.d_model,
-        n_layers=m.n_layers,
-        n_heads=m.n_heads,
-        ffn_mult=m.ffn_mult,
-        position=m.position,
-        mup_base_width=m.mup_base_width,
-        init_std=m.init_std,
-        embeddings_scale=m.embeddings_scale,
-    )
-    return BtlmProxyForCausalLM(cfg)
-
-
 def deepspeed_config(spec: SweepSpec, world: int, use_gpu: bool) -> dict:
     rows_at_lmax = max(1, spec.budget.tokens_per_step // spec.schedules.l_max // world)
     return {
@@ -174,6 +156,7 @@ def train(config: dict, session: Session) -> None:
     import torch.distributed as dist
 
     from sweep import data, evaluate
+    from sweep.model import build, non_embedding_params, param_groups
     from sweep.tracking import Tracker
 
     timings = {
@@ -206,14 +189,14 @@ def train(config: dict, session: Session) -> None:
     eval_seqs = data.eval_sequences(corpus.held_out, tok, E, spec.eval.sequences)
 
     timings["data_ready"] = time.time()
-    model = build_model(spec, tok.vocab_size)
-    groups = model.param_groups(spec.optim.lr, spec.optim.weight_decay)
+    model = build(spec.model, tok.vocab_size)
+    groups = param_groups(model, spec.optim.lr, spec.optim.weight_decay)
     base_lrs = [g["lr"] for g in groups]
     opt = torch.optim.AdamW(groups, betas=(spec.optim.beta1, spec.optim.beta2))
     engine, opt, _, _ = deepspeed.initialize(
         model=model, optimizer=opt, config=deepspeed_config(spec, world, use_gpu)
     )
-    n_params = model.num_non_embedding_params()
+    n_params = non_embedding_params(model)
     timings["engine_ready"] = time.time()
 
     tracker = None
@@ -261,14 +244,18 @@ def train(config: dict, session: Session) -> None:
         yb = torch.as_tensor(y[mine], device=device)
         step_tokens = int(rows * L + tail)
         n_valid = int((yb != -100).sum())
-        out = engine(input_ids=xb, labels=yb)
+        # Targets are already shifted, so the loss is taken here, the same way for the
+        # proxy and for any transformers model (which would shift labels once more).
+        logits = engine(input_ids=xb).logits
+        mean_loss = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1).float(), yb.flatten(), ignore_index=-100
+        )
         # DeepSpeed averages gradients over workers; scaling by world * n_valid / T makes
         # the step's gradient that of the mean loss over all T tokens, however rows split.
-        loss = out.loss * (n_valid * world / step_tokens)
-        engine.backward(loss)
+        engine.backward(mean_loss * (n_valid * world / step_tokens))
         engine.step()
         seen += step_tokens
-        loss_sum = torch.tensor([out.loss.item() * n_valid], dtype=torch.float64)
+        loss_sum = torch.tensor([mean_loss.item() * n_valid], dtype=torch.float64)
         if world > 1:
             dist.all_reduce(loss_sum)
         step_loss = float(loss_sum.item()) / step_tokens

@@ -50,6 +50,7 @@ CASES = [
     ("budget < one step", ("budget", "tokens"), 1000, "budget.tokens", "1000"),
     ("unknown position", ("model", "position"), "sinusoid", "model.position", "sinusoid"),
     ("width vs heads", ("model", "d_model"), 33, "model.d_model", "33"),
+    ("unknown architecture", ("model", "arch"), "gpt-9000", "model.arch", "gpt-9000"),
     (
         "stages not increasing",
         ("schedules", "shapes"),

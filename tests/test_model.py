@@ -103,3 +103,28 @@ def test_rope_is_relative():
         return (apply_rope(q, cos[i], sin[i]) * apply_rope(k, cos[j], sin[j])).sum()
 
     assert score(10, 3).item() == pytest.approx(score(30, 23).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "arch,extra",
+    [
+        ("falcon", {"alibi": True, "new_decoder_architecture": False, "parallel_attn": False}),
+        ("llama", {}),
+    ],
+)
+def test_transformers_architectures_as_proxies(arch, extra):
+    from sweep.model import build, non_embedding_params, param_groups
+    from sweep.spec import ModelSpec
+
+    m = build(ModelSpec(arch=arch, d_model=32, n_layers=2, n_heads=4, hf_config=extra), 257)
+    assert m.config.model_type == arch and m.config.hidden_size == 32
+    assert m.config.vocab_size == 264
+    if arch == "falcon":
+        assert m.config.alibi
+    opt = torch.optim.AdamW(param_groups(m, 1e-3, 0.1))
+    x = torch.randint(0, 257, (2, 16))
+    logits = m(input_ids=x).logits
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), x.roll(-1, 1).flatten()).backward()
+    opt.step()
+    n = non_embedding_params(m)
+    assert 0 < n < sum(p.numel() for p in m.parameters())

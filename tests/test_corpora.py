@@ -1,0 +1,93 @@
+"""Corpora through datasets: local text, jsonl and parquet in SlimPajama's record shape,
+the set filter, and the clear errors. Nothing downloads."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+
+from sweep import data
+from sweep.spec import DataSpec, SpecError, load
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = ["RedPajamaGithub", "RedPajamaBook", "RedPajamaArXiv"]
+
+
+def slimpajama_jsonl(path: Path, n: int = 60) -> Path:
+    with open(path, "w") as fh:
+        for i in range(n):
+            text = f"document {i} " + "lorem ipsum dolor sit amet " * (20 + i)
+            fh.write(json.dumps({"text": text, "meta": {"redpajama_set_name": SETS[i % 3]}}))
+            fh.write("\n")
+    return path
+
+
+def test_jsonl_records_in_slimpajama_shape(tmp_path):
+    f = slimpajama_jsonl(tmp_path / "part-0.jsonl")
+    ds = data.load_corpus(DataSpec(corpus=f"files:{f}"))
+    assert len(ds) == 60 and ds["name"][0] == "part-0.jsonl#0"
+    only = data.load_corpus(DataSpec(corpus=f"files:{f}", sets=("RedPajamaBook",)))
+    assert len(only) == 20 and all("document" in t for t in only["text"])
+
+
+def test_parquet_and_text_folder(tmp_path):
+    f = slimpajama_jsonl(tmp_path / "src.jsonl")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    datasets.load_dataset("json", data_files=str(f), split="train").to_parquet(
+        str(folder / "a.parquet")
+    )
+    (folder / "notes.txt").write_text("a plain text document\n" * 10)
+    ds = data.load_corpus(DataSpec(corpus=f"files:{folder}"))
+    assert len(ds) == 61 and "notes.txt" in ds["name"]
+
+
+def test_record_without_text_field(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(json.dumps({"content": "x"}) + "\n")
+    with pytest.raises(SpecError) as e:
+        data.load_corpus(DataSpec(corpus=f"files:{f}"))
+    assert e.value.field == "data.text_field"
+
+
+def run_spec(tmp_path, **data_fields):
+    s = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    s["data"].update(data_fields)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(s))
+    return subprocess.run(
+        [sys.executable, "-m", "sweep", "run", str(spec), "--results", str(tmp_path / "res")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "no-text-field"])
+def test_bad_corpus_exits_2_before_anything(tmp_path, case):
+    if case == "missing":
+        r = run_spec(tmp_path, corpus=f"files:{tmp_path / 'nowhere'}")
+        field = "data.corpus"
+    elif case == "empty":
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "empty" / "blank.txt").write_text("   \n")
+        r = run_spec(tmp_path, corpus=f"files:{tmp_path / 'empty'}")
+        field = "data.corpus"
+    else:
+        (tmp_path / "r.jsonl").write_text(json.dumps({"body": "text"}) + "\n")
+        r = run_spec(tmp_path, corpus=f"files:{tmp_path / 'r.jsonl'}")
+        field = "data.text_field"
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and field in r.stderr
+    assert not (tmp_path / "res").exists()
+
+
+def test_spec_round_trip_with_sets():
+    s = load(ROOT / "configs" / "smoke.yaml")
+    from sweep.spec import parse
+
+    assert parse(s.to_dict()) == s
