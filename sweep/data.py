@@ -8,6 +8,7 @@ standard library (site-packages excluded), one document per file. Nothing downlo
 from __future__ import annotations
 
 import hashlib
+import os
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,76 @@ class ByteTokenizer:
         return len(text.encode("utf-8", errors="replace"))
 
 
-def tokenizer_for(spec: DataSpec) -> ByteTokenizer:
-    return ByteTokenizer()
+EOS_TOKEN = "<|endoftext|>"
+
+
+class TrainedTokenizer:
+    """A ``tokenizers.Tokenizer`` (BPE trained here, a tokenizer.json, or a hub tokenizer)
+    behind the same small interface as ByteTokenizer."""
+
+    def __init__(self, tk, eos_token: str = EOS_TOKEN):
+        self.tk = tk
+        eos = tk.token_to_id(eos_token)
+        if eos is None:
+            raise SpecError("data.tokenizer", eos_token, "the tokenizer has no such EOS token")
+        self.eos_id = eos
+        self.vocab_size = tk.get_vocab_size()
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray(self.tk.encode(text).ids, dtype=np.int32)
+
+    def count(self, text: str) -> int:
+        return len(self.tk.encode(text).ids)
+
+
+def _cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "ctx-sweep" / "tokenizers"
+
+
+def train_bpe(texts: list[str], vocab_size: int):
+    """Byte-level BPE trained on ``texts`` (the train split only), cached by a hash of
+    the texts and the vocabulary size, so every trial of a sweep shares one tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    h = hashlib.sha256(str(vocab_size).encode())
+    for t in texts:
+        h.update(hashlib.sha256(t.encode("utf-8", errors="replace")).digest())
+    path = _cache_dir() / f"bpe-{vocab_size}-{h.hexdigest()[:20]}.json"
+    if path.exists():
+        return Tokenizer.from_file(str(path))
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tk.train_from_iterator(texts, trainer=trainer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tk.save(str(tmp))
+    os.replace(tmp, path)  # concurrent trials may race here; both write the same tokenizer
+    return tk
+
+
+def tokenizer_for(spec: DataSpec, train_texts: list[str]) -> ByteTokenizer | TrainedTokenizer:
+    """``byte`` (default), ``bpe`` (trained on the train split, cached), a local
+    ``tokenizer.json`` path, or ``hf:NAME`` (a hub tokenizer, downloaded once)."""
+    if spec.tokenizer == "byte":
+        return ByteTokenizer()
+    if spec.tokenizer == "bpe":
+        return TrainedTokenizer(train_bpe(train_texts, spec.vocab_size))
+    if spec.tokenizer.startswith("hf:"):
+        from transformers import AutoTokenizer
+
+        hf = AutoTokenizer.from_pretrained(spec.tokenizer[3:])
+        return TrainedTokenizer(hf.backend_tokenizer, hf.eos_token or EOS_TOKEN)
+    from tokenizers import Tokenizer
+
+    return TrainedTokenizer(Tokenizer.from_file(spec.tokenizer))
 
 
 def _stdlib_files() -> list[Path]:
@@ -186,11 +255,9 @@ def check_eval_feasible(spec: DataSpec, ev: EvalSpec, l_max: int) -> int:
     """How many held-out documents can hold an eval sequence of E tokens; raises
     SpecError (before any training starts) when there are fewer than ``eval.sequences``."""
     length, count = ev.length(l_max), ev.sequences
-    corpus = load_corpus(spec)
-    tok = tokenizer_for(spec)
-    held = [
-        t for n, t in zip(corpus["name"], corpus["text"]) if is_held_out(n, spec.held_out_fraction)
-    ]
+    parts = split(load_corpus(spec), spec.held_out_fraction)
+    tok = tokenizer_for(spec, parts.train["text"])  # trains and caches a BPE once, here
+    held = parts.held_out["text"]
     n_ok = sum(tok.count(t) >= length + 1 for t in held)
     if n_ok == 0:
         longest = max((tok.count(t) for t in held), default=0)

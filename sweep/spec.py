@@ -87,6 +87,7 @@ class DataSpec:
     text_field: str = "text"  # the text of a jsonl / parquet / hub record
     sets: tuple = ()  # keep only these SlimPajama meta.redpajama_set_name values
     max_documents: int = 20000  # hf: how many records to stream
+    vocab_size: int = 4096  # bpe: vocabulary size to train
 
 
 @dataclass(frozen=True)
@@ -445,8 +446,13 @@ def _check(spec: SweepSpec) -> None:
     _positive("data.max_documents", spec.data.max_documents)
     if spec.data.corpus.startswith("files:") and not Path(spec.data.corpus[6:]).exists():
         raise SpecError("data.corpus", spec.data.corpus, "path does not exist")
-    if spec.data.tokenizer != "byte":
-        raise SpecError("data.tokenizer", spec.data.tokenizer, "must be 'byte'")
+    tk = spec.data.tokenizer
+    if tk not in ("byte", "bpe") and not tk.startswith("hf:") and not tk.endswith(".json"):
+        raise SpecError("data.tokenizer", tk, "must be byte, bpe, hf:NAME or a tokenizer.json")
+    if tk.endswith(".json") and not Path(tk).is_file():
+        raise SpecError("data.tokenizer", tk, "file not found")
+    if tk == "bpe" and spec.data.vocab_size < 260:
+        raise SpecError("data.vocab_size", spec.data.vocab_size, "must be at least 260 for BPE")
     if not 0 < spec.data.held_out_fraction < 1:
         raise SpecError("data.held_out_fraction", spec.data.held_out_fraction, "must be in (0, 1)")
     _positive("schedules.l_min", s.l_min)

@@ -175,8 +175,8 @@ def train(config: dict, session: Session) -> None:
     torch.manual_seed(trial.seed)
 
     # Data: every trial with the same seed reads the same token stream, cut differently.
-    tok = data.tokenizer_for(spec.data)
     corpus = data.split(data.load_corpus(spec.data), spec.data.held_out_fraction)
+    tok = data.tokenizer_for(spec.data, corpus.train["text"])
     plan = schedules.plan(
         sched,
         spec.budget.tokens,

@@ -91,3 +91,27 @@ def test_spec_round_trip_with_sets():
     from sweep.spec import parse
 
     assert parse(s.to_dict()) == s
+
+
+def test_bpe_trained_on_train_split_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    f = slimpajama_jsonl(tmp_path / "p.jsonl", n=90)
+    spec = DataSpec(corpus=f"files:{f}", tokenizer="bpe", vocab_size=300)
+    parts = data.split(data.load_corpus(spec), spec.held_out_fraction)
+    tok = data.tokenizer_for(spec, parts.train["text"])
+    cached = list((tmp_path / "cache").rglob("bpe-300-*.json"))
+    assert len(cached) == 1 and tok.vocab_size == 300
+    text = parts.held_out["text"][0]
+    ids = tok.encode(text)
+    assert len(ids) < len(text.encode()) / 2  # merges learned: far fewer tokens than bytes
+    assert tok.tk.decode(ids.tolist()) == text and tok.eos_id not in ids
+    again = data.tokenizer_for(spec, parts.train["text"])
+    assert list((tmp_path / "cache").rglob("bpe-*.json")) == cached  # reused, not retrained
+    assert again.encode(text).tolist() == ids.tolist()
+    stream, _ = data.pack_train_stream(parts.train, tok, 5000, seed=0)
+    assert (stream == tok.eos_id).sum() >= 1 and stream.max() < 300
+
+
+def test_bad_tokenizer_is_a_spec_error(tmp_path):
+    r = run_spec(tmp_path, tokenizer="sentencepiece")
+    assert r.returncode == 2 and "data.tokenizer" in r.stderr
