@@ -296,6 +296,13 @@ class Batcher:
             self.position += width
         return x, y
 
+    @staticmethod
+    def doc_ids(x: np.ndarray, eos_id: int) -> np.ndarray:
+        """Document index of every position of every row: a new document starts after
+        each EOS (the EOS itself closes the document before it)."""
+        eos = x == eos_id
+        return np.cumsum(eos, axis=1) - eos
+
     def _take(self, n: int) -> np.ndarray:
         idx = (self.position + np.arange(n)) % len(self.stream)
         return self.stream[idx]

@@ -230,10 +230,18 @@ class BtlmProxyForCausalLM(PreTrainedModel):
             module.weight.fill_(1.0)
             module.bias.zero_()
 
-    def hidden_states(self, input_ids: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        chunk: int | None = None,
+        doc_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Final hidden states; with ``chunk``, computed layer by layer in query chunks
-        (inference only) so that memory grows linearly with sequence length."""
+        (inference only) so that memory grows linearly with sequence length. With
+        ``doc_ids`` (batch, L), no position attends across a document boundary."""
         cfg = self.config
+        if doc_ids is not None and chunk is not None:
+            raise ValueError("document masking is for training; evaluate without doc_ids")
         x = self.embed(input_ids) * cfg.embeddings_scale
         t = input_ids.shape[1]
         rope = rope_tables(cfg.d_head, t, x.device) if cfg.position == "rope" else None
@@ -243,6 +251,9 @@ class BtlmProxyForCausalLM(PreTrainedModel):
 
         if chunk is None or chunk >= t:
             bias = bias_rows(0, t)  # one bias, shared by every layer
+            if doc_ids is not None:
+                same = doc_ids[:, None, :, None] == doc_ids[:, None, None, :]
+                bias = bias.masked_fill(~same, float("-inf"))  # (batch, heads, L, L)
             for block in self.blocks:
                 x = block(x, bias, rope)
         else:
@@ -254,10 +265,14 @@ class BtlmProxyForCausalLM(PreTrainedModel):
         return self.lm_head(hidden) * (self.config.mup_output_alpha / self.config.width_mult)
 
     def forward(
-        self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, **_
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        doc_ids: torch.Tensor | None = None,
+        **_,
     ) -> CausalLMOutput:
         """``labels`` are already shifted (targets aligned with inputs); -100 is ignored."""
-        logits = self.logits(self.hidden_states(input_ids))
+        logits = self.logits(self.hidden_states(input_ids, doc_ids=doc_ids))
         loss = None
         if labels is not None:
             loss = F.cross_entropy(

@@ -88,6 +88,7 @@ class DataSpec:
     sets: tuple = ()  # keep only these SlimPajama meta.redpajama_set_name values
     max_documents: int = 20000  # hf: how many records to stream
     vocab_size: int = 4096  # bpe: vocabulary size to train
+    doc_mask: bool = False  # no attention across document boundaries in packed rows
 
 
 @dataclass(frozen=True)
@@ -444,6 +445,10 @@ def _check(spec: SweepSpec) -> None:
     if spec.data.corpus != "stdlib" and not spec.data.corpus.startswith(("files:", "hf:")):
         raise SpecError("data.corpus", spec.data.corpus, "must be stdlib, files:PATH or hf:NAME")
     _positive("data.max_documents", spec.data.max_documents)
+    if not isinstance(spec.data.doc_mask, bool):
+        raise SpecError("data.doc_mask", spec.data.doc_mask, "must be true or false")
+    if spec.data.doc_mask and m.arch != "btlm-proxy":
+        raise SpecError("data.doc_mask", True, f"is supported by btlm-proxy only, not {m.arch}")
     if spec.data.corpus.startswith("files:") and not Path(spec.data.corpus[6:]).exists():
         raise SpecError("data.corpus", spec.data.corpus, "path does not exist")
     tk = spec.data.tokenizer

@@ -246,7 +246,10 @@ def train(config: dict, session: Session) -> None:
         n_valid = int((yb != -100).sum())
         # Targets are already shifted, so the loss is taken here, the same way for the
         # proxy and for any transformers model (which would shift labels once more).
-        logits = engine(input_ids=xb).logits
+        extra = {}
+        if spec.data.doc_mask:
+            extra["doc_ids"] = torch.as_tensor(batcher.doc_ids(x[mine], tok.eos_id), device=device)
+        logits = engine(input_ids=xb, **extra).logits
         mean_loss = torch.nn.functional.cross_entropy(
             logits.flatten(0, 1).float(), yb.flatten(), ignore_index=-100
         )

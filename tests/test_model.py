@@ -128,3 +128,23 @@ def test_transformers_architectures_as_proxies(arch, extra):
     opt.step()
     n = non_embedding_params(m)
     assert 0 < n < sum(p.numel() for p in m.parameters())
+
+
+@pytest.mark.parametrize("position", ["alibi", "rope", "none"])
+def test_document_mask_isolates_documents(position):
+    """With doc masking, the second document of a packed row gets exactly the logits it
+    gets alone: nothing attends across the boundary (ALiBi and RoPE are relative)."""
+    from sweep.data import Batcher
+
+    m = tiny(position=position)
+    eos = 63
+    a, b = torch.randint(0, 60, (1, 11)), torch.randint(0, 60, (1, 20))
+    row = torch.cat([a, torch.tensor([[eos]]), b], dim=1)
+    doc = torch.as_tensor(Batcher.doc_ids(row.numpy(), eos))
+    assert doc[0, 11].item() == 0 and doc[0, 12].item() == 1
+    with torch.no_grad():
+        packed = m(input_ids=row, doc_ids=doc).logits
+        alone = m(input_ids=b).logits
+        leaky = m(input_ids=row).logits
+    assert torch.allclose(packed[:, 12:], alone, atol=1e-5)
+    assert not torch.allclose(leaky[:, 12:], alone, atol=1e-3)
