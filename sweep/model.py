@@ -11,6 +11,7 @@ multiplied by ``mup_output_alpha / width_mult``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,7 @@ class BtlmProxyConfig(PreTrainedConfig):
         embeddings_scale: float = 10.0,
         mup_output_alpha: float = 1.0,
         norm_eps: float = 1e-5,
+        attention: str = "auto",
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -48,6 +50,7 @@ class BtlmProxyConfig(PreTrainedConfig):
         self.embeddings_scale = embeddings_scale
         self.mup_output_alpha = mup_output_alpha
         self.norm_eps = norm_eps
+        self.attention = attention  # sdpa | flex | auto (flex on CUDA, sdpa elsewhere)
         super().__init__(**kwargs)
 
     @property
@@ -140,9 +143,9 @@ class Attention(nn.Module):
         b, _, t, _ = y.shape
         return self.proj(y.transpose(1, 2).reshape(b, t, self.n_heads * self.d_head))
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, rope=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attend: Callable, rope=None) -> torch.Tensor:
         q, k, v = self.project(x, rope)
-        return self.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale))
+        return self.merge(attend(q, k, v, self.scale))
 
 
 class SwiGLU(nn.Module):
@@ -166,8 +169,8 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, rope=None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), bias, rope)
+    def forward(self, x: torch.Tensor, attend: Callable, rope=None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), attend, rope)
         return x + self.mlp(self.norm2(x))
 
     @torch.no_grad()
@@ -250,16 +253,56 @@ class BtlmProxyForCausalLM(PreTrainedModel):
             return position_bias(cfg.position, cfg.n_heads, s, e, e, x.device, x.dtype)
 
         if chunk is None or chunk >= t:
-            bias = bias_rows(0, t)  # one bias, shared by every layer
-            if doc_ids is not None:
-                same = doc_ids[:, None, :, None] == doc_ids[:, None, None, :]
-                bias = bias.masked_fill(~same, float("-inf"))  # (batch, heads, L, L)
+            attend = self.attention_fn(t, x.device, x.dtype, doc_ids)  # shared by all layers
             for block in self.blocks:
-                x = block(x, bias, rope)
+                x = block(x, attend, rope)
         else:
             for block in self.blocks:
                 x = block.forward_chunked(x, bias_rows, rope, chunk)
         return self.norm_f(x)
+
+    def use_flex(self, device: torch.device) -> bool:
+        mode = self.config.attention
+        return mode == "flex" or (mode == "auto" and device.type == "cuda")
+
+    def attention_fn(self, t: int, device, dtype, doc_ids=None) -> Callable:
+        """Causal attention with this model's position bias (and optional document
+        mask) over sequences of length ``t``: SDPA with the bias materialised once per
+        forward, or FlexAttention with the bias as a ``score_mod``, so that no L x L
+        bias tensor exists (the default on CUDA)."""
+        cfg = self.config
+        if not self.use_flex(device):
+            bias = position_bias(cfg.position, cfg.n_heads, 0, t, t, device, dtype)
+            if doc_ids is not None:
+                same = doc_ids[:, None, :, None] == doc_ids[:, None, None, :]
+                bias = bias.masked_fill(~same, float("-inf"))  # (batch, heads, L, L)
+
+            def sdpa(q, k, v, scale):
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+
+            return sdpa
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+        slopes = alibi_slopes(cfg.n_heads).to(device=device, dtype=torch.float32)
+        alibi = cfg.position == "alibi"
+
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return score - slopes[h] * (q_idx - kv_idx) if alibi else score
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            keep = q_idx >= kv_idx
+            if doc_ids is not None:
+                keep = keep & (doc_ids[b, q_idx] == doc_ids[b, kv_idx])
+            return keep
+
+        n_b = doc_ids.shape[0] if doc_ids is not None else None
+        block_mask = create_block_mask(mask_mod, n_b, None, t, t, device=str(device))
+        flex = torch.compile(flex_attention) if device.type == "cuda" else flex_attention
+
+        def attend(q, k, v, scale):
+            return flex(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale)
+
+        return attend
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden) * (self.config.mup_output_alpha / self.config.width_mult)

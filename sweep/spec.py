@@ -66,6 +66,7 @@ class ModelSpec:
     init_std: float = 0.02
     embeddings_scale: float = 10.0
     hf_config: dict = field(default_factory=dict)  # extra config for a transformers arch
+    attention: str = "auto"  # btlm-proxy: sdpa | flex | auto (FlexAttention on CUDA)
 
 
 @dataclass(frozen=True)
@@ -434,6 +435,8 @@ def _check(spec: SweepSpec) -> None:
                 "unknown architecture (btlm-proxy or a transformers causal-LM "
                 "model type such as falcon or llama)",
             )
+    if m.attention not in ("auto", "sdpa", "flex"):
+        raise SpecError("model.attention", m.attention, "must be auto, sdpa or flex")
     if not isinstance(m.hf_config, dict):
         raise SpecError("model.hf_config", m.hf_config, "must be a mapping")
     if m.position not in POSITIONS:
