@@ -52,6 +52,7 @@ class Budget:
     tokens: int
     tokens_per_step: int
     batching: str = "reshape"
+    micro_batches: int = 1  # gradient accumulation: each step's rows in this many pieces
 
 
 @dataclass(frozen=True)
@@ -423,6 +424,7 @@ def _check(spec: SweepSpec) -> None:
     _positive("budget.tokens_per_step", b.tokens_per_step)
     if b.batching not in BATCHING:
         raise SpecError("budget.batching", b.batching, f"must be one of {', '.join(BATCHING)}")
+    _positive("budget.micro_batches", b.micro_batches)
     if b.tokens < b.tokens_per_step:
         raise SpecError("budget.tokens", b.tokens, "is smaller than one step (tokens_per_step)")
     if m.arch not in ARCHS:

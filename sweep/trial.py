@@ -74,11 +74,37 @@ def read_record(path: Path) -> dict | None:
 # ----------------------------------------------------------------------------- worker
 
 
+def token_loss_sum(
+    engine, x: np.ndarray, y: np.ndarray, rows: np.ndarray, device, doc_eos: int | None
+):
+    """Summed cross-entropy over the valid targets of ``rows`` (0 for no rows: a worker
+    with nothing left in a short final step still takes part in the collective step).
+    Targets are already shifted, so the loss is taken here, the same way for the proxy
+    and for any transformers model (which would shift labels once more)."""
+    import torch
+
+    if len(rows) == 0:
+        rows = np.array([0])
+        y = np.full_like(y, -100)
+    xb = torch.as_tensor(x[rows], device=device)
+    yb = torch.as_tensor(y[rows], device=device)
+    extra = {}
+    if doc_eos is not None:
+        from sweep.data import Batcher
+
+        extra["doc_ids"] = torch.as_tensor(Batcher.doc_ids(x[rows], doc_eos), device=device)
+    logits = engine(input_ids=xb, **extra).logits
+    return torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1).float(), yb.flatten(), ignore_index=-100, reduction="sum"
+    )
+
+
 def deepspeed_config(spec: SweepSpec, world: int, use_gpu: bool) -> dict:
-    rows_at_lmax = max(1, spec.budget.tokens_per_step // spec.schedules.l_max // world)
+    micro = spec.budget.micro_batches
+    rows_at_lmax = max(1, spec.budget.tokens_per_step // spec.schedules.l_max // world // micro)
     return {
         "train_micro_batch_size_per_gpu": rows_at_lmax,
-        "gradient_accumulation_steps": 1,
+        "gradient_accumulation_steps": micro,
         "gradient_clipping": spec.optim.grad_clip,
         "zero_optimization": {"stage": spec.deepspeed.zero_stage},
         # The muP param groups need a client AdamW; DeepSpeed's fused one is CUDA-only.
@@ -230,6 +256,8 @@ def train(config: dict, session: Session) -> None:
     next_eval = state["next_eval"]
     mid_eval_s = 0.0
     status, error = "finished", None
+    micro = spec.budget.micro_batches
+    doc_eos = tok.eos_id if spec.data.doc_mask else None
     t_train = timings["train_start"] = time.time()
     steps = list(enumerate(zip(plan.lengths, plan.rows, plan.tails)))
     for step, (L, rows, tail) in steps[state["step"] :]:
@@ -239,26 +267,20 @@ def train(config: dict, session: Session) -> None:
         for g, base in zip(opt.param_groups, base_lrs):
             g["lr"] = base * mult
         x, y = batcher.next(int(L), int(rows), int(tail))
-        mine = np.array_split(np.arange(len(x)), world)[rank]
-        xb = torch.as_tensor(x[mine], device=device)
-        yb = torch.as_tensor(y[mine], device=device)
         step_tokens = int(rows * L + tail)
-        n_valid = int((yb != -100).sum())
-        # Targets are already shifted, so the loss is taken here, the same way for the
-        # proxy and for any transformers model (which would shift labels once more).
-        extra = {}
-        if spec.data.doc_mask:
-            extra["doc_ids"] = torch.as_tensor(batcher.doc_ids(x[mine], tok.eos_id), device=device)
-        logits = engine(input_ids=xb, **extra).logits
-        mean_loss = torch.nn.functional.cross_entropy(
-            logits.flatten(0, 1).float(), yb.flatten(), ignore_index=-100
-        )
-        # DeepSpeed averages gradients over workers; scaling by world * n_valid / T makes
-        # the step's gradient that of the mean loss over all T tokens, however rows split.
-        engine.backward(mean_loss * (n_valid * world / step_tokens))
-        engine.step()
+        mine = np.array_split(np.arange(len(x)), world)[rank]
+        loss_sum = torch.zeros(1, dtype=torch.float64)
+        # Gradient accumulation: the worker's rows in `micro` pieces, one DeepSpeed
+        # micro-step each; the optimizer steps once, at the accumulation boundary.
+        for part in np.array_split(mine, micro):
+            part_loss = token_loss_sum(engine, x, y, part, device, doc_eos)
+            # DeepSpeed divides by its accumulation steps and averages over workers;
+            # scaling by micro * world / T makes the step's gradient that of the mean loss
+            # over all T tokens of the step, however its rows were split.
+            engine.backward(part_loss * (micro * world / step_tokens))
+            engine.step()
+            loss_sum += part_loss.item()
         seen += step_tokens
-        loss_sum = torch.tensor([mean_loss.item() * n_valid], dtype=torch.float64)
         if world > 1:
             dist.all_reduce(loss_sum)
         step_loss = float(loss_sum.item()) / step_tokens
