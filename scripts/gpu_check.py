@@ -56,6 +56,16 @@ def main() -> None:
     full = per_position_losses(m, seqs, 2, "cuda", chunk=None)
     chunked = per_position_losses(m, seqs, 2, "cuda", chunk=512)
     print(f"chunked vs full eval on CUDA, max |diff| = {np.abs(full - chunked).max():.2e}")
+    x = torch.as_tensor(seqs[:, :1024], device="cuda")
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        m.config.attention = "sdpa"
+        ref = m(input_ids=x).logits.float()
+        m.config.attention = "flex"
+        flex = m(input_ids=x).logits.float()
+    print(
+        f"FlexAttention (ALiBi score_mod, compiled) vs SDPA in bf16, max |diff| = "
+        f"{(flex - ref).abs().max().item():.2e}"
+    )
 
     spec = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
     spec.update(name="gpu-check", seeds=[0])
