@@ -177,8 +177,13 @@ def main(argv: list[str] | None = None) -> int:
             sweep_dir = orchestrate.sweep_dir_for(sw, Path(args.results))
             from sweep import data
 
-            data.check_eval_feasible(sw.data, sw.eval, sw.schedules.l_max)
+            n_held = data.check_eval_feasible(sw.data, sw.eval, sw.schedules.l_max)
             orchestrate.preflight(sw, args.address)
+            print(
+                f"held-out: {n_held} documents of at least E+1 = "
+                f"{sw.eval.length(sw.schedules.l_max) + 1} tokens; evaluating on "
+                f"{sw.eval.sequences}"
+            )
             orchestrate.prepare(sw, sweep_dir, args.overwrite)
             return _run(sw, sweep_dir, args.address)
         if args.cmd == "resume":
