@@ -4,7 +4,6 @@ schedules worth scaling against the reference, each pick with its rationale."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,7 +308,3 @@ def format_table(summary: Summary) -> str:
             lines.append(f"   -  {t.id:<20} {t.status}: {t.record.get('error') or ''}")
     lines.append(summary.verdict)
     return "\n".join(lines)
-
-
-def dump(obj: dict) -> str:
-    return json.dumps(obj, indent=2)

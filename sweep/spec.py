@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -569,7 +568,3 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
         for label, sched in seen.items()
         for seed in spec.seeds
     ]
-
-
-def steps_in_budget(spec: SweepSpec) -> int:
-    return math.ceil(spec.budget.tokens / spec.budget.tokens_per_step)
