@@ -98,8 +98,13 @@ def test_failed_trials_in_table(tmp_path):
     sw = spec.load(ROOT / "configs" / "smoke.yaml")
     t = spec.TrialSpec("extra-s0", 0, sw.trials()[0].schedule, sw)
     write_record(tmp_path, t, "failed", error="worker died: SIGKILL")
+    t2 = spec.TrialSpec("later-s0", 0, sw.trials()[0].schedule, sw)
+    write_record(tmp_path, t2, "running", started_at=0.0)  # a sweep still in progress
     s = aggregate.aggregate(tmp_path)
-    assert "worker died" in aggregate.format_table(s)
+    table = aggregate.format_table(s)
+    assert "worker died" in table and "later-s0" in table and "running" in table
+    md, _ = write_report(s)
+    assert "later-s0 | running" in md.read_text()
 
 
 def test_report_cli_on_empty_dir(tmp_path):
