@@ -300,15 +300,12 @@ def run_sweep(
 TRIAL_OVERHEAD_S = 25.0
 
 
-def measure_step_seconds(spec: SweepSpec, steps: int = 2) -> float:
+def measure_step_seconds(spec: SweepSpec, model, steps: int = 2) -> float:
     """Wall seconds of one optimizer step at l_max on this machine, measured with the
     spec's model and the threads one worker gets (a warm-up step, then ``steps`` timed)."""
     import torch
 
-    from sweep.model import build
-
     torch.set_num_threads(spec.resources.cpus_per_worker)
-    model = build(spec.model, 257)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     L = spec.schedules.l_max
     rows = max(1, spec.budget.tokens_per_step // L // spec.resources.workers_per_trial)
@@ -333,7 +330,7 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
     model = build(spec.model, 257)
     n_params = non_embedding_params(model)
     m, b = spec.model, spec.budget
-    step_s = measure_step_seconds(spec) if measure else float("nan")
+    step_s = measure_step_seconds(spec, model) if measure else float("nan")
     const = schedules.plan(
         schedules.ScheduleSpec("constant", spec.schedules.l_min, spec.schedules.l_max),
         b.tokens_per_step,

@@ -1,16 +1,13 @@
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support import ROOT, run_sweep
 
 from sweep import aggregate, spec
 from sweep.report import write_report
 from sweep.trial import write_record
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def fake_sweep(
@@ -108,9 +105,7 @@ def test_failed_trials_in_table(tmp_path):
 
 
 def test_report_cli_on_empty_dir(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "sweep", "report", str(tmp_path)], capture_output=True, text=True
-    )
+    r = run_sweep("report", tmp_path, timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
 
 

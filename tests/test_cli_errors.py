@@ -1,14 +1,11 @@
 """Bad input: one clear line naming the field and value, exit 2, no Ray process started."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT, run_sweep
 
 
 def smoke() -> dict:
@@ -21,9 +18,7 @@ def ray_session() -> str | None:
 
 
 def run_cli(args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "sweep", *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+    return run_sweep(*args, cwd=cwd, timeout=120)
 
 
 CASES = [

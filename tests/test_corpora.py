@@ -2,18 +2,16 @@
 the set filter, and the clear errors. Nothing downloads."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
 import pytest
 import yaml
+from support import ROOT, run_sweep
 
 from sweep import data
 from sweep.spec import DataSpec, SpecError, load
 
-ROOT = Path(__file__).resolve().parents[1]
 SETS = ["RedPajamaGithub", "RedPajamaBook", "RedPajamaArXiv"]
 
 
@@ -59,12 +57,7 @@ def run_spec(tmp_path, **data_fields):
     s["data"].update(data_fields)
     spec = tmp_path / "s.yaml"
     spec.write_text(yaml.safe_dump(s))
-    return subprocess.run(
-        [sys.executable, "-m", "sweep", "run", str(spec), "--results", str(tmp_path / "res")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_sweep("run", spec, "--results", tmp_path / "res", timeout=120)
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "no-text-field"])

@@ -1,7 +1,6 @@
 """The W&B workspace builds offline and has the panels the issue asks for."""
 
-import subprocess
-import sys
+from support import run_sweep
 
 from dashboards.workspace import build
 
@@ -25,10 +24,5 @@ def test_workspace_panels():
 
 def test_dashboard_without_key_is_a_clear_error():
     env = {"PATH": "/usr/bin:/bin"}
-    r = subprocess.run(
-        [sys.executable, "-m", "sweep", "dashboard", "--project", "p"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    r = run_sweep("dashboard", "--project", "p", env=env, timeout=120)
     assert r.returncode == 2 and "WANDB_API_KEY" in r.stderr

@@ -4,12 +4,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import ROOT, run_sweep
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 SECRET = "ctxsweep0test0secret0key0abcdef0123456789"  # a stand-in W&B key: must leak nowhere
 
@@ -17,18 +16,11 @@ SECRET = "ctxsweep0test0secret0key0abcdef0123456789"  # a stand-in W&B key: must
 @pytest.fixture(scope="module")
 def smoke_sweep(tmp_path_factory):
     res = tmp_path_factory.mktemp("results")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sweep",
-            "run",
-            str(ROOT / "configs" / "smoke.yaml"),
-            "--results",
-            str(res),
-        ],
-        capture_output=True,
-        text=True,
+    r = run_sweep(
+        "run",
+        ROOT / "configs" / "smoke.yaml",
+        "--results",
+        res,
         timeout=900,
         env={**os.environ, "WANDB_API_KEY": SECRET},
     )
@@ -87,12 +79,7 @@ def test_report_rebuilds_from_directory_alone(smoke_sweep):
     d, _ = smoke_sweep
     (d / "report.html").unlink()
     (d / "summary.json").unlink()
-    r = subprocess.run(
-        [sys.executable, "-m", "sweep", "report", str(d)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = run_sweep("report", d, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (d / "report.html").exists() and (d / "summary.json").exists()
     assert "constant" in r.stdout
@@ -101,20 +88,7 @@ def test_report_rebuilds_from_directory_alone(smoke_sweep):
 def test_rerun_keeps_finished_trials(smoke_sweep):
     d, _ = smoke_sweep
     before = {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")}
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sweep",
-            "run",
-            str(ROOT / "configs" / "smoke.yaml"),
-            "--results",
-            str(d.parent),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = run_sweep("run", ROOT / "configs" / "smoke.yaml", "--results", d.parent, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "3 already finished" in r.stdout
     assert {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")} == before

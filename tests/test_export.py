@@ -1,14 +1,10 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import yaml
 from deepspeed.runtime.data_pipeline.curriculum_scheduler import CurriculumScheduler
+from support import ROOT, run_sweep
 
 from sweep import export, schedules, spec
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_schedules_export_writes_tables_deepspeed_and_target_specs(tmp_path):
@@ -20,20 +16,13 @@ def test_schedules_export_writes_tables_deepspeed_and_target_specs(tmp_path):
         "--target-tokens-per-step",
         "1048576",
     ]
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sweep",
-            "schedules",
-            "export",
-            str(ROOT / "configs" / "local.yaml"),
-            "--out",
-            str(tmp_path),
-            *target,
-        ],
-        capture_output=True,
-        text=True,
+    r = run_sweep(
+        "schedules",
+        "export",
+        ROOT / "configs" / "local.yaml",
+        "--out",
+        tmp_path,
+        *target,
         timeout=120,
     )
     assert r.returncode == 0, r.stderr

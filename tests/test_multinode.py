@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from support import ROOT, run_sweep
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 PORT, DASH = 6391, 8276
 
@@ -71,20 +71,13 @@ def test_sweep_through_ray_job_submit_spreads_over_two_nodes(cluster, tmp_path):
 
 def test_unreachable_address_is_one_line_exit_2(tmp_path):
     t0 = time.time()
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sweep",
-            "run",
-            str(ROOT / "configs" / "smoke.yaml"),
-            "--results",
-            str(tmp_path),
-            "--address",
-            "127.0.0.1:1",
-        ],
-        capture_output=True,
-        text=True,
+    r = run_sweep(
+        "run",
+        ROOT / "configs" / "smoke.yaml",
+        "--results",
+        tmp_path,
+        "--address",
+        "127.0.0.1:1",
         timeout=120,
     )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
@@ -100,11 +93,6 @@ def test_resources_no_node_can_satisfy(tmp_path):
     s["resources"]["cpus_per_worker"] = 64
     spec = tmp_path / "big.yaml"
     spec.write_text(yaml.safe_dump(s))
-    r = subprocess.run(
-        [sys.executable, "-m", "sweep", "run", str(spec), "--results", str(tmp_path / "res")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = run_sweep("run", spec, "--results", tmp_path / "res", timeout=120)
     assert r.returncode == 2 and "resources.cpus_per_worker" in r.stderr and "64" in r.stderr
     assert not (tmp_path / "res").exists()

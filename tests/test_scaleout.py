@@ -13,8 +13,8 @@ import numpy as np
 import psutil
 import pytest
 import yaml
+from support import ROOT, run_sweep
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 
 
@@ -30,16 +30,6 @@ def write_spec(tmp: Path, name: str, **changes) -> Path:
     return path
 
 
-def sweep(*args, timeout=600, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "sweep", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kw,
-    )
-
-
 def record(d: Path, trial: str) -> dict:
     return json.loads((d / "trials" / trial / "record.json").read_text())
 
@@ -53,7 +43,7 @@ def test_two_workers_zero2_match_one_worker(tmp_path):
     one = write_spec(tmp_path, "one", **common)
     two = write_spec(tmp_path, "two", resources__workers_per_trial=2, **common)
     for spec in (one, two):
-        r = sweep("run", spec, "--results", tmp_path / "res")
+        r = run_sweep("run", spec, "--results", tmp_path / "res")
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     a = record(tmp_path / "res" / "one", "linear-r0.5-s0")
     b = record(tmp_path / "res" / "two", "linear-r0.5-s0")
@@ -82,7 +72,7 @@ def test_worker_sigkill_resumes_from_checkpoint(tmp_path):
         budget__tokens=163840,
         checkpoint__every_tokens=40960,
     )
-    ref = sweep("run", spec, "--results", tmp_path / "clean")
+    ref = run_sweep("run", spec, "--results", tmp_path / "clean")
     assert ref.returncode == 0, ref.stderr[-2000:]
     proc = subprocess.Popen(
         [sys.executable, "-m", "sweep", "run", str(spec), "--results", str(tmp_path / "killed")],
@@ -145,7 +135,7 @@ def test_driver_killed_then_sweep_resume(tmp_path):
     statuses = [json.loads(p.read_text())["status"] for p in d.glob("trials/*/record.json")]
     assert "finished" in statuses and len(statuses) < 3 or "running" in statuses
 
-    r = sweep("resume", d)
+    r = run_sweep("resume", d)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"{len(finished)} already finished" in r.stdout
     records = sorted(d.glob("trials/*/record.json"))
@@ -157,5 +147,5 @@ def test_driver_killed_then_sweep_resume(tmp_path):
 
 
 def test_resume_of_a_non_sweep_dir_is_a_clear_error(tmp_path):
-    r = sweep("resume", tmp_path)
+    r = run_sweep("resume", tmp_path)
     assert r.returncode == 2 and "not a sweep's results directory" in r.stderr
