@@ -17,9 +17,17 @@ from sweep import schedules
 from sweep.spec import SpecError, SweepSpec, TrialSpec, parse
 from sweep.trial import read_record, trial_dir, write_text_atomic
 
-# A Tune trial here only drives its Ray Train worker group, so it should hold no CPU the
-# workers need; Tune rejects an empty request, so it asks for a little memory instead.
+# A multi-worker trial's Tune function only drives its Ray Train worker group, so it
+# holds no CPU the workers need; Tune rejects an empty request, so it asks for a little
+# memory instead. A single-worker trial trains in the Tune function and holds the worker's.
 DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 1024**2}
+
+
+def trial_resources(spec: SweepSpec) -> dict:
+    r = spec.resources
+    if r.workers_per_trial > 1:
+        return DRIVER_RESOURCES
+    return {"cpu": r.cpus_per_worker} | ({"gpu": r.gpus_per_worker} if r.gpus_per_worker else {})
 
 
 def sweep_dir_for(spec: SweepSpec, results_root: Path) -> Path:
@@ -270,8 +278,9 @@ def run_sweep(
     try:
         check_resources(spec)
         progress = Progress([t.trial_id for t in pending], len(done), out)
+        single = r.workers_per_trial == 1
         tuner = tune.Tuner(
-            tune.with_resources(run_trial, DRIVER_RESOURCES),
+            tune.with_resources(run_trial, trial_resources(spec)),
             param_space={
                 "trial": tune.grid_search([t.to_dict() for t in pending]),
                 "sweep_dir": str(sweep_dir),
@@ -280,12 +289,18 @@ def run_sweep(
                 max_concurrent_trials=r.max_concurrent_trials,
                 trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                 trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
+                # A finished single-worker trial hands its warm process (imports, process
+                # group) to the next one; worker groups are per trial anyway.
+                reuse_actors=single,
             ),
             run_config=tune.RunConfig(
                 name="tune",
                 storage_path=str(sweep_dir / "ray"),
                 verbose=0,
                 callbacks=[progress],
+                # Restarts: Tune's for a trial that trains in its own process, Ray Train's
+                # for a worker group (both would multiply the retries).
+                failure_config=tune.FailureConfig(max_failures=r.max_failures if single else 0),
             ),
         )
         tuner.fit()

@@ -154,7 +154,7 @@ class Resources:
     cpus_per_worker: int = 1
     gpus_per_worker: float = 0
     max_concurrent_trials: int = 2
-    max_failures: int = 2  # worker-group restarts of a trial, each from its last checkpoint
+    max_failures: int = 2  # restarts of a failed trial, each from its last checkpoint
 
 
 @dataclass(frozen=True)

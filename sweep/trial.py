@@ -1,12 +1,15 @@
-"""One trial: a Ray Tune function that drives a Ray Train worker group; each worker
-trains the proxy model under its schedule with a DeepSpeed ZeRO engine, evaluates per
-position far past l_max, and rank 0 writes the trial record atomically."""
+"""One trial: a Ray Tune function that trains in its own process (one worker) or drives a
+Ray Train worker group (several); each worker trains the proxy model under its schedule
+with a DeepSpeed ZeRO engine, evaluates per position far past l_max, and rank 0 writes
+the trial record atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -21,6 +24,7 @@ from sweep import metrics, schedules
 from sweep.spec import SweepSpec, TrialSpec
 
 STATUSES = ("finished", "failed", "diverged", "running")
+STATE_FILE = "trial_state.json"  # the loop state inside a checkpoint
 
 
 # ----------------------------------------------------------------------------- records
@@ -153,18 +157,77 @@ def ray_session() -> Session:
     )
 
 
-def local_session() -> Session:
-    """One process, no Ray: a gloo group of one, so DeepSpeed initialises as in a sweep."""
+def local_session(
+    checkpoint_dir: Path | None = None,
+    report: Callable[[dict], None] = lambda m: None,
+    node_id: str | None = None,
+    backend: str = "gloo",
+) -> Session:
+    """One process, no worker group: a process group of one, so DeepSpeed initialises as
+    in a multi-worker trial. Checkpoints, when ``checkpoint_dir`` is given, are published
+    there atomically, so a restarted process (Tune's failure config, `sweep resume`, a
+    rerun of `sweep trial`) continues from the last one."""
     import torch.distributed as dist
 
     for key, val in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
         os.environ.setdefault(key, val)  # what DeepSpeed expects a launcher to have set
-    if not dist.is_initialized():
+    if not dist.is_initialized():  # a reused Tune actor keeps its group from the last trial
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    return Session(0, 1, 0, socket.gethostname(), lambda m: None, lambda m, d: None, lambda: None)
+        dist.init_process_group(
+            backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1
+        )
+
+    def save(metrics_: dict, directory: str) -> None:
+        if checkpoint_dir is not None:
+            publish_dir(Path(directory), Path(checkpoint_dir))
+        report(metrics_)
+
+    def latest():
+        found = latest_published(Path(checkpoint_dir)) if checkpoint_dir is not None else None
+        return contextlib.nullcontext(str(found)) if found else None
+
+    return Session(0, 1, 0, node_id or socket.gethostname(), report, save, latest)
+
+
+def tune_session(sweep_dir: Path, trial_id: str, use_gpu: bool) -> Session:
+    """A single-worker trial trains inside its Ray Tune trial itself: no Ray Train worker
+    group to start (~12 s a trial on a small machine). Metrics go to Tune; checkpoints to
+    the sweep's own storage, where a restart by Tune or a later `sweep resume` finds them."""
+    import ray
+    from ray import tune
+
+    return local_session(
+        checkpoint_dir=Path(sweep_dir) / "checkpoints" / trial_id,
+        report=tune.report,
+        node_id=ray.get_runtime_context().get_node_id(),
+        backend="nccl" if use_gpu else "gloo",
+    )
+
+
+def publish_dir(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` so that readers only ever see a complete directory: copy to
+    a sibling, then swap it in with renames (the previous one stays until the swap)."""
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    old = dst.with_name(f".{dst.name}.old")
+    for stale in dst.parent.glob(f".{dst.name}.tmp-*"):  # copies a killed process left
+        shutil.rmtree(stale, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if dst.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_published(dst: Path) -> Path | None:
+    """The directory ``publish_dir`` last completed (a crash between its two renames
+    leaves only the previous one, under its old name)."""
+    for d in (dst, dst.with_name(f".{dst.name}.old")):
+        if (d / STATE_FILE).is_file():
+            return d
+    return None
 
 
 def train_worker(config: dict) -> None:
@@ -216,13 +279,13 @@ def train(config: dict, session: Session) -> None:
 
     timings["data_ready"] = time.time()
     model = build(spec.model, tok.vocab_size)
+    n_params = non_embedding_params(model)  # before ZeRO-3 partitions the parameters
     groups = param_groups(model, spec.optim.lr, spec.optim.weight_decay)
     base_lrs = [g["lr"] for g in groups]
     opt = torch.optim.AdamW(groups, betas=(spec.optim.beta1, spec.optim.beta2))
     engine, opt, _, _ = deepspeed.initialize(
         model=model, optimizer=opt, config=deepspeed_config(spec, world, use_gpu)
     )
-    n_params = non_embedding_params(model)
     timings["engine_ready"] = time.time()
 
     tracker = None
@@ -399,9 +462,6 @@ def train(config: dict, session: Session) -> None:
     )
 
 
-STATE_FILE = "trial_state.json"
-
-
 def save_checkpoint(engine, state: dict, metrics_: dict, session: Session) -> None:
     """DeepSpeed checkpoint (every rank writes its shards) plus the loop state, handed to
     the session (Ray Train keeps it in the trial's storage and gives it back on restart)."""
@@ -443,36 +503,19 @@ def _versions() -> dict[str, str]:
 
 
 def run_trial(config: dict) -> None:
-    """Ray Tune function trainable: launches the trial's Ray Train worker group."""
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
+    """Ray Tune function trainable. A single-worker trial trains right here, in the Tune
+    trial's process; a multi-worker one launches its Ray Train worker group."""
     trial = TrialSpec.from_dict(config["trial"])
     sweep_dir = Path(config["sweep_dir"])
-    res = trial.sweep.resources
-    use_gpu = res.gpus_per_worker > 0
     t0 = time.time()
     config = {**config, "driver_start": t0}
     write_record(sweep_dir, trial, "running", started_at=t0)
-    per_worker = {"CPU": res.cpus_per_worker} | ({"GPU": res.gpus_per_worker} if use_gpu else {})
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config=config,
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=res.workers_per_trial, use_gpu=use_gpu, resources_per_worker=per_worker
-        ),
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        run_config=ray.train.RunConfig(
-            name=trial.trial_id,
-            storage_path=str(sweep_dir / "ray" / "train"),
-            callbacks=[TuneReportCallback()],
-            failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-        ),
-    )
     try:
-        trainer.fit()
+        if trial.sweep.resources.workers_per_trial == 1:
+            use_gpu = trial.sweep.resources.gpus_per_worker > 0
+            train(config, tune_session(sweep_dir, trial.trial_id, use_gpu))
+        else:
+            _fit_worker_group(trial, config, sweep_dir)
     except Exception as exc:  # the record must say why, whatever failed
         write_record(
             sweep_dir,
@@ -492,6 +535,33 @@ def run_trial(config: dict) -> None:
             error="worker ended without writing a record",
             wall_s=time.time() - t0,
         )
+
+
+def _fit_worker_group(trial: TrialSpec, config: dict, sweep_dir: Path) -> None:
+    """Run the trial on a Ray Train worker group (gloo on CPU, NCCL on GPU); Train's
+    failure config restarts it from its last registered checkpoint."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    res = trial.sweep.resources
+    use_gpu = res.gpus_per_worker > 0
+    per_worker = {"CPU": res.cpus_per_worker} | ({"GPU": res.gpus_per_worker} if use_gpu else {})
+    TorchTrainer(
+        train_worker,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=res.workers_per_trial, use_gpu=use_gpu, resources_per_worker=per_worker
+        ),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        run_config=ray.train.RunConfig(
+            name=trial.trial_id,
+            storage_path=str(sweep_dir / "ray" / "train"),
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    ).fit()
 
 
 def _one_line(exc: BaseException) -> str:
