@@ -249,6 +249,19 @@ def check_resources(spec: SweepSpec) -> None:
         )
 
 
+def longest_first(trials: list[TrialSpec]) -> list[TrialSpec]:
+    """Trials by estimated training FLOPs, largest first (LPT scheduling): packed k at a
+    time, a long trial then never runs alone at the end while the other slots idle.
+    Ties keep the spec's order."""
+
+    def cost(t: TrialSpec) -> float:
+        m, b = t.sweep.model, t.sweep.budget
+        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, b.batching, t.seed)
+        return p.flops(12 * m.n_layers * m.d_model**2, m.n_layers, m.d_model)
+
+    return sorted(trials, key=cost, reverse=True)
+
+
 def run_sweep(
     spec: SweepSpec, sweep_dir: Path, address: str | None = None, out: TextIO = sys.stdout
 ) -> list[str]:
@@ -263,7 +276,7 @@ def run_sweep(
 
     trials = spec.trials()
     done = finished_ids(trials, sweep_dir)
-    pending = [t for t in trials if t.trial_id not in done]
+    pending = longest_first([t for t in trials if t.trial_id not in done])
     r = spec.resources
     print(
         f"sweep {spec.name}: {len(trials)} trials ({len(done)} already finished), "
@@ -310,9 +323,12 @@ def run_sweep(
     return [t.trial_id for t in pending]
 
 
-# Measured on the 2-core reference machine: Ray Train worker start, imports, corpus load,
-# DeepSpeed initialisation and W&B start-up before the first step of a trial.
-TRIAL_OVERHEAD_S = 25.0
+def trial_overhead_s(spec: SweepSpec) -> float:
+    """Start of a trial to its first step, measured on the 2-core reference machine
+    (bench/sweep_vs_serial.py): imports, corpus, DeepSpeed and W&B in the Tune trial's
+    process (~5 s; under 1 s when Tune reuses a warm one), plus ~15 s to start a Ray
+    Train worker group when a trial has several workers."""
+    return 5.0 if spec.resources.workers_per_trial == 1 else 20.0
 
 
 def measure_step_seconds(spec: SweepSpec, model, steps: int = 2) -> float:
@@ -352,6 +368,7 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
         b.tokens_per_step,
     )
     flops_per_step_at_lmax = const.flops(n_params, m.n_layers, m.d_model)
+    overhead = trial_overhead_s(spec)
     rows = []
     print(
         f"{'trial':<24} {'steps':>6} {'tokens':>10} {'GFLOPs':>9} {'est. s':>7}  "
@@ -361,7 +378,7 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
     for t in spec.trials():
         p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, b.batching, t.seed)
         flops = p.flops(n_params, m.n_layers, m.d_model)
-        est = TRIAL_OVERHEAD_S + step_s * flops / flops_per_step_at_lmax
+        est = overhead + step_s * flops / flops_per_step_at_lmax
         rows.append(
             {
                 "trial_id": t.trial_id,

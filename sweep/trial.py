@@ -440,7 +440,9 @@ def train(config: dict, session: Session) -> None:
             workers=world,
             restarts=state["restarts"],
             timings={k: round(v - timings["driver_start"], 3) for k, v in timings.items()},
+            started_at=timings["driver_start"],
             host=socket.gethostname(),
+            pid=os.getpid(),
             node_id=session.node_id,
             versions=_versions(),
         )

@@ -94,6 +94,34 @@ def test_rerun_keeps_finished_trials(smoke_sweep):
     assert {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")} == before
 
 
+def test_reused_tune_actor_trains_as_a_fresh_process(smoke_sweep, tmp_path):
+    """Tune hands a finished one-worker trial's process to the next trial (max 2 at a time,
+    3 trials): that trial must train exactly as it does alone in a fresh process."""
+    d, _ = smoke_sweep
+    recs = records(d)
+    pids = [r["pid"] for r in recs]
+    reused = [r for r in recs if pids.count(r["pid"]) > 1]
+    assert reused, f"no process ran two trials: {pids}"
+    later = max(reused, key=lambda r: r["started_at"])  # the process's second trial
+    r = run_sweep(
+        "trial",
+        ROOT / "configs" / "smoke.yaml",
+        "--trial",
+        later["trial_id"],
+        "--results",
+        tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    fresh = json.loads(
+        (tmp_path / "smoke" / "trials" / later["trial_id"] / "record.json").read_text()
+    )
+    assert fresh["pid"] != later["pid"]
+    assert [h["loss"] for h in fresh["history"]] == pytest.approx(
+        [h["loss"] for h in later["history"]], abs=1e-6
+    )
+    assert fresh["curve"] == pytest.approx(later["curve"], abs=1e-5)
+
+
 def test_intermediate_evaluations_recorded(smoke_sweep):
     d, _ = smoke_sweep
     for r in records(d):

@@ -68,6 +68,15 @@ def _processes(prefix: str) -> list[psutil.Process]:
     ]
 
 
+def registered(snapshot: Path) -> bool:
+    """A worker group's checkpoint counts once Ray Train's controller has registered it,
+    not when its files land in storage."""
+    try:
+        return bool(json.loads(snapshot.read_text()).get("latest_checkpoint_result"))
+    except (OSError, ValueError):
+        return False
+
+
 FT = {
     "schedules__shapes": ["linear"],
     "budget__tokens": 163840,
@@ -131,27 +140,25 @@ def test_worker_group_member_killed_resumes_from_checkpoint(tmp_path, uninterrup
     checkpoint its controller registered."""
     spec = write_spec(tmp_path, "ft", resources__workers_per_trial=2, **FT)
     snapshot = tmp_path / "ft/ray/train" / FT_TRIAL / "checkpoint_manager_snapshot.json"
-
-    def registered() -> bool:
-        # A checkpoint counts once Ray Train's controller has registered it, not when its
-        # files land in storage: kill only after that.
-        try:
-            return bool(json.loads(snapshot.read_text()).get("latest_checkpoint_result"))
-        except (OSError, ValueError):
-            return False
-
-    _kill_after_checkpoint(spec, tmp_path, registered, "ray::RayTrainWorker")
+    _kill_after_checkpoint(spec, tmp_path, lambda: registered(snapshot), "ray::RayTrainWorker")
     b = record(tmp_path / "ft", FT_TRIAL)
     assert b["workers"] == 2
     _assert_resumed(b, uninterrupted)
 
 
-def test_driver_killed_then_sweep_resume(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_driver_killed_then_sweep_resume(tmp_path, workers):
     """Kill the driver (and the Ray it started) once a trial has finished and a later one
     has checkpointed: `sweep resume` keeps the finished records byte for byte and the
-    interrupted trial continues from its checkpoint."""
+    interrupted trial continues from its checkpoint (one worker: the one it published;
+    a worker group: the one Ray Train registered)."""
     spec = write_spec(
-        tmp_path, "dk", resources__max_concurrent_trials=1, checkpoint__every_tokens=8192
+        tmp_path,
+        "dk",
+        resources__max_concurrent_trials=1,
+        resources__workers_per_trial=workers,
+        checkpoint__every_tokens=8192,
+        schedules__shapes=["constant", "linear"],
     )
     d = tmp_path / "res" / "dk"
     proc = subprocess.Popen(
@@ -168,11 +175,15 @@ def test_driver_killed_then_sweep_resume(tmp_path):
             return None
 
     def checkpointed_running() -> list[str]:
-        return [
-            c.parent.name
-            for c in d.glob("checkpoints/*/trial_state.json")
-            if status(c.parent.name) == "running"
-        ]
+        if workers == 1:
+            saved = [c.parent.name for c in d.glob("checkpoints/*/trial_state.json")]
+        else:
+            saved = [
+                c.parent.name
+                for c in d.glob("ray/train/*/checkpoint_manager_snapshot.json")
+                if registered(c)
+            ]
+        return [tid for tid in saved if status(tid) == "running"]
 
     def finished_records() -> list[Path]:
         return [p for p in d.glob("trials/*/record.json") if status(p.parent.name) == "finished"]
@@ -189,13 +200,13 @@ def test_driver_killed_then_sweep_resume(tmp_path):
     interrupted = checkpointed_running()
     finished = finished_records()
     kept = {p: p.read_bytes() for p in finished}
-    assert interrupted and len(finished) < 3
+    assert interrupted and len(finished) == 1
 
     r = run_sweep("resume", d)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"{len(finished)} already finished" in r.stdout
     records = sorted(d.glob("trials/*/record.json"))
-    assert len(records) == 3
+    assert len(records) == 2
     assert all(json.loads(p.read_text())["status"] == "finished" for p in records)
     for p, content in kept.items():
         assert p.read_bytes() == content  # finished trials were kept, not rerun

@@ -1,0 +1,40 @@
+"""Pure parts of orchestration: the order trials are handed to Tune and the per-trial
+resources it asks for."""
+
+from pathlib import Path
+
+import yaml
+
+from sweep import orchestrate, schedules, spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def local_spec(**resources) -> spec.SweepSpec:
+    raw = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
+    raw["resources"].update(resources)
+    return spec.parse(raw)
+
+
+def test_longest_first_orders_by_training_flops():
+    sw = local_spec()
+    order = orchestrate.longest_first(sw.trials())
+    assert sorted(t.trial_id for t in order) == sorted(t.trial_id for t in sw.trials())
+    b = sw.budget
+
+    def attention_tokens(t) -> float:
+        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, b.batching, t.seed)
+        return float((p.tokens * p.lengths).sum())
+
+    costs = [attention_tokens(t) for t in order]
+    assert costs == sorted(costs, reverse=True)
+    # constant trains every token at l_max: the dearest
+    assert order[0].trial_id == "constant-s0"
+
+
+def test_one_worker_trials_hold_their_cpus_in_tune():
+    assert orchestrate.trial_resources(local_spec(cpus_per_worker=2)) == {"cpu": 2}
+    assert orchestrate.trial_resources(local_spec(gpus_per_worker=1)) == {"cpu": 1, "gpu": 1}
+    # a worker group's Tune function only drives it: no CPU taken from the workers
+    group = orchestrate.trial_resources(local_spec(workers_per_trial=2))
+    assert group.get("cpu", 0) == 0
