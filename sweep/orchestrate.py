@@ -269,6 +269,9 @@ def run_sweep(
     of the trials that ran. Finished records are never touched, so a crash loses nothing."""
     # Tune's boxed banners would drown the progress lines this module prints.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # The trial record is the result; Tune's own per-trial JSON/CSV/TensorBoard logs would
+    # duplicate it, and importing TensorBoardX (and with it torch) adds ~2 s to start-up.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     import ray
     from ray import tune
 

@@ -122,7 +122,8 @@ def deepspeed_config(spec: SweepSpec, world: int, use_gpu: bool) -> dict:
 @dataclass
 class Session:
     """Where a trial's training loop runs: its rank, and how it reports metrics and
-    checkpoints. A Ray Train worker in a sweep; a plain process for baselines."""
+    checkpoints. The Tune trial's own process (one worker), a Ray Train worker (a worker
+    group), or a plain process (`sweep trial`, baselines)."""
 
     rank: int
     world: int
@@ -165,8 +166,8 @@ def local_session(
 ) -> Session:
     """One process, no worker group: a process group of one, so DeepSpeed initialises as
     in a multi-worker trial. Checkpoints, when ``checkpoint_dir`` is given, are published
-    there atomically, so a restarted process (Tune's failure config, `sweep resume`, a
-    rerun of `sweep trial`) continues from the last one."""
+    there atomically, so a restarted trial (Tune's failure config, `sweep resume`)
+    continues from the last one."""
     import torch.distributed as dist
 
     for key, val in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
@@ -466,7 +467,8 @@ def train(config: dict, session: Session) -> None:
 
 def save_checkpoint(engine, state: dict, metrics_: dict, session: Session) -> None:
     """DeepSpeed checkpoint (every rank writes its shards) plus the loop state, handed to
-    the session (Ray Train keeps it in the trial's storage and gives it back on restart)."""
+    the session: Ray Train keeps a worker group's in the trial's storage, a one-worker
+    trial publishes its own to the sweep's checkpoints/; either comes back on restart."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
