@@ -198,55 +198,63 @@ def preflight(spec: SweepSpec, address: str | None) -> None:
         return
     if address:
         return
-    r = spec.resources
     cpus = os.cpu_count() or 1
-    if r.cpus_per_worker > cpus:
-        raise SpecError(
-            "resources.cpus_per_worker", r.cpus_per_worker, f"this machine has {cpus} CPUs"
-        )
-    if r.workers_per_trial * r.cpus_per_worker > cpus:
-        raise SpecError(
-            "resources.workers_per_trial",
-            r.workers_per_trial,
-            f"needs {r.workers_per_trial * r.cpus_per_worker} CPUs, this machine has {cpus}",
-        )
-    if r.gpus_per_worker > 0:
+    gpus = 0
+    if spec.resources.gpus_per_worker > 0:
         import torch
 
-        if torch.cuda.device_count() * 1.0 < r.gpus_per_worker * r.workers_per_trial:
-            raise SpecError(
-                "resources.gpus_per_worker",
-                r.gpus_per_worker,
-                f"this machine has {torch.cuda.device_count()} GPUs",
-            )
+        gpus = torch.cuda.device_count()
+    refuse_unfit(spec, cpus, gpus, cpus, gpus, "this machine")
 
 
 def check_resources(spec: SweepSpec) -> None:
-    """A trial that no node can hold would wait forever: refuse it up front."""
+    """The same refusal against the Ray cluster's live nodes."""
     import ray
 
+    alive = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    total = ray.cluster_resources()
+    refuse_unfit(
+        spec,
+        max((n.get("CPU", 0) for n in alive), default=0),
+        max((n.get("GPU", 0) for n in alive), default=0),
+        total.get("CPU", 0),
+        total.get("GPU", 0),
+        "the cluster",
+    )
+
+
+def refuse_unfit(
+    spec: SweepSpec,
+    node_cpus: float,
+    node_gpus: float,
+    total_cpus: float,
+    total_gpus: float,
+    where: str,
+) -> None:
+    """A trial that no node can hold would wait forever: refuse it up front."""
     r = spec.resources
-    best_cpu = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
-    best_gpu = max((n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
-    total_cpu = ray.cluster_resources().get("CPU", 0)
-    if r.cpus_per_worker > best_cpu:
+    if r.cpus_per_worker > node_cpus:
         raise SpecError(
             "resources.cpus_per_worker",
             r.cpus_per_worker,
-            f"no node has that many CPUs (largest has {best_cpu:g})",
+            f"no node of {where} has that many CPUs (largest has {node_cpus:g})",
         )
-    if r.gpus_per_worker > best_gpu:
+    if r.gpus_per_worker > node_gpus:
         raise SpecError(
             "resources.gpus_per_worker",
             r.gpus_per_worker,
-            f"no node has that many GPUs (largest has {best_gpu:g})",
+            f"no node of {where} has that many GPUs (largest has {node_gpus:g})",
         )
-    if r.workers_per_trial * r.cpus_per_worker > total_cpu:
-        raise SpecError(
-            "resources.workers_per_trial",
-            r.workers_per_trial,
-            f"needs {r.workers_per_trial * r.cpus_per_worker} CPUs, cluster has {total_cpu:g}",
-        )
+    for kind, need, have in (
+        ("CPUs", r.workers_per_trial * r.cpus_per_worker, total_cpus),
+        ("GPUs", r.workers_per_trial * r.gpus_per_worker, total_gpus),
+    ):
+        if need > have:
+            raise SpecError(
+                "resources.workers_per_trial",
+                r.workers_per_trial,
+                f"needs {need:g} {kind}, {where} has {have:g}",
+            )
 
 
 def longest_first(trials: list[TrialSpec]) -> list[TrialSpec]:

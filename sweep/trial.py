@@ -130,7 +130,7 @@ class Session:
     local_rank: int
     node_id: str
     report: Callable[[dict], None]
-    save: Callable[[dict, str], None]  # (metrics, local checkpoint directory)
+    save: Callable[[dict, Callable[[str], None]], None]  # (metrics, writer of a directory)
     latest_checkpoint: Callable[[], Any]  # a context manager giving a directory, or None
 
 
@@ -140,8 +140,12 @@ def ray_session() -> Session:
 
     ctx = ray.train.get_context()
 
-    def save(metrics_: dict, directory: str) -> None:
-        ray.train.report(metrics_, checkpoint=ray.train.Checkpoint.from_directory(directory))
+    def save(metrics_: dict, write: Callable[[str], None]) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:  # Ray Train copies it to its storage
+            write(tmp)
+            ray.train.report(metrics_, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     def latest():
         ckpt = ray.train.get_checkpoint()
@@ -180,9 +184,9 @@ def local_session(
             backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1
         )
 
-    def save(metrics_: dict, directory: str) -> None:
-        if checkpoint_dir is not None:
-            publish_dir(Path(directory), Path(checkpoint_dir))
+    def save(metrics_: dict, write: Callable[[str], None]) -> None:
+        if checkpoint_dir is not None:  # nowhere to keep it: do not write it at all
+            publish_dir(write, Path(checkpoint_dir))
         report(metrics_)
 
     def latest():
@@ -207,14 +211,16 @@ def tune_session(sweep_dir: Path, trial_id: str, use_gpu: bool) -> Session:
     )
 
 
-def publish_dir(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` so that readers only ever see a complete directory: copy to
-    a sibling, then swap it in with renames (the previous one stays until the swap)."""
+def publish_dir(write: Callable[[str], None], dst: Path) -> None:
+    """Have ``write`` fill a sibling of ``dst`` (same file system, so no copy), then swap
+    it in with renames: readers only ever see a complete directory, and the previous one
+    stays until the swap."""
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     old = dst.with_name(f".{dst.name}.old")
-    for stale in dst.parent.glob(f".{dst.name}.tmp-*"):  # copies a killed process left
+    for stale in dst.parent.glob(f".{dst.name}.tmp-*"):  # what a killed writer left
         shutil.rmtree(stale, ignore_errors=True)
-    shutil.copytree(src, tmp)
+    tmp.mkdir(parents=True)
+    write(str(tmp))
     if dst.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(dst, old)
@@ -466,16 +472,16 @@ def train(config: dict, session: Session) -> None:
 
 
 def save_checkpoint(engine, state: dict, metrics_: dict, session: Session) -> None:
-    """DeepSpeed checkpoint (every rank writes its shards) plus the loop state, handed to
-    the session: Ray Train keeps a worker group's in the trial's storage, a one-worker
-    trial publishes its own to the sweep's checkpoints/; either comes back on restart."""
-    import tempfile
+    """DeepSpeed checkpoint (every rank writes its shards) plus the loop state, written
+    where the session keeps it: Ray Train a worker group's in the trial's storage, a
+    one-worker trial in the sweep's checkpoints/; either comes back on restart."""
 
-    with tempfile.TemporaryDirectory() as tmp:
-        engine.save_checkpoint(tmp, tag="state")
+    def write(directory: str) -> None:
+        engine.save_checkpoint(directory, tag="state")
         if session.rank == 0:
-            Path(tmp, STATE_FILE).write_text(json.dumps(state))
-        session.save(metrics_, tmp)
+            Path(directory, STATE_FILE).write_text(json.dumps(state))
+
+    session.save(metrics_, write)
 
 
 def restore(engine, state: dict, session: Session) -> dict:
