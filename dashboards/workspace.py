@@ -22,9 +22,9 @@ def build(entity: str, project: str, sweep: str | None = None) -> ws.Workspace:
             name="Extrapolation",
             panels=[
                 wr.LinePlot(
-                    title="delta during training, by shape",
+                    title="far_loss during training, by shape",
                     x="tokens",
-                    y=["eval/delta"],
+                    y=["eval/far_loss"],
                     groupby=wr.Config(SHAPE),
                 ),
                 wr.LinePlot(
@@ -34,14 +34,14 @@ def build(entity: str, project: str, sweep: str | None = None) -> ws.Workspace:
                     groupby=wr.Config(SHAPE),
                 ),
                 wr.ScatterPlot(
-                    title="delta versus ramp rate",
+                    title="far_loss versus ramp rate",
                     x=wr.Config("schedule.ramp_rate"),
-                    y=wr.SummaryMetric("final/delta"),
+                    y=wr.SummaryMetric("final/far_loss"),
                 ),
                 wr.ScatterPlot(
-                    title="delta versus id_loss",
+                    title="far_loss versus id_loss",
                     x=wr.SummaryMetric("final/id_loss"),
-                    y=wr.SummaryMetric("final/delta"),
+                    y=wr.SummaryMetric("final/far_loss"),
                 ),
             ],
             is_open=True,
@@ -70,7 +70,7 @@ def build(entity: str, project: str, sweep: str | None = None) -> ws.Workspace:
                     columns=[
                         wr.ParallelCoordinatesPlotColumn(metric=wr.Config("schedule.ramp_rate")),
                         wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric("final/id_loss")),
-                        wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric("final/delta")),
+                        wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric("final/far_loss")),
                         wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric("final/slope")),
                     ],
                 ),
@@ -87,6 +87,6 @@ def build(entity: str, project: str, sweep: str | None = None) -> ws.Workspace:
         runset_settings=ws.RunsetSettings(
             filters=filters,
             groupby=[ws.Config(SHAPE)],
-            order=[ws.Ordering(ws.Summary("final/delta"))],
+            order=[ws.Ordering(ws.Summary("final/far_loss"))],
         ),
     )

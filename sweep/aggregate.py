@@ -1,6 +1,10 @@
 """Aggregator: reads only the results directory, recomputes every metric from the stored
-curves, averages seeds, finds the Pareto front of (id_loss, delta, flops) and picks the
-schedules worth scaling against the reference, each pick with its rationale."""
+per-sequence values, averages seeds, compares each schedule with the reference on the
+same eval windows (paired intervals over seeds and documents), checks that the negative
+control is told apart from the reference, and picks the schedules worth scaling.
+
+The objective is far_loss, held-out loss past l_max (lower is better). delta and slope
+describe the curve's shape and never decide anything."""
 
 from __future__ import annotations
 
@@ -11,9 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from sweep import metrics
+from sweep.intervals import Interval, paired_interval
+from sweep.spec import NEGATIVE_CONTROL
 from sweep.trial import read_record, write_json_atomic
 
 EPSILON = 0.01  # nats of id_loss a pick may give up against the reference
+OBJECTIVE = "far_loss"
+PARETO_KEYS = ("id_loss", "far_loss", "flops")
 
 
 class EmptyResults(ValueError):
@@ -24,7 +32,8 @@ class EmptyResults(ValueError):
 class Trial:
     record: dict
     metrics: dict = field(default_factory=dict)
-    ci: dict = field(default_factory=dict)
+    # metric -> (unit ids, values): per eval document, what the intervals resample
+    units: dict = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -33,6 +42,10 @@ class Trial:
     @property
     def status(self) -> str:
         return self.record.get("status", "?")
+
+    @property
+    def role(self) -> str:
+        return self.record.get("role", "candidate")
 
 
 @dataclass
@@ -44,6 +57,7 @@ class Summary:
     reference: str
     picks: list[dict]
     verdict: str
+    controls: dict = field(default_factory=dict)
 
     @property
     def finished(self) -> list[Trial]:
@@ -52,8 +66,10 @@ class Summary:
     def to_dict(self) -> dict:
         return {
             "sweep": self.sweep_dir.name,
+            "objective": OBJECTIVE,
             "reference": self.reference,
             "verdict": self.verdict,
+            "controls": self.controls,
             "picks": self.picks,
             "ranking": [
                 {k: v for k, v in r.items() if not k.startswith("_")} for r in self.schedules
@@ -62,18 +78,67 @@ class Summary:
                 {
                     "trial_id": t.id,
                     "status": t.status,
+                    "role": t.role,
                     "schedule": t.record.get("schedule"),
                     "seed": t.record.get("seed"),
                     "error": t.record.get("error"),
                     "tokens_trained": t.record.get("tokens_trained"),
                     "wall_s": t.record.get("wall_s"),
                     "metrics": t.metrics,
-                    "ci": t.ci,
                 }
                 for t in self.trials
             ],
             "skipped": self.skipped,
         }
+
+
+def _by_doc(values: np.ndarray, docs: list[str]) -> tuple[tuple, np.ndarray]:
+    """Windows of the same document are not independent: average them per document, so
+    the interval's unit is the document."""
+    keys = sorted(set(docs))
+    idx = {k: i for i, k in enumerate(keys)}
+    sums, counts = np.zeros(len(keys)), np.zeros(len(keys))
+    np.add.at(sums, [idx[d] for d in docs], values)
+    np.add.at(counts, [idx[d] for d in docs], 1)
+    return tuple(keys), sums / counts
+
+
+def trial_units(rec: dict) -> tuple[dict[str, float], dict[str, tuple]]:
+    """Metrics and per-document values of one finished record, from its curve and its
+    per-sequence values (never from its stored summary numbers, which could be stale)."""
+    curve = np.asarray(rec["curve"], dtype=np.float64)
+    l_max = int(rec["l_max"])
+    if len(curve) != int(rec["eval_length"]) or len(curve) <= l_max:
+        raise ValueError("curve length does not match eval_length")
+    m = metrics.all_metrics(curve, l_max)
+    m["flops"] = float(rec["metrics"]["flops"])
+    per = rec.get("per_sequence") or {}
+    n = len(per.get("far_loss", []))
+    docs = (rec.get("eval_windows") or {}).get("doc") or [f"#{i}" for i in range(n)]
+    sources = (rec.get("eval_windows") or {}).get("source") or ["natural"] * n
+    if len(docs) != n:
+        raise ValueError("eval_windows does not match per_sequence")
+    units: dict[str, tuple] = {}
+    for key, vals in per.items():
+        if key in ("ctx_gain", "copy"):
+            continue
+        units[key] = _by_doc(np.asarray(vals, dtype=np.float64), docs)
+    if "far_loss" in per:
+        d = np.asarray(per["far_loss"]) - np.asarray(per["near_loss"])
+        units["delta"] = _by_doc(d, docs)
+    if per.get("ctx_gain"):
+        gain = np.asarray(per["ctx_gain"], dtype=np.float64)
+        units["ctx_gain"] = _by_doc(gain, docs[: len(gain)])
+        m["ctx_gain"] = float(gain.mean())
+    if per.get("copy"):
+        copy = np.asarray(per["copy"], dtype=np.float64)
+        nat = [d for d, s in zip(docs, sources) if s == "natural"][: len(copy)]
+        for j, dist in enumerate(rec.get("copy_distances", [])):
+            units[f"copy_d{dist}"] = _by_doc(copy[:, j], nat)
+            m[f"copy_d{dist}"] = float(copy[:, j].mean())
+    by_len = rec.get("tokens_by_length") or {}
+    m["tokens_at_l_max"] = float(by_len.get(str(l_max), 0))
+    return m, units
 
 
 def load_trials(sweep_dir: Path) -> tuple[list[Trial], list[dict]]:
@@ -87,18 +152,7 @@ def load_trials(sweep_dir: Path) -> tuple[list[Trial], list[dict]]:
         t = Trial(rec)
         if t.status == "finished":
             try:
-                curve = np.asarray(rec["curve"], dtype=np.float64)
-                l_max = int(rec["l_max"])
-                if len(curve) != int(rec["eval_length"]) or len(curve) <= l_max:
-                    raise ValueError("curve length does not match eval_length")
-                t.metrics = metrics.all_metrics(curve, l_max)
-                t.metrics["flops"] = float(rec["metrics"]["flops"])
-                per = {k: np.asarray(v) for k, v in rec.get("per_sequence", {}).items()}
-                if per:
-                    t.ci = {
-                        "id_loss": metrics.bootstrap_ci(per["id_loss"]),
-                        "delta": metrics.bootstrap_ci(per["far_loss"] - per["near_loss"]),
-                    }
+                t.metrics, t.units = trial_units(rec)
             except (KeyError, TypeError, ValueError) as exc:
                 skipped.append({"path": str(path), "reason": f"malformed record: {exc}"})
                 continue
@@ -106,48 +160,69 @@ def load_trials(sweep_dir: Path) -> tuple[list[Trial], list[dict]]:
     return trials, skipped
 
 
-def _seed_average(trials: list[Trial]) -> list[dict]:
-    """One row per schedule: seed means, with a t-interval across seeds when there are
-    several and the bootstrap interval over eval sequences when there is one."""
+def _matrix(trials: list[Trial], key: str) -> np.ndarray | None:
+    """(seeds x documents) values of ``key``, when every seed has them on the same units."""
+    got = [t.units.get(key) for t in trials]
+    if not got or any(g is None for g in got) or len({g[0] for g in got}) != 1:
+        return None
+    return np.stack([g[1] for g in got])
+
+
+def _paired(a: list[Trial], b: list[Trial], key: str) -> Interval | None:
+    """Interval of a - b on ``key`` over the seeds both have, paired by document."""
+    sa, sb = {t.record["seed"]: t for t in a}, {t.record["seed"]: t for t in b}
+    common = sorted(set(sa) & set(sb))
+    ma = _matrix([sa[s] for s in common], key)
+    mb = _matrix([sb[s] for s in common], key)
+    if ma is None or mb is None or ma.shape != mb.shape:
+        return None
+    return paired_interval(ma - mb)
+
+
+INTERVAL_KEYS = ("id_loss", "far_loss", "ctx_gain")
+
+
+def schedule_rows(trials: list[Trial], reference: str) -> list[dict]:
+    """One row per schedule: seed means, each with its own interval, and its paired
+    difference from the reference (schedule minus reference) for every stored metric."""
     by_sched: dict[str, list[Trial]] = {}
     for t in trials:
         by_sched.setdefault(t.record["schedule"], []).append(t)
+    ref = by_sched.get(reference)
     rows = []
     for name, ts in by_sched.items():
         row = {
             "schedule": name,
             "shape": ts[0].record["shape"],
             "ramp_rate": ts[0].record["ramp_rate"],
+            "role": "reference" if name == reference else ts[0].role,
             "seeds": len(ts),
             "trial_ids": [t.id for t in ts],
         }
-        for key in ("id_loss", "near_loss", "far_loss", "delta", "slope", "l_eff", "flops"):
-            vals = np.array([t.metrics[key] for t in ts])
-            row[key] = float(vals.mean())
-            if key in ("id_loss", "delta"):
-                if len(ts) > 1:
-                    half = 1.96 * vals.std(ddof=1) / math.sqrt(len(ts))
-                    # the per-seed bootstrap width still bounds the noise from below
-                    boot = np.mean(
-                        [np.diff(t.ci.get(key, (math.nan, math.nan)))[0] / 2 for t in ts]
-                    )
-                    half = max(half, boot / math.sqrt(len(ts))) if math.isfinite(boot) else half
-                    row[f"{key}_ci"] = (row[key] - half, row[key] + half)
-                else:
-                    row[f"{key}_ci"] = tuple(ts[0].ci.get(key, (math.nan, math.nan)))
-        per_seq = [t.record.get("per_sequence") for t in ts]
-        if all(per_seq) and len({len(p["far_loss"]) for p in per_seq}) == 1:
-            # per eval sequence, averaged over seeds: the paired comparison's raw material
-            row["_seq_delta"] = np.mean(
-                [np.asarray(p["far_loss"]) - np.asarray(p["near_loss"]) for p in per_seq], axis=0
-            )
-        row["_seed_delta"] = {t.record["seed"]: t.metrics["delta"] for t in ts}
+        keys = [k for k in ts[0].metrics if all(k in t.metrics for t in ts)]
+        for key in keys:
+            vals = [t.metrics[key] for t in ts]
+            row[key] = float(np.mean(vals)) if all(v is not None for v in vals) else math.nan
+        for key in INTERVAL_KEYS:
+            mat = _matrix(ts, key)
+            if mat is not None:
+                row[f"{key}_ci"] = paired_interval(mat).to_dict()
+        if ref is not None and name != reference:
+            row["vs_ref"] = {}
+            for key in ts[0].units:
+                iv = _paired(ts, ref, key)
+                if iv is not None:
+                    row["vs_ref"][key] = iv.to_dict()
         rows.append(row)
-    rows.sort(key=lambda r: r["delta"])
+    rows.sort(key=lambda r: (r["role"] == "control", _num(r.get(OBJECTIVE))))
     return rows
 
 
-def pareto_front(rows: list[dict], keys=("id_loss", "delta", "flops")) -> list[str]:
+def _num(v) -> float:
+    return float(v) if v is not None and math.isfinite(v) else math.inf
+
+
+def pareto_front(rows: list[dict], keys=PARETO_KEYS) -> list[str]:
     """Schedules no other schedule beats on every key (all minimised)."""
     front = []
     for r in rows:
@@ -161,88 +236,137 @@ def pareto_front(rows: list[dict], keys=("id_loss", "delta", "flops")) -> list[s
     return front
 
 
-def _halfwidth(row: dict, key: str) -> float:
-    lo, hi = row.get(f"{key}_ci", (math.nan, math.nan))
-    return (hi - lo) / 2 if math.isfinite(lo) and math.isfinite(hi) else 0.0
+def check_controls(rows: list[dict], reference: str) -> dict:
+    """Can this sweep tell a schedule that must fail from one that must work? The
+    negative control (short_only) must be worse than the reference on far_loss and on
+    ctx_gain, each beyond its paired 95% interval."""
+    neg = next((r for r in rows if r["role"] == "control" and r["shape"] == NEGATIVE_CONTROL), None)
+    if neg is None:
+        return {
+            "negative": None,
+            "discriminates": None,
+            "summary": "no negative control in the spec (schedules.controls: [short_only]): "
+            "whether this sweep can tell schedules apart is untested",
+        }
+    vs = neg.get("vs_ref", {})
+    far, gain = vs.get("far_loss"), vs.get("ctx_gain")
+    far_ok = far is not None and far["lo"] is not None and far["lo"] > 0
+    # records without the probes (older ones) are judged on far_loss alone, and say so
+    gain_ok = None if gain is None else gain["hi"] is not None and gain["hi"] < 0
+    out = {
+        "negative": neg["schedule"],
+        "far_loss": far,
+        "ctx_gain": gain,
+        "far_separated": far_ok,
+        "ctx_gain_separated": gain_ok,
+        "discriminates": far_ok and gain_ok is not False,
+    }
+    said = {True: "separated", False: "NOT separated", None: "not recorded"}
+    parts = [
+        f"{neg['schedule']} - {reference}: far_loss {_iv(far)} ({said[far_ok]}), "
+        f"ctx_gain {_iv(gain)} ({said[gain_ok]})"
+    ]
+    if not out["discriminates"]:
+        parts.append(_advice(far, gain, neg["seeds"]))
+    out["summary"] = "; ".join(parts)
+    return out
 
 
-def delta_margin(r: dict, ref: dict) -> tuple[float, str]:
-    """Half-width of the 95% interval of ref.delta - r.delta. All trials share the same
-    eval sequences, so the comparison is paired (bootstrap of per-sequence differences);
-    with several common seeds, the seed-to-seed interval counts too, whichever is wider."""
-    a, b = r.get("_seq_delta"), ref.get("_seq_delta")
-    if a is None or b is None or len(a) != len(b):
-        return _halfwidth(r, "delta") + _halfwidth(ref, "delta"), "unpaired intervals"
-    diff = b - a
-    lo, hi = metrics.bootstrap_ci(diff)
-    half, how = (hi - lo) / 2, f"paired bootstrap over {len(diff)} eval sequences"
-    common = sorted(set(r["_seed_delta"]) & set(ref["_seed_delta"]))
-    if len(common) > 1:
-        d = np.array([ref["_seed_delta"][s] - r["_seed_delta"][s] for s in common])
-        seed_half = 1.96 * d.std(ddof=1) / math.sqrt(len(d))
-        if seed_half > half:
-            half, how = seed_half, f"t-interval over {len(common)} seeds"
-    return float(half), how
+def _iv(iv: dict | None) -> str:
+    if iv is None or iv.get("mean") is None:
+        return "n/a"
+    if iv.get("lo") is None:
+        return f"{iv['mean']:+.4f} (no interval)"
+    return f"{iv['mean']:+.4f} [{iv['lo']:+.4f}, {iv['hi']:+.4f}]"
 
 
-def decide(rows: list[dict], reference: str, epsilon: float = EPSILON) -> tuple[list[dict], str]:
-    """DESIGN.md pick rule: on the Pareto front, beats the reference on delta by more than
-    the combined interval, and gives up at most ``epsilon`` of id_loss."""
+def _advice(far: dict | None, gain: dict | None, seeds: int) -> str:
+    """What to change when the negative control is not told apart."""
+    wrong_way = far is not None and far.get("mean") is not None and far["mean"] <= 0
+    if wrong_way:
+        return (
+            "the short-trained control is not worse past l_max at all: the proxy does not "
+            "learn to use long context here; train more tokens (budget.tokens), a larger "
+            "model, a BPE tokenizer (more context per token), or add long-range documents "
+            "(data.repeat_share)"
+        )
+    return (
+        "the control is worse but within the noise: add eval sequences (eval.sequences, "
+        "eval.probe_sequences), seeds"
+        + (" (one seed measures no seed noise)" if seeds < 2 else "")
+        + ", or training tokens"
+    )
+
+
+def decide(
+    rows: list[dict], reference: str, controls: dict, epsilon: float = EPSILON
+) -> tuple[list[dict], str]:
+    """The pick rule: a candidate (not the reference, not a control) on the Pareto front
+    of (id_loss, far_loss, flops) whose far_loss beats the reference's beyond the paired
+    95% interval and whose id_loss is at most ``epsilon`` worse; nothing when the
+    negative control could not be told apart from the reference."""
     ref = next((r for r in rows if r["schedule"] == reference), None)
     if ref is None:
         return [], f"no pick: the reference schedule {reference!r} has no finished trial"
-    front = set(pareto_front(rows))
+    ranked = [r for r in rows if r["role"] != "control"]
+    front = set(pareto_front(ranked))
     for r in rows:
         r["pareto"] = r["schedule"] in front
-    picks, near_misses, too_costly = [], 0, []
-    for r in rows:
+    if controls.get("discriminates") is False:
+        return [], f"underpowered, no pick: {controls['summary']}"
+    picks, within_noise, too_costly, worse = [], [], [], []
+    for r in ranked:
         if r is ref:
             continue
-        gain = ref["delta"] - r["delta"]
-        margin, how = delta_margin(r, ref)
-        r["vs_ref"], r["vs_ref_margin"] = gain, margin
-        id_cost = r["id_loss"] - ref["id_loss"]
-        if not r["pareto"]:
+        far = r.get("vs_ref", {}).get(OBJECTIVE)
+        if far is None or far["hi"] is None:
             continue
-        if gain <= margin:
-            if gain > 0:
-                near_misses += 1
+        gain = -far["mean"]  # reference minus schedule: > 0 is better
+        id_cost = r["id_loss"] - ref["id_loss"]
+        if far["hi"] >= 0:  # not better beyond the interval
+            (within_noise if gain > 0 else worse).append(r["schedule"])
             continue
         if id_cost > epsilon:
             too_costly.append(f"{r['schedule']} (+{id_cost:.4f})")
+            continue
+        if not r["pareto"]:
             continue
         picks.append(
             {
                 "schedule": r["schedule"],
                 "rationale": (
-                    f"{r['schedule']} is on the Pareto front of (id_loss, delta, flops); "
-                    f"its delta {r['delta']:+.4f} nats beats the reference {reference} "
-                    f"({ref['delta']:+.4f}) by {gain:.4f}, more than the 95% interval "
-                    f"{margin:.4f} ({how}); its id_loss {r['id_loss']:.4f} is "
-                    f"{id_cost:+.4f} nats from the reference (limit +{epsilon}); it costs "
+                    f"{r['schedule']} is on the Pareto front of (id_loss, far_loss, flops); "
+                    f"its far_loss {r['far_loss']:.4f} nats beats the reference {reference} "
+                    f"({ref['far_loss']:.4f}) by {gain:.4f}, paired 95% interval of the "
+                    f"difference [{far['lo']:+.4f}, {far['hi']:+.4f}] ({far['method']}); "
+                    f"its id_loss {r['id_loss']:.4f} is {id_cost:+.4f} nats from the "
+                    f"reference (limit +{epsilon}); it costs "
                     f"{r['flops'] / ref['flops']:.2f}x the reference FLOPs."
                 ),
-                "delta_gain": gain,
-                "margin": margin,
+                "far_gain": gain,
+                "far_interval": [far["lo"], far["hi"]],
                 "id_cost": id_cost,
             }
         )
+    power = "" if controls.get("discriminates") else f" ({controls['summary']})"
     if picks:
-        return picks, f"{len(picks)} schedule(s) worth scaling"
+        return picks, f"{len(picks)} schedule(s) worth scaling{power}"
     reasons = []
     if too_costly:
         reasons.append(
-            f"{', '.join(too_costly)} flatten the curve beyond the noise but lose more than "
-            f"{epsilon} nats of id_loss"
+            f"{', '.join(too_costly)} beat {reference} past l_max beyond the noise but lose "
+            f"more than {epsilon} nats of id_loss"
         )
-    if near_misses:
+    if within_noise:
         reasons.append(
-            f"{near_misses} schedule(s) flatten the curve less than the noise (delta gain "
-            "within its 95% interval; add seeds or eval sequences)"
+            f"{', '.join(within_noise)} have a lower far_loss than {reference}, within the "
+            "paired 95% interval (add seeds or eval sequences)"
         )
+    if worse:
+        reasons.append(f"{len(worse)} schedule(s) have a far_loss no lower than {reference}")
     if not reasons:
-        reasons.append(f"no schedule on the Pareto front is flatter than {reference}")
-    return [], "no pick: " + "; ".join(reasons)
+        reasons.append(f"no schedule on the Pareto front beats {reference} on far_loss")
+    return [], "no pick: " + "; ".join(reasons) + power
 
 
 def aggregate(sweep_dir: Path, reference: str | None = None) -> Summary:
@@ -253,18 +377,31 @@ def aggregate(sweep_dir: Path, reference: str | None = None) -> Summary:
             f"{sweep_dir}: no trial records found (is this a sweep's results directory?)"
         )
     if reference is None:
-        reference = _reference_from_dir(sweep_dir, trials)
-    rows = _seed_average([t for t in trials if t.status == "finished"])
-    picks, verdict = decide(rows, reference) if rows else ([], "no pick: no finished trial")
-    return Summary(sweep_dir, trials, skipped, rows, reference, picks, verdict)
+        reference = _reference_from_dir(trials)
+    rows = schedule_rows([t for t in trials if t.status == "finished"], reference)
+    controls = check_controls(rows, reference) if rows else {}
+    if rows:
+        picks, verdict = decide(rows, reference, controls)
+    else:
+        picks, verdict = [], "no pick: no finished trial"
+    seeds = max((r["seeds"] for r in rows), default=0)
+    if rows and seeds < 2:
+        verdict += (
+            "; one seed: the intervals cover eval-document noise only, not seed-to-seed "
+            "noise (add seeds)"
+        )
+    return Summary(sweep_dir, trials, skipped, rows, reference, picks, verdict, controls)
 
 
-def _reference_from_dir(sweep_dir: Path, trials: list[Trial]) -> str:
-    ref = "constant"
+def _reference_from_dir(trials: list[Trial]) -> str:
     for t in trials:
-        ref = t.record.get("config", {}).get("sweep", {}).get("schedules", {}).get("reference", ref)
-        break
-    return ref
+        return (
+            t.record.get("config", {})
+            .get("sweep", {})
+            .get("schedules", {})
+            .get("reference", "constant")
+        )
+    return "constant"
 
 
 def write_summary(summary: Summary) -> Path:
@@ -273,38 +410,77 @@ def write_summary(summary: Summary) -> Path:
     return path
 
 
-def _vs_ref(r: dict) -> str:
-    if "vs_ref" not in r:
+def _vs(r: dict, key: str) -> str:
+    iv = r.get("vs_ref", {}).get(key)
+    if iv is None or iv.get("mean") is None:
         return "-"
-    return f"{r['vs_ref']:+.4f}±{r['vs_ref_margin']:.4f}"
+    half = iv.get("half")
+    return f"{iv['mean']:+.4f}" + (f"±{half:.4f}" if half is not None else "")
+
+
+TABLE_HEAD = (
+    "rank",
+    "schedule",
+    "role",
+    "seeds",
+    "id_loss",
+    "far_loss",
+    "far - ref",
+    "ctx_gain",
+    "delta",
+    "slope",
+    "at l_max",
+    "GFLOPs",
+    "pick",
+)
+
+
+def table_rows(summary: Summary) -> list[list[str]]:
+    """The ranking (lowest far_loss first, controls last) as cells of text."""
+    picked = {p["schedule"] for p in summary.picks}
+    out = []
+    for i, r in enumerate(summary.schedules, 1):
+        mark = "PICK" if r["schedule"] in picked else ("pareto" if r.get("pareto") else "")
+        out.append(
+            [
+                str(i),
+                r["schedule"],
+                r["role"],
+                str(r["seeds"]),
+                f"{r['id_loss']:.4f}",
+                f"{r['far_loss']:.4f}",
+                _vs(r, "far_loss"),
+                f"{r['ctx_gain']:+.4f}" if _finite(r.get("ctx_gain")) else "-",
+                f"{r['delta']:+.4f}",
+                f"{r['slope']:+.4f}" if _finite(r.get("slope")) else "-",
+                f"{r.get('tokens_at_l_max', 0) / 1e3:.0f}k",
+                f"{r['flops'] / 1e9:.1f}",
+                mark,
+            ]
+        )
+    return out
+
+
+def _finite(v) -> bool:
+    return v is not None and math.isfinite(v)
 
 
 def format_table(summary: Summary) -> str:
-    """The ranked table printed at the end of a sweep (flattest first)."""
-    head = (
-        f"{'rank':>4}  {'schedule':<20} {'seeds':>5} {'id_loss':>8} {'near':>7} {'far':>7} "
-        f"{'delta':>8} {'flatter_than_ref':>17} {'slope':>8} {'l_eff':>6} {'GFLOPs':>9}  pick"
-    )
-    lines = [head, "-" * len(head)]
-    picked = {p["schedule"] for p in summary.picks}
-    for i, r in enumerate(summary.schedules, 1):
-        mark = (
-            "PICK"
-            if r["schedule"] in picked
-            else (
-                "ref"
-                if r["schedule"] == summary.reference
-                else ("pareto" if r.get("pareto") else "")
-            )
-        )
-        lines.append(
-            f"{i:>4}  {r['schedule']:<20} {r['seeds']:>5} {r['id_loss']:>8.4f} "
-            f"{r['near_loss']:>7.4f} {r['far_loss']:>7.4f} {r['delta']:>+8.4f} "
-            f"{_vs_ref(r):>17} {r['slope']:>+8.4f} {r['l_eff']:>6.2f} "
-            f"{r['flops'] / 1e9:>9.1f}  {mark}"
-        )
+    """The ranked table printed at the end of a sweep (lowest far_loss first)."""
+    rows = [list(TABLE_HEAD), *table_rows(summary)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEAD))]
+    lines = []
+    for k, r in enumerate(rows):
+        cells = [
+            c.ljust(w) if i in (1, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if k == 0:
+            lines.append("-" * len(lines[0]))
     for t in summary.trials:
         if t.status != "finished":
             lines.append(f"   -  {t.id:<20} {t.status}: {t.record.get('error') or ''}")
+    if summary.controls.get("summary"):
+        lines.append(f"controls: {summary.controls['summary']}")
     lines.append(summary.verdict)
     return "\n".join(lines)

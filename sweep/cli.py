@@ -74,7 +74,8 @@ def _one_trial(args: argparse.Namespace) -> int:
     rec = read_record(trial_dir(sweep_dir, args.trial) / "record.json")
     print(
         f"{args.trial}: {rec['status']}, id_loss {rec['metrics']['id_loss']:.4f}, "
-        f"delta {rec['metrics']['delta']:+.4f}, {rec['wall_s']:.1f}s"
+        f"far_loss {rec['metrics']['far_loss']:.4f}, ctx_gain {rec['metrics']['ctx_gain']:+.4f}, "
+        f"{rec['wall_s']:.1f}s"
     )
     return 0
 
@@ -177,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
             sweep_dir = orchestrate.sweep_dir_for(sw, Path(args.results))
             from sweep import data
 
-            n_held = data.check_eval_feasible(sw.data, sw.eval, sw.schedules.l_max)
+            parts = data.check_eval_feasible(sw.data, sw.eval, sw.schedules.l_max)
             orchestrate.preflight(sw, args.address)
             print(
-                f"held-out: {n_held} documents of at least E+1 = "
-                f"{sw.eval.length(sw.schedules.l_max) + 1} tokens; evaluating on "
-                f"{sw.eval.sequences}"
+                f"held-out: {len(parts.held_out)} documents after removing "
+                f"{parts.held_out_removed} that overlap the train split "
+                f"({parts.held_out_exact} share a verbatim span, {parts.held_out_near} "
+                f"near-duplicates); evaluating on {sw.eval.sequences} windows of "
+                f"E+1 = {sw.eval.length(sw.schedules.l_max) + 1} tokens at random offsets"
             )
             orchestrate.prepare(sw, sweep_dir, args.overwrite)
             return _run(sw, sweep_dir, args.address)

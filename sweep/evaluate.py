@@ -42,3 +42,75 @@ def per_position_losses(
         out.append(sequence_losses(model, batch[:, :-1], batch[:, 1:], chunk).cpu().numpy())
     model.train(was_training)
     return np.concatenate(out).astype(np.float32)
+
+
+@torch.no_grad()
+def window_losses(
+    model, sequences: np.ndarray, l_max: int, stride: int, batch_size: int, device
+) -> np.ndarray:
+    """Sliding-window losses (n, E - l_max) for positions p in (l_max, E]: each position
+    predicted from a window of the last l_max - stride + 1 to l_max tokens only (windows
+    of l_max tokens advancing by ``stride``, scoring their last ``stride`` positions).
+    Against the full-prefix loss this says whether context beyond l_max is used."""
+    n, total = sequences.shape
+    E = total - 1
+    starts = np.arange(stride, E - l_max + 1, stride)  # window [a, a + l_max)
+    was_training = model.training
+    model.eval()
+    out = np.empty((n, E - l_max), dtype=np.float32)
+    for i in range(n):
+        seq = torch.as_tensor(sequences[i], dtype=torch.long, device=device)
+        wins = torch.stack([seq[a : a + l_max + 1] for a in starts])
+        for b in range(0, len(wins), batch_size * 4):
+            w = wins[b : b + batch_size * 4]
+            loss = sequence_losses(model, w[:, :-1], w[:, 1:], None)[:, -stride:]
+            for k, a in enumerate(starts[b : b + batch_size * 4]):
+                lo = a + l_max - stride - l_max  # index into positions l_max+1..E
+                out[i, lo : lo + stride] = loss[k].cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def copy_distances(l_max: int, eval_length: int, span: int) -> list[int]:
+    """l_max/2, l_max, 2 l_max, ... while a span repeated that far back fits in E."""
+    out, d = [], l_max // 2
+    while d + 2 * span <= eval_length:
+        out.append(d)
+        d *= 2
+    return out
+
+
+@torch.no_grad()
+def copy_probe(
+    model,
+    sequences: np.ndarray,
+    distances: list[int],
+    span: int,
+    batch_size: int,
+    device,
+) -> np.ndarray:
+    """Retrieval at distance d (n, len(distances)): the loss drop on a span of held-out
+    text placed at position d + span when the same span also appears d tokens earlier,
+    against the same sequence with that earlier occurrence replaced by other held-out
+    text. Same positions, same local context; only the distant copy differs, so a
+    positive drop means the model retrieves from d tokens back (Olsson et al. 2022's
+    in-context score is the short-range case). The first token of the span is not
+    scored: nothing announces it."""
+    n = len(sequences)
+    out = np.zeros((n, len(distances)), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    for j, d in enumerate(distances):
+        q = span  # the first copy sits at [span, 2 span); its repeat at [d + span, d + 2 span)
+        end = d + 2 * span + 1
+        probe = np.array(sequences[:, :end], dtype=np.int64)
+        other = np.roll(np.asarray(sequences[:, :end], dtype=np.int64), 1, axis=0)
+        probe[:, d + q : d + q + span] = probe[:, q : q + span]
+        control = probe.copy()
+        control[:, q : q + span] = other[:, q : q + span]  # another document's text
+        both = np.concatenate([probe, control])
+        losses = per_position_losses(model, both, batch_size, device, chunk=None)
+        scored = slice(d + q, d + q + span - 1)  # predicts tokens d+q+1 .. d+q+span-1
+        out[:, j] = losses[n:, scored].mean(axis=1) - losses[:n, scored].mean(axis=1)
+    model.train(was_training)
+    return out

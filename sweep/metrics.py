@@ -1,5 +1,7 @@
-"""Extrapolation-flatness metrics of a loss-versus-position curve (DESIGN.md). Pure
-functions of numpy arrays; positions are 1-based, ``curve[p - 1] = loss(p)``."""
+"""Metrics of per-position held-out loss (docs/design.md). Pure functions of numpy arrays;
+positions are 1-based, ``curve[p - 1] = loss(p)``; a loss matrix has one row per eval
+sequence. The objective is ``far_loss`` (lower is better); ``delta`` and ``slope`` only
+describe the curve's shape."""
 
 from __future__ import annotations
 
@@ -7,22 +9,28 @@ import math
 
 import numpy as np
 
-TAU = 0.02  # nats of tolerated rise for l_eff
+# Region means that every trial stores per eval sequence, so that intervals can pair them.
+REGIONS = ("id_loss", "near_loss", "far_loss")
 
 
 def id_loss(curve: np.ndarray, l_max: int) -> float:
+    """Mean loss over p in [1, l_max]."""
     return float(np.mean(curve[:l_max]))
 
 
 def near_loss(curve: np.ndarray, l_max: int) -> float:
+    """Mean loss over p in (l_max / 2, l_max]."""
     return float(np.mean(curve[l_max // 2 : l_max]))
 
 
 def far_loss(curve: np.ndarray, l_max: int) -> float:
+    """Mean loss over p in (l_max, E]: the objective."""
     return float(np.mean(curve[l_max:]))
 
 
 def delta(curve: np.ndarray, l_max: int) -> float:
+    """far_loss - near_loss: a shape descriptor, never the objective (it improves when
+    near_loss gets worse)."""
     return far_loss(curve, l_max) - near_loss(curve, l_max)
 
 
@@ -30,17 +38,61 @@ def slope(curve: np.ndarray, l_max: int) -> float:
     """Least-squares slope of loss(p) against log2(p) over (l_max, E], nats per doubling."""
     p = np.arange(l_max + 1, len(curve) + 1, dtype=np.float64)
     if len(p) < 2:
-        return float("nan")
+        return math.nan
     return float(np.polyfit(np.log2(p), curve[l_max:].astype(np.float64), 1)[0])
 
 
-def smooth(curve: np.ndarray, window: int) -> np.ndarray:
-    """Trailing moving average (position p averages the ``window`` positions up to p)."""
-    window = max(1, int(window))
-    c = np.cumsum(np.concatenate([[0.0], curve.astype(np.float64)]))
-    idx = np.arange(1, len(curve) + 1)
-    lo = np.maximum(0, idx - window)
-    return (c[idx] - c[lo]) / (idx - lo)
+def bands(length: int, l_max: int) -> list[tuple[str, int, int]]:
+    """The far bands (l_max, 2 l_max], (2 l_max, 4 l_max], ... up to E = ``length``, as
+    (name, first index, end index) into a curve; the last band ends at E."""
+    out, lo = [], l_max
+    while lo < length:
+        hi = min(2 * lo, length)
+        out.append((f"far_x{hi / l_max:g}", lo, hi))
+        lo = hi
+    return out
+
+
+def band_losses(curve: np.ndarray, l_max: int) -> dict[str, float]:
+    return {name: float(np.mean(curve[lo:hi])) for name, lo, hi in bands(len(curve), l_max)}
+
+
+def all_metrics(curve: np.ndarray, l_max: int) -> dict[str, float]:
+    return {
+        "id_loss": id_loss(curve, l_max),
+        "near_loss": near_loss(curve, l_max),
+        "far_loss": far_loss(curve, l_max),
+        **band_losses(curve, l_max),
+        "delta": delta(curve, l_max),
+        "slope": slope(curve, l_max),
+    }
+
+
+def per_sequence(losses: np.ndarray, l_max: int) -> dict[str, list[float]]:
+    """Region and band means of each eval sequence: what the paired intervals resample."""
+    out = {
+        "id_loss": losses[:, :l_max].mean(axis=1),
+        "near_loss": losses[:, l_max // 2 : l_max].mean(axis=1),
+        "far_loss": losses[:, l_max:].mean(axis=1),
+    }
+    for name, lo, hi in bands(losses.shape[1], l_max):
+        out[name] = losses[:, lo:hi].mean(axis=1)
+    return {k: np.round(v, 6).tolist() for k, v in out.items()}
+
+
+def ctx_gain(window: np.ndarray, full: np.ndarray, l_max: int) -> np.ndarray:
+    """Per sequence: the mean over p in (l_max, E] of the loss with only the last l_max
+    tokens as context (``window``, shape (n, E - l_max)) minus the loss with the whole
+    prefix (``full``, shape (n, E)). Positive: context beyond l_max lowers the loss."""
+    return (window - full[:, l_max:]).mean(axis=1)
+
+
+def position_se(losses: np.ndarray) -> np.ndarray:
+    """Standard error of loss(p) over the eval sequences, per position."""
+    n = len(losses)
+    if n < 2:
+        return np.full(losses.shape[1], math.nan)
+    return losses.std(axis=0, ddof=1) / math.sqrt(n)
 
 
 def log_binned(curve: np.ndarray, per_octave: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -56,54 +108,3 @@ def log_binned(curve: np.ndarray, per_octave: int = 8) -> tuple[np.ndarray, np.n
         centres.append(math.sqrt(lo * (hi - 1)))
         means.append(float(np.mean(curve[lo - 1 : hi - 1])))
     return np.array(centres), np.array(means)
-
-
-def l_eff(curve: np.ndarray, l_max: int, tau: float = TAU, window: int | None = None) -> float:
-    """Largest p (as a multiple of l_max) such that the smoothed loss stays within
-    near_loss + tau at every position from l_max up to p."""
-    sm = smooth(curve, window or max(1, l_max // 8))
-    limit = near_loss(curve, l_max) + tau
-    over = np.nonzero(sm[l_max:] > limit)[0]
-    last_ok = len(curve) if len(over) == 0 else l_max + int(over[0])
-    return last_ok / l_max
-
-
-def all_metrics(curve: np.ndarray, l_max: int) -> dict[str, float]:
-    return {
-        "id_loss": id_loss(curve, l_max),
-        "near_loss": near_loss(curve, l_max),
-        "far_loss": far_loss(curve, l_max),
-        "delta": delta(curve, l_max),
-        "slope": slope(curve, l_max),
-        "l_eff": l_eff(curve, l_max),
-    }
-
-
-def per_sequence(losses: np.ndarray, l_max: int) -> dict[str, list[float]]:
-    """Region means of each eval sequence: what bootstrap intervals resample."""
-    return {
-        "id_loss": losses[:, :l_max].mean(axis=1).tolist(),
-        "near_loss": losses[:, l_max // 2 : l_max].mean(axis=1).tolist(),
-        "far_loss": losses[:, l_max:].mean(axis=1).tolist(),
-    }
-
-
-def binned_per_sequence(losses: np.ndarray, per_octave: int = 8) -> dict[str, list]:
-    """Each eval sequence's loss, log-binned by position: enough to draw interval bands
-    and paired differences later without storing every position of every sequence."""
-    centres, _ = log_binned(losses[0], per_octave)
-    rows = [log_binned(row, per_octave)[1] for row in losses]
-    return {"centres": centres.tolist(), "values": np.round(np.array(rows), 5).tolist()}
-
-
-def bootstrap_ci(
-    values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values``."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2:
-        return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
-    a = (1 - level) / 2
-    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))

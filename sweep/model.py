@@ -37,6 +37,7 @@ class BtlmProxyConfig(PreTrainedConfig):
         mup_output_alpha: float = 1.0,
         norm_eps: float = 1e-5,
         attention: str = "auto",
+        attn_window: int = 0,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -51,6 +52,7 @@ class BtlmProxyConfig(PreTrainedConfig):
         self.mup_output_alpha = mup_output_alpha
         self.norm_eps = norm_eps
         self.attention = attention  # sdpa | flex | auto (flex on CUDA, sdpa elsewhere)
+        self.attn_window = attn_window  # > 0: each query sees only its last this many keys
         super().__init__(**kwargs)
 
     @property
@@ -89,20 +91,25 @@ def position_bias(
     k_end: int,
     device=None,
     dtype=torch.float32,
+    window: int = 0,
 ) -> torch.Tensor:
     """Additive causal bias for queries q_start..q_end-1 over keys 0..k_end-1: ALiBi's
     -slope_h * (i - j) (shape (1, n_heads, q, k)), or zeros for rope/none (shape
-    (1, 1, q, k)); -inf above the diagonal. Rows of a long sequence can be built a chunk at a
-    time. Four dimensions, because only a 4-D mask lets PyTorch's CPU flash-attention
-    kernel run (a 3-D one falls back to the math path at half the speed)."""
+    (1, 1, q, k)); -inf above the diagonal and, with ``window`` > 0, at distances of
+    ``window`` or more. Rows of a long sequence can be built a chunk at a time. Four
+    dimensions, because only a 4-D mask lets PyTorch's CPU flash-attention kernel run (a
+    3-D one falls back to the math path at half the speed). Distances and the bias are
+    computed in float32 and cast at the end: bf16 rounds distances above 256 to whole
+    multiples of 2, 4, ..., which would bend ALiBi's line far past l_max."""
     i = torch.arange(q_start, q_end, device=device)[:, None]
     j = torch.arange(k_end, device=device)[None, :]
-    dist = (i - j).to(dtype)
+    dist = (i - j).to(torch.float32)
     if position == "alibi":
-        bias = -alibi_slopes(n_heads).to(device=device, dtype=dtype)[:, None, None] * dist
+        bias = -alibi_slopes(n_heads).to(device=device)[:, None, None] * dist
     else:
         bias = torch.zeros_like(dist)[None]
-    return bias.masked_fill(dist < 0, float("-inf"))[None]
+    masked = (dist < 0) | (dist >= window) if window > 0 else dist < 0
+    return bias.masked_fill(masked, float("-inf"))[None].to(dtype)
 
 
 def alibi_bias(n_heads: int, length: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -250,7 +257,9 @@ class BtlmProxyForCausalLM(PreTrainedModel):
         rope = rope_tables(cfg.d_head, t, x.device) if cfg.position == "rope" else None
 
         def bias_rows(s: int, e: int) -> torch.Tensor:
-            return position_bias(cfg.position, cfg.n_heads, s, e, e, x.device, x.dtype)
+            return position_bias(
+                cfg.position, cfg.n_heads, s, e, e, x.device, x.dtype, cfg.attn_window
+            )
 
         if chunk is None or chunk >= t:
             attend = self.attention_fn(t, x.device, x.dtype, doc_ids)  # shared by all layers
@@ -272,7 +281,7 @@ class BtlmProxyForCausalLM(PreTrainedModel):
         bias tensor exists (the default on CUDA)."""
         cfg = self.config
         if not self.use_flex(device):
-            bias = position_bias(cfg.position, cfg.n_heads, 0, t, t, device, dtype)
+            bias = position_bias(cfg.position, cfg.n_heads, 0, t, t, device, dtype, cfg.attn_window)
             if doc_ids is not None:
                 same = doc_ids[:, None, :, None] == doc_ids[:, None, None, :]
                 bias = bias.masked_fill(~same, float("-inf"))  # (batch, heads, L, L)
@@ -289,8 +298,12 @@ class BtlmProxyForCausalLM(PreTrainedModel):
         def score_mod(score, b, h, q_idx, kv_idx):
             return score - slopes[h] * (q_idx - kv_idx) if alibi else score
 
+        window = cfg.attn_window
+
         def mask_mod(b, h, q_idx, kv_idx):
             keep = q_idx >= kv_idx
+            if window > 0:
+                keep = keep & (q_idx - kv_idx < window)
             if doc_ids is not None:
                 keep = keep & (doc_ids[b, q_idx] == doc_ids[b, kv_idx])
             return keep
@@ -365,6 +378,7 @@ def build(m, vocab_size: int) -> PreTrainedModel:
                 mup_base_width=m.mup_base_width,
                 init_std=m.init_std,
                 embeddings_scale=m.embeddings_scale,
+                attention=m.attention,
             )
         )
     from transformers import AutoConfig, AutoModelForCausalLM

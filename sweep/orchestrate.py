@@ -140,7 +140,7 @@ class Progress:
                 if rec and rec.get("metrics"):
                     m = rec["metrics"]
                     msg += (
-                        f": id_loss {m['id_loss']:.4f} delta {m['delta']:+.4f} "
+                        f": id_loss {m['id_loss']:.4f} far_loss {m['far_loss']:.4f} "
                         f"in {rec.get('wall_s', 0):.0f}s"
                     )
                 self._say(f"{msg}; {self.status()}")
@@ -382,8 +382,8 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
     overhead = trial_overhead_s(spec)
     rows = []
     print(
-        f"{'trial':<24} {'steps':>6} {'tokens':>10} {'GFLOPs':>9} {'est. s':>7}  "
-        "tokens at each length",
+        f"{'trial':<24} {'steps':>6} {'tokens':>10} {'at l_max':>9} {'GFLOPs':>9} "
+        f"{'est. s':>7}  tokens at each length",
         file=out,
     )
     for t in spec.trials():
@@ -401,8 +401,9 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
         )
         by_len = ", ".join(f"{k}:{_fmt_tokens(v)}" for k, v in p.tokens_by_length().items())
         print(
-            f"{t.trial_id:<24} {p.steps:>6} {p.total_tokens:>10} {flops / 1e9:>9.1f} "
-            f"{est:>7.0f}  {by_len}",
+            f"{t.trial_id:<24} {p.steps:>6} {p.total_tokens:>10} "
+            f"{_fmt_tokens(p.tokens_by_length().get(t.schedule.l_max, 0)):>9} "
+            f"{flops / 1e9:>9.1f} {est:>7.0f}  {by_len}",
             file=out,
         )
     slots = spec.resources.max_concurrent_trials

@@ -1,18 +1,26 @@
 """Report: figures (PNG), ``report.md`` and a self-contained ``report.html`` (figures
-embedded, opens offline), built from the results directory alone."""
+embedded, opens offline), built from the results directory alone.
+
+Both documents lead with what was decided: the verdict, whether the negative control was
+told apart from the reference (without that, no comparison in the sweep can be trusted),
+the picks with their rationales, then the facts, the ranking and the figures. The
+objective is far_loss (held-out loss past l_max, lower is better); every comparison is
+schedule minus reference, paired on the same eval windows."""
 
 from __future__ import annotations
 
 import base64
 import html
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from sweep import metrics, schedules
-from sweep.aggregate import Summary, format_table
-from sweep.spec import SweepSpec, TrialSpec
+from sweep.aggregate import EPSILON, TABLE_HEAD, Summary, Trial, table_rows
+from sweep.intervals import mean_interval
+from sweep.spec import RATE_FREE_SHAPES, SweepSpec, TrialSpec
 from sweep.trial import write_text_atomic
 
 
@@ -25,69 +33,257 @@ def _plt():
     return plt
 
 
-def _by_schedule(summary: Summary) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
+# ----------------------------------------------------------------------------- data
+
+
+def _num(v) -> float:
+    """A float; NaN for None and anything that is not a number."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _finite(v) -> bool:
+    return math.isfinite(_num(v))
+
+
+def _arr(v) -> np.ndarray | None:
+    """Float array of a JSON list (null -> NaN); None when absent, empty or ragged."""
+    if v is None:
+        return None
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return a if a.size else None
+
+
+def _seed_mean(values: list) -> np.ndarray | None:
+    """Mean over seeds of per-seed arrays; seeds whose array has another shape than the
+    first are left out (a record from another eval length is not averaged in)."""
+    arrs = [a for a in map(_arr, values) if a is not None]
+    if not arrs:
+        return None
+    return np.mean([a for a in arrs if a.shape == arrs[0].shape], axis=0)
+
+
+def _mean(x) -> float:
+    """Mean of the finite values, NaN when there are none (and no warning)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+def _by_schedule(summary: Summary) -> dict[str, list[Trial]]:
+    """Finished trials per schedule, in ranking order, each schedule's seeds sorted."""
+    out: dict[str, list[Trial]] = {r["schedule"]: [] for r in summary.schedules}
     for t in summary.finished:
-        out.setdefault(t.record["schedule"], []).append(t.record)
+        out.setdefault(t.record.get("schedule", t.id), []).append(t)
+    for ts in out.values():
+        ts.sort(key=lambda t: _num(t.record.get("seed")))
+    return {k: v for k, v in out.items() if v}
+
+
+def _rows(summary: Summary) -> dict[str, dict]:
+    return {r["schedule"]: r for r in summary.schedules}
+
+
+def _ref_row(summary: Summary) -> dict | None:
+    return _rows(summary).get(summary.reference)
+
+
+def _role(summary: Summary, name: str) -> str:
+    if name == summary.reference:
+        return "reference"
+    return _rows(summary).get(name, {}).get("role", "candidate")
+
+
+def _vs(row: dict, ref: dict | None, key: str) -> tuple[float, float]:
+    """(schedule - reference, half-width of its paired 95% interval) on ``key``. The mean
+    is the paired interval's own, so a bar is centred on it; without a paired interval
+    (records without per-sequence values) the difference of the seed means, and no bar."""
+    if ref is None:
+        return math.nan, math.nan
+    if row is ref:
+        return 0.0, math.nan
+    iv = (row.get("vs_ref") or {}).get(key) or {}
+    mean = _num(iv.get("mean"))
+    if not math.isfinite(mean):
+        mean = _num(row.get(key)) - _num(ref.get(key))
+    return mean, _num(iv.get("half"))
+
+
+def _units_matrix(trials: list[Trial], key: str) -> np.ndarray | None:
+    """(seeds x documents) per-document values of ``key``, when every seed has them on
+    the same documents (what the aggregator's intervals resample)."""
+    got = [t.units.get(key) for t in trials]
+    if not got or any(g is None for g in got) or len({tuple(g[0]) for g in got}) != 1:
+        return None
+    return np.stack([np.asarray(g[1], dtype=np.float64) for g in got])
+
+
+def _l_max(summary: Summary) -> int | None:
+    for t in summary.finished:
+        if _finite(t.record.get("l_max")):
+            return int(t.record["l_max"])
+    return None
+
+
+# ----------------------------------------------------------------------------- binning
+
+
+def _log_edges(first: int, last: int, per_octave: int = 8, split: int | None = None) -> np.ndarray:
+    """Edges of position bins [e_k, e_k+1) covering positions first..last (1-based,
+    inclusive), evenly spaced in log2(p) as in ``metrics.log_binned``; ``split`` is
+    always an edge, so no bin mixes positions on both sides of it (l_max + 1)."""
+    k = np.arange(
+        math.floor(math.log2(first) * per_octave), math.ceil(math.log2(last + 1) * per_octave) + 1
+    )
+    inner = np.floor(2.0 ** (k / per_octave)).astype(int)
+    if split is not None:
+        inner = np.append(inner, split)
+    inner = np.unique(inner[(inner > first) & (inner <= last)])
+    return np.concatenate([[first], inner, [last + 1]]).astype(int)
+
+
+def _binned(
+    y: np.ndarray,
+    first: int = 1,
+    se: np.ndarray | None = None,
+    split: int | None = None,
+    per_octave: int = 8,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Log-binned ``y`` (y[j] is position first + j): (bin centres, bin means, bound on
+    the standard error of each bin mean, or None without ``se``).
+
+    The SE bound: y is a mean over eval sequences, ``se`` its per-position standard
+    error. The variance of a bin's mean over k positions is (1/k^2) sum_ij cov_ij, and
+    |cov_ij| <= se_i se_j, so its SE is at most mean(se_i), with equality when the
+    positions move together. They largely do: a window's document makes its loss high
+    or low at every position. sqrt(mean(se^2) / k) would assume independent positions
+    and shrink with the bin width, so the wide bins past l_max, where the comparison is
+    made, would get the most falsely narrow bands. The record does not keep the
+    per-position losses that the exact value needs, so the bound is what is drawn."""
+    y = np.asarray(y, dtype=np.float64)
+    edges = _log_edges(first, first + len(y) - 1, per_octave, split)
+    centres, means, ses = [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        centres.append(math.sqrt(lo * (hi - 1)))
+        means.append(_mean(y[lo - first : hi - first]))
+        if se is not None:
+            ses.append(float(np.mean(se[lo - first : hi - first])))  # NaN stays NaN
+    return np.array(centres), np.array(means), (np.array(ses) if se is not None else None)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _styles(summary: Summary) -> dict[str, dict]:
+    """One look per schedule in every figure: the reference thick black, controls
+    dashed, candidates a colour each."""
+    names = list(
+        dict.fromkeys(
+            [r["schedule"] for r in summary.schedules]
+            + [t.record.get("schedule", t.id) for t in summary.trials]
+        )
+    )
+    others = [n for n in names if n != summary.reference]
+    cmap = _plt().get_cmap("tab10" if len(others) <= 10 else "tab20")
+    out = {}
+    for i, n in enumerate(others):
+        role = _role(summary, n)
+        out[n] = {"color": cmap(i % cmap.N), "lw": 1.5, "ls": "--" if role == "control" else "-"}
+    out[summary.reference] = {"color": "black", "lw": 2.6, "ls": "-"}
     return out
 
 
-def _colors(names: list[str]) -> dict[str, tuple]:
-    cmap = _plt().get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+def _label(summary: Summary, name: str) -> str:
+    role = _role(summary, name)
+    return f"{name} ({role})" if role in ("reference", "control") else name
 
 
-def _bands(values: np.ndarray, n_boot: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """95% bootstrap band of the per-bin mean over eval sequences (rows of ``values``)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-    means = values[idx].mean(axis=1)
-    return np.quantile(means, 0.025, axis=0), np.quantile(means, 0.975, axis=0)
+def _spread(i: int, n: int, width: float = 0.04) -> float:
+    """Multiplicative x offset of series i of n on a log axis, so error bars do not
+    hide each other."""
+    return 2.0 ** (width * (i - (n - 1) / 2))
 
 
-def _binned(recs: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(bin centres, per-sequence binned losses averaged over seeds), when recorded."""
-    if not all(r.get("per_sequence_binned") for r in recs):
-        return None
-    vals = np.mean([np.asarray(r["per_sequence_binned"]["values"]) for r in recs], axis=0)
-    return np.asarray(recs[0]["per_sequence_binned"]["centres"]), vals
-
-
-def plot_curves(summary: Summary, path: Path) -> Path:
-    """Loss versus position, one line per schedule (seed mean, log-binned), l_max marked;
-    below, each schedule minus the reference on the same eval sequences (paired), which
-    cancels the text's own position-to-position variation and shows the schedule's."""
-    plt = _plt()
+def plot_curves(summary: Summary, path: Path) -> Path | None:
+    """Loss versus position, one line per schedule (seed mean, log-binned), with a band
+    of +-2 standard errors of each bin mean over the eval sequences (an upper bound, see
+    ``_binned``), l_max marked. Below, each schedule minus the reference on the same
+    eval windows, with the paired 95% interval of every far band's mean."""
     groups = _by_schedule(summary)
-    colors = _colors(list(groups))
-    curves = {name: np.mean([r["curve"] for r in recs], axis=0) for name, recs in groups.items()}
-    l_max = next(iter(groups.values()))[0]["l_max"]
-    ref = curves.get(summary.reference)
+    curves, ses = {}, {}
+    for name, ts in groups.items():
+        c = _seed_mean([t.record.get("curve") for t in ts])
+        if c is None or c.ndim != 1:
+            continue
+        curves[name] = c
+        # Over seeds, the root mean square of their SEs: again an upper bound on the seed
+        # mean's SE (reached when the seeds' errors move together, as they largely do,
+        # since the seeds share the windows). It is eval-window noise only, no seed noise.
+        se = [a for a in (_arr(t.record.get("curve_se")) for t in ts) if a is not None]
+        se = [a for a in se if a.shape == c.shape]
+        ses[name] = np.sqrt(np.mean(np.square(se), axis=0)) if se else None
+    l_max = _l_max(summary)
+    if not curves or l_max is None:
+        return None
+    st = _styles(summary)
+    ref_curve = curves.get(summary.reference)
+    ref_row = _ref_row(summary)
+    lower = ref_curve is not None and len(curves) > 1
+    plt = _plt()
     fig, axes = plt.subplots(
-        2 if ref is not None else 1,
+        2 if lower else 1,
         1,
-        figsize=(9, 8),
+        figsize=(9, 8 if lower else 5.5),
         sharex=True,
         squeeze=False,
-        gridspec_kw={"height_ratios": [3, 2]} if ref is not None else None,
+        gridspec_kw={"height_ratios": [3, 2]} if lower else None,
     )
     top = axes[0, 0]
-    for name, curve in curves.items():
-        lw = 2.6 if name == summary.reference else 1.5
-        x, y = metrics.log_binned(curve)
-        # no bands here: they would show how documents differ, not how schedules do
-        top.plot(x, y, color=colors[name], lw=lw, label=name, marker=".", ms=3)
-    top.set_ylabel("loss(p), nats (log-binned)")
+    banded = False
+    for name, c in curves.items():
+        x, y, s = _binned(c, 1, ses[name], split=l_max + 1)
+        top.plot(x, y, marker=".", ms=3, label=_label(summary, name), **st[name])
+        if s is not None and np.isfinite(s).any():
+            top.fill_between(x, y - 2 * s, y + 2 * s, color=st[name]["color"], alpha=0.12, lw=0)
+            banded = True
+    top.set_ylabel(
+        "loss(p), nats, log-binned"
+        + ("\nband: ±2 SE of the bin mean (upper bound)" if banded else "")
+    )
     top.set_title("Held-out loss by token position; past l_max is extrapolation")
-    if ref is not None:
+    if lower:
         bottom = axes[1, 0]
-        for name, curve in curves.items():
-            x, y = metrics.log_binned(curve - ref)
-            bottom.plot(
-                x, y, color=colors[name], lw=2.6 if name == summary.reference else 1.5, label=name
-            )
+        n = len(ref_curve)
+        others = [k for k, c in curves.items() if k != summary.reference and len(c) == n]
+        bands = metrics.bands(n, l_max)
+        drew_bars = False
+        for i, name in enumerate(others):
+            x, y, _ = _binned(curves[name] - ref_curve, split=l_max + 1)
+            bottom.plot(x, y, **st[name])
+            row = _rows(summary).get(name, {})
+            for band, lo, hi in bands:
+                m, h = _vs(row, ref_row, band)
+                if math.isfinite(m) and math.isfinite(h):
+                    bottom.errorbar(
+                        math.sqrt((lo + 1) * hi) * _spread(i, len(others)),
+                        m,
+                        yerr=h,
+                        fmt="s",
+                        ms=4,
+                        color=st[name]["color"],
+                        capsize=3,
+                    )
+                    drew_bars = True
         bottom.axhline(0, color="k", lw=0.8)
-        bottom.set_ylabel(f"loss(p) - {summary.reference}, nats (95% bands)")
+        bottom.set_ylabel(
+            f"loss(p) - {summary.reference}, nats\n(lines: log-binned"
+            + ("; bars: paired 95% interval\nof each far band's mean)" if drew_bars else ")")
+        )
     for ax in axes[:, 0]:
         ax.axvline(l_max, color="k", ls="--", lw=1)
         ax.set_xscale("log", base=2)
@@ -102,24 +298,157 @@ def plot_curves(summary: Summary, path: Path) -> Path:
     )
     axes[-1, 0].set_xlabel("token position p (log scale)")
     _legend(top, fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, path)
+
+
+def plot_far_bands(summary: Summary, path: Path) -> Path | None:
+    """far_loss in each band (l_max, 2 l_max], (2 l_max, 4 l_max], ... of every schedule
+    minus the reference's, with the paired 95% interval of the difference."""
+    ref = _ref_row(summary)
+    l_max = _l_max(summary)
+    if ref is None or l_max is None:
+        return None
+    ref_trial = next(t for t in summary.finished if t.record.get("schedule") == summary.reference)
+    e = ref_trial.record.get("eval_length")
+    length = int(e) if _finite(e) else len(ref_trial.record.get("curve") or [])
+    bands = metrics.bands(length, l_max)
+    others = [r for r in summary.schedules if r is not ref]
+    if not bands or not others:
+        return None
+    st = _styles(summary)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    xs = np.arange(len(bands), dtype=np.float64)
+    for i, r in enumerate(others):
+        vals = [_vs(r, ref, b[0]) for b in bands]
+        y = np.array([v[0] for v in vals])
+        h = np.array([v[1] for v in vals])
+        x = xs + 0.06 * (i - (len(others) - 1) / 2)
+        s = st[r["schedule"]]
+        ax.plot(x, y, marker="o", label=_label(summary, r["schedule"]), **s)
+        ok = np.isfinite(h) & np.isfinite(y)
+        if ok.any():
+            ax.errorbar(x[ok], y[ok], yerr=h[ok], fmt="none", ecolor=s["color"], capsize=3)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{name}\n({lo}, {hi}]" for name, lo, hi in bands])
+    ax.set_xlabel("far band (token positions)")
+    ax.set_ylabel(
+        f"band loss - {summary.reference}, nats\n(below 0: better; bars: paired 95% interval)"
+    )
+    return _save(fig, ax, path, "far_loss per band vs reference", fontsize=8, ncol=2)
+
+
+def plot_ctx_gain(summary: Summary, path: Path) -> Path | None:
+    """Sliding-window loss (only the last l_max tokens as context) minus full-prefix
+    loss, per position past l_max (log-binned seed mean): above 0, the schedule uses
+    context from further back than it was trained on."""
+    rows = _rows(summary)
+    st = _styles(summary)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    drawn = False
+    for name, ts in _by_schedule(summary).items():
+        g = _seed_mean([t.record.get("ctx_gain_curve") for t in ts])
+        l_max = _num(ts[0].record.get("l_max"))
+        if g is None or g.ndim != 1 or not math.isfinite(l_max):
+            continue
+        x, y, _ = _binned(g, int(l_max) + 1)
+        row = rows.get(name, {})
+        label = _label(summary, name)
+        if _finite(row.get("ctx_gain")):
+            half = _num((row.get("ctx_gain_ci") or {}).get("half"))
+            label += f": {row['ctx_gain']:+.3f}" + (f" ± {half:.3f}" if math.isfinite(half) else "")
+        ax.plot(x, y, marker=".", ms=3, label=label, **st[name])
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("token position p past l_max (log scale)")
+    ax.set_ylabel("window loss - full-prefix loss, nats\n(above 0: context beyond l_max is used)")
+    return _save(
+        fig,
+        ax,
+        path,
+        "Context use past l_max (legend: ctx_gain ± its 95% interval half-width)",
+        fontsize=8,
+        ncol=2,
+    )
+
+
+def plot_copy(summary: Summary, path: Path) -> Path | None:
+    """Copy probe: the loss drop on a span when the same span appeared d tokens earlier,
+    versus d, with the 95% interval of the mean over eval documents (and seeds)."""
+    st = _styles(summary)
+    series = []
+    for name, ts in _by_schedule(summary).items():
+        dists = ts[0].record.get("copy_distances") or []
+        if not dists:
+            continue
+        means, halves = [], []
+        for j, d in enumerate(dists):
+            mat = _units_matrix(ts, f"copy_d{d}")
+            if mat is not None:
+                iv = mean_interval(mat)
+                means.append(iv.mean)
+                halves.append(iv.half)
+                continue
+            # no per-document values: the seed mean of the per-sequence drops, no bar
+            cols = []
+            for t in ts:
+                c = _arr((t.record.get("per_sequence") or {}).get("copy"))
+                if c is not None and c.ndim == 2 and c.shape[1] > j:
+                    cols.append(_mean(c[:, j]))
+            means.append(_mean(cols))
+            halves.append(math.nan)
+        series.append((name, np.asarray(dists, dtype=np.float64), means, halves))
+    if not series:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for i, (name, d, m, h) in enumerate(series):
+        x = d * _spread(i, len(series))
+        m, h = np.array(m), np.array(h)
+        ax.plot(x, m, marker="o", label=_label(summary, name), **st[name])
+        ok = np.isfinite(m) & np.isfinite(h)
+        if ok.any():
+            ax.errorbar(x[ok], m[ok], yerr=h[ok], fmt="none", ecolor=st[name]["color"], capsize=3)
+    l_max = _l_max(summary)
+    if l_max:
+        ax.axvline(l_max, color="k", ls="--", lw=1)
+        ax.annotate(
+            f"l_max = {l_max}",
+            (l_max, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, -14),
+            textcoords="offset points",
+            fontsize=9,
+        )
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xscale("log", base=2)
+    d_all = np.concatenate([d for _, d, _, _ in series])
+    ax.set_xlim(d_all.min() / 1.25, d_all.max() * 1.25)  # every probed d, drawn or not
+    ax.set_xlabel("distance d back to the first copy, tokens (log scale)")
+    ax.set_ylabel(
+        "loss drop on the repeated span, nats\n(bars: 95% interval over eval documents x seeds)"
+    )
+    return _save(fig, ax, path, "Copy probe: retrieval from d tokens back", fontsize=8, ncol=2)
 
 
 def plot_plans(plans: dict[str, schedules.Plan], path: Path) -> Path:
     """Sequence length versus tokens trained, one step line per schedule."""
     plt = _plt()
-    colors = _colors(list(plans))
+    cmap = plt.get_cmap("tab10" if len(plans) <= 10 else "tab20")
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for name, p in plans.items():
+    for i, (name, p) in enumerate(plans.items()):
         x = np.append(p.cumulative_tokens(), p.total_tokens)
         ax.step(
             x,
             np.append(p.lengths, p.lengths[-1]),
             where="post",
-            color=colors[name],
+            color=cmap(i % cmap.N),
             label=name,
             lw=1.5,
         )
@@ -143,153 +472,227 @@ def plot_schedule_specs(spec: SweepSpec, path: Path) -> Path:
 def plot_schedules(summary: Summary, path: Path) -> Path:
     plans: dict[str, schedules.Plan] = {}
     for t in summary.trials:
-        if t.record["schedule"] not in plans:
-            plans[t.record["schedule"]] = _plan_of(TrialSpec.from_dict(t.record["config"]))
+        name = t.record.get("schedule")
+        if name in plans or not isinstance(t.record.get("config"), dict):
+            continue
+        try:
+            plans[name] = _plan_of(TrialSpec.from_dict(t.record["config"]))
+        except Exception:  # a record from another version of the spec: leave it out
+            continue
     return plot_plans(plans, path)
 
 
-def plot_training(summary: Summary, path: Path) -> Path:
+def plot_training(summary: Summary, path: Path) -> Path | None:
+    st = _styles(summary)
     plt = _plt()
-    groups = _by_schedule(summary)
-    colors = _colors(list(groups))
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for name, recs in groups.items():
-        h = recs[0].get("history", [])
-        if h:
-            ax.plot(
-                [p["tokens"] for p in h], [p["loss"] for p in h], color=colors[name], label=name
-            )
+    drawn = False
+    for name, ts in _by_schedule(summary).items():
+        h = [p for p in ts[0].record.get("history") or [] if isinstance(p, dict)]
+        pts = [(_num(p.get("tokens")), _num(p.get("loss"))) for p in h]
+        if pts:
+            ax.plot(*zip(*pts), label=_label(summary, name), **st[name])
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
     ax.set_xlabel("tokens trained")
     ax.set_ylabel("training loss (nats)")
-    return _save(fig, ax, path, "Training loss (seed 0 of each schedule)", fontsize=8, ncol=2)
+    return _save(fig, ax, path, "Training loss (first seed of each schedule)", fontsize=8, ncol=2)
 
 
-def _vs_reference(summary: Summary) -> tuple[dict | None, list[dict]]:
-    ref = next((r for r in summary.schedules if r["schedule"] == summary.reference), None)
-    return ref, summary.schedules
-
-
-def _paired_err(r: dict) -> float:
-    """The half-width of the paired 95% interval of delta against the reference."""
-    return float(r.get("vs_ref_margin", np.nan))
-
-
-def plot_tradeoff(summary: Summary, path: Path) -> Path:
-    """Each schedule against the reference: id_loss cost versus delta change, with the
-    paired 95% interval of the delta change; Pareto front circled, picks starred. Paired,
-    because every trial is evaluated on the same sequences: unpaired intervals would mostly
-    show how the documents differ."""
-    plt = _plt()
-    ref, rows = _vs_reference(summary)
-    colors = _colors([r["schedule"] for r in rows])
+def plot_tradeoff(summary: Summary, path: Path) -> Path | None:
+    """Each schedule against the reference: id_loss cost versus far_loss change, each
+    with its paired 95% interval; Pareto front circled, picks starred, id_loss costs
+    beyond epsilon shaded. Paired, because every trial is evaluated on the same windows:
+    unpaired intervals would mostly show how the documents differ."""
+    rows = summary.schedules
+    if not rows:
+        return None
+    ref = _ref_row(summary)
+    st = _styles(summary)
     picked = {p["schedule"] for p in summary.picks}
-    base_id = ref["id_loss"] if ref else 0.0
-    base_delta = ref["delta"] if ref else 0.0
+    plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for r in rows:
-        c = colors[r["schedule"]]
-        x, y = r["id_loss"] - base_id, r["delta"] - base_delta
-        err = _paired_err(r)
+        name = r["schedule"]
+        if ref is not None:
+            # x as the pick rule takes it (difference of seed means), bar from the
+            # paired interval; y is the paired interval's own mean, as the rule uses it
+            x = _num(r.get("id_loss")) - _num(ref.get("id_loss"))
+            xh = _vs(r, ref, "id_loss")[1]
+            y, yh = _vs(r, ref, "far_loss")
+        else:
+            x, xh = _num(r.get("id_loss")), math.nan
+            y, yh = _num(r.get("far_loss")), math.nan
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        c = st[name]["color"]
         ax.errorbar(
             x,
             y,
-            yerr=[[err], [err]] if np.isfinite(err) else None,
-            fmt="o",
+            xerr=xh if math.isfinite(xh) else None,
+            yerr=yh if math.isfinite(yh) else None,
+            fmt="s" if r.get("role") == "control" else "o",
             color=c,
             ms=6,
             capsize=3,
-            label=r["schedule"],
+            label=_label(summary, name),
         )
         if r.get("pareto"):
             ax.scatter(x, y, s=260, facecolors="none", edgecolors=c, lw=1.5)
-        if r["schedule"] in picked:
+        if name in picked:
             ax.scatter(x, y, s=320, marker="*", color="gold", edgecolors="k", zorder=5)
-    ax.axhline(0, color="k", lw=0.8)
-    ax.axvline(0, color="k", lw=0.8)
-    ax.axvspan(0.01, max(0.011, ax.get_xlim()[1]), color="grey", alpha=0.08)
-    ax.set_xlabel(f"id_loss - {summary.reference} (nats; shaded: more than epsilon = 0.01 worse)")
-    ax.set_ylabel(f"delta - {summary.reference} (nats; below 0 is flatter)")
-    return _save(
-        fig,
-        ax,
-        path,
-        "Against the reference (circles: Pareto front, stars: picks)",
-        fontsize=8,
-        ncol=2,
-    )
-
-
-def plot_ramp(summary: Summary, path: Path) -> Path:
-    """delta change against the reference versus ramp rate, one line per shape (rate-free
-    shapes as horizontal lines), with paired 95% intervals."""
-    plt = _plt()
-    ref, rows = _vs_reference(summary)
-    base = ref["delta"] if ref else 0.0
-    shapes: dict[str, list[dict]] = {}
-    for r in rows:
-        shapes.setdefault(r["shape"], []).append(r)
-    colors = _colors(list(shapes))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for shape, rs in shapes.items():
-        rs = sorted(rs, key=lambda r: r["ramp_rate"])
-        if len(rs) == 1 and shape in ("constant", "two_stage", "multi_stage"):
-            ax.axhline(rs[0]["delta"] - base, color=colors[shape], ls=":", label=shape)
-            continue
-        err = [_paired_err(r) for r in rs]
-        ax.errorbar(
-            [r["ramp_rate"] for r in rs],
-            [r["delta"] - base for r in rs],
-            yerr=err if all(np.isfinite(err)) else None,
-            marker="o",
-            color=colors[shape],
-            capsize=3,
-            label=shape,
+    if ref is not None:
+        ax.axhline(0, color="k", lw=0.8)
+        ax.axvline(0, color="k", lw=0.8)
+        lo, hi = ax.get_xlim()
+        if hi > EPSILON:
+            ax.axvspan(EPSILON, hi, color="grey", alpha=0.1, lw=0)
+            ax.set_xlim(lo, hi)
+        ax.set_xlabel(
+            f"id_loss - {summary.reference}, nats "
+            f"(shaded: more than epsilon = {EPSILON} worse; bars: paired 95% interval)"
         )
-    ax.set_xlabel("ramp rate r (fraction of the budget spent ramping)")
-    ax.set_ylabel(f"delta - {summary.reference} (nats)")
-    return _save(fig, ax, path, "Flatness versus ramp rate, per shape", fontsize=8)
+        ax.set_ylabel(
+            f"far_loss - {summary.reference}, nats\n"
+            "(below 0: better past l_max; bars: paired 95% interval)"
+        )
+    else:
+        ax.set_xlabel("id_loss, nats (no reference finished: absolute values)")
+        ax.set_ylabel("far_loss, nats")
+    title = (
+        "Against the reference (circles: Pareto front, stars: picks, squares: controls)"
+        if ref is not None
+        else "id_loss and far_loss (no reference finished; squares: controls)"
+    )
+    return _save(fig, ax, path, title, fontsize=8, ncol=2)
+
+
+def _family(r: dict) -> str:
+    """The schedule's name without its ramp rate: one line per shape (and tag)."""
+    name, rate = r["schedule"], _num(r.get("ramp_rate"))
+    suffix = f"-r{rate:g}"
+    return name[: -len(suffix)] if name.endswith(suffix) else name
+
+
+def plot_ramp(summary: Summary, path: Path) -> Path | None:
+    """far_loss change against the reference versus ramp rate, one line per shape, with
+    paired 95% intervals; rate-free shapes as horizontal lines (their interval shaded).
+    Controls are left out (their offset would flatten the scale; see the ranking)."""
+    ref = _ref_row(summary)
+    fams: dict[str, list[dict]] = {}
+    for r in summary.schedules:
+        if r is not ref and r.get("role") != "control":
+            fams.setdefault(_family(r), []).append(r)
+    if not fams:
+        return None
+    cmap = _plt().get_cmap("tab10" if len(fams) <= 10 else "tab20")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    rates = [_num(r.get("ramp_rate")) for rs in fams.values() for r in rs]
+    rates = [x for x in rates if math.isfinite(x)]
+    # a small shift per shape, so that bars at the same rate do not hide each other
+    jitter = 0.006 * ((max(rates) - min(rates)) if len(set(rates)) > 1 else 0.1) if rates else 0
+    for i, (fam, rs) in enumerate(fams.items()):
+        color = cmap(i % cmap.N)
+        rs = sorted(rs, key=lambda r: _num(r.get("ramp_rate")))
+        ys = [_vs(r, ref, "far_loss") if ref else (_num(r.get("far_loss")), math.nan) for r in rs]
+        y = np.array([v[0] for v in ys])
+        h = np.array([v[1] for v in ys])
+        if len(rs) == 1 and rs[0].get("shape") in RATE_FREE_SHAPES:
+            if math.isfinite(y[0]):
+                ax.axhline(y[0], color=color, ls=":", label=f"{fam} (no ramp)")
+                if math.isfinite(h[0]):
+                    ax.axhspan(y[0] - h[0], y[0] + h[0], color=color, alpha=0.08, lw=0)
+            continue
+        x = np.array([_num(r.get("ramp_rate")) for r in rs]) + jitter * (i - (len(fams) - 1) / 2)
+        ax.plot(x, y, marker="o", color=color, label=fam)
+        ok = np.isfinite(h) & np.isfinite(y) & np.isfinite(x)
+        if ok.any():
+            ax.errorbar(x[ok], y[ok], yerr=h[ok], fmt="none", ecolor=color, capsize=3)
+    ax.set_xlabel("ramp rate r (fraction of the budget spent ramping; shapes shifted apart)")
+    if ref is not None:
+        ax.axhline(0, color="k", lw=0.8, label=f"{summary.reference} (reference)")
+        ax.set_ylabel(
+            f"far_loss - {summary.reference}, nats\n"
+            "(below 0: better past l_max; bars: paired 95% interval)"
+        )
+    else:
+        ax.set_ylabel("far_loss, nats (no reference finished)")
+    return _save(fig, ax, path, "far_loss versus ramp rate, per shape", fontsize=8)
+
+
+def _eval_subset(rec: dict) -> int:
+    """How many of the first eval windows the intermediate evaluations used (0: unknown)."""
+    ev = ((rec.get("config") or {}).get("sweep") or {}).get("eval") or {}
+    k = ev.get("intermediate_sequences")
+    return int(k) if _finite(k) else 0
 
 
 def plot_evolution(summary: Summary, path: Path) -> Path | None:
-    """delta at the intermediate evaluations, versus tokens: how extrapolation evolves
-    while each schedule ramps. None when the sweep took no intermediate evaluations."""
+    """far_loss at the intermediate evaluations, versus tokens trained (seed mean where
+    the seeds evaluated at the same points). The final point is recomputed on the same
+    windows (the first ``eval.intermediate_sequences``), so it continues the line
+    rather than jumping to another sample. None when there were no intermediate evals."""
     groups = _by_schedule(summary)
-    if not any(r.get("evals") for recs in groups.values() for r in recs):
+    if not any(t.record.get("evals") for ts in groups.values() for t in ts):
         return None
+    st = _styles(summary)
     plt = _plt()
-    colors = _colors(list(groups))
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for name, recs in groups.items():
-        r = recs[0]
-        pts = [*r.get("evals", []), {"tokens": r["tokens_trained"], **r["metrics"]}]
-        ax.plot(
-            [p["tokens"] for p in pts],
-            [p["delta"] for p in pts],
-            marker="o",
-            color=colors[name],
-            label=name,
-        )
+    k_used = set()
+    for name, ts in groups.items():
+        lines = []
+        for t in ts:
+            rec = t.record
+            pts = [
+                (_num(e.get("tokens")), _num(e.get("far_loss")))
+                for e in rec.get("evals") or []
+                if isinstance(e, dict)
+            ]
+            k = _eval_subset(rec)
+            far = _arr((rec.get("per_sequence") or {}).get("far_loss"))
+            if pts and k > 0 and far is not None and far.ndim == 1:
+                pts.append((_num(rec.get("tokens_trained")), _mean(far[:k])))
+                k_used.add(min(k, len(far)))
+            if pts:
+                lines.append(pts)
+        if not lines:
+            continue
+        same = all([p[0] for p in ln] == [p[0] for p in lines[0]] for ln in lines)
+        if same:
+            x = [p[0] for p in lines[0]]
+            y = [_mean([ln[j][1] for ln in lines]) for j in range(len(x))]
+        else:
+            x, y = [p[0] for p in lines[0]], [p[1] for p in lines[0]]
+        ax.plot(x, y, marker="o", label=_label(summary, name), **st[name])
     ax.set_xlabel("tokens trained")
-    ax.set_ylabel("delta (nats)")
+    k_txt = f"the first {min(k_used)} eval windows" if len(k_used) == 1 else "the eval subset"
+    ax.set_ylabel(f"far_loss on {k_txt}, nats\n(lower is better)")
     return _save(
         fig,
         ax,
         path,
-        "Extrapolation during training (intermediate evaluations, seed 0)",
+        "far_loss during training (intermediate evaluations; final point on the same windows)",
         fontsize=8,
         ncol=2,
     )
 
 
-def _save(fig, ax, path: Path, title: str, **legend_kw) -> Path:
-    """The finish every figure shares: title, grid, a legend if readable, PNG, close."""
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    _legend(ax, **legend_kw)
+def _finish(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     _plt().close(fig)
     return path
+
+
+def _save(fig, ax, path: Path, title: str, **legend_kw) -> Path:
+    """The finish every one-axis figure shares: title, grid, a legend if readable, PNG."""
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _legend(ax, **legend_kw)
+    return _finish(fig, path)
 
 
 def _legend(ax, **kw) -> None:
@@ -298,10 +701,119 @@ def _legend(ax, **kw) -> None:
         ax.legend(**kw)
 
 
+# (file stem, title, function, caption, what the report says when there is nothing to draw)
+FIGURES = (
+    (
+        "curves",
+        "Loss versus position",
+        plot_curves,
+        "Seed-mean held-out loss per position, log-binned. Band: ±2 standard errors of each "
+        "bin mean over the eval windows, an upper bound (positions of one window move "
+        "together), sequence noise only. All schedules are evaluated on the same windows, "
+        "so overlapping bands do not mean two schedules are alike: the lower panel and the "
+        "per-band figure compare them paired.",
+        "no loss curves recorded",
+    ),
+    (
+        "far_bands",
+        "far_loss per band vs reference",
+        plot_far_bands,
+        "Each far band's loss minus the reference's, paired on the same windows; bars: "
+        "paired 95% interval of the difference.",
+        "no finished reference schedule, or nothing to compare with it",
+    ),
+    (
+        "ctx_gain",
+        "Context use past l_max",
+        plot_ctx_gain,
+        "Loss with only the last l_max tokens as context minus loss with the whole prefix, "
+        "per position past l_max (averaged over the probe windows and seeds). Above 0: the "
+        "model uses context from further back than it was trained on.",
+        "no sliding-window probe recorded",
+    ),
+    (
+        "copy",
+        "Copy probe",
+        plot_copy,
+        "Loss drop on a span of natural text when the same span appeared d tokens earlier. "
+        "Bars: 95% interval of the mean over eval documents (and seeds, when several).",
+        "no copy probe recorded",
+    ),
+    (
+        "tradeoff",
+        "far_loss versus in-distribution loss",
+        plot_tradeoff,
+        "Schedule minus reference on id_loss (x) and far_loss (y), each with its paired 95% "
+        "interval. Circles: Pareto front of (id_loss, far_loss, flops); stars: picks.",
+        "no finished schedules",
+    ),
+    (
+        "ramp",
+        "far_loss versus ramp rate",
+        plot_ramp,
+        "far_loss minus the reference's per ramp rate, one line per shape; rate-free shapes "
+        "are horizontal lines with their interval shaded. Controls are left out.",
+        "no candidate schedules",
+    ),
+    (
+        "evolution",
+        "far_loss during training",
+        plot_evolution,
+        "far_loss at the intermediate evaluations, on the intermediate evaluations' windows; "
+        "the last point is the final model on those same windows.",
+        None,  # no intermediate evaluations configured: nothing to say
+    ),
+    (
+        "training",
+        "Training loss",
+        plot_training,
+        "",
+        "no training history recorded",
+    ),
+)
+
+
+def _figures(summary: Summary, figdir: Path) -> list[tuple[str, Path | None, str]]:
+    """(title, PNG or None, caption or why it is missing). A figure that fails says so in
+    the report instead of taking the verdict down with it."""
+    out = []
+    if summary.finished:
+        for stem, title, fn, caption, missing in FIGURES:
+            try:
+                path = fn(summary, figdir / f"{stem}.png")
+            except Exception as exc:  # reported in the report and on stderr, never silent
+                _plt().close("all")
+                print(f"report: figure {stem} failed: {exc!r}", file=sys.stderr)
+                out.append((title, None, f"figure failed: {type(exc).__name__}: {exc}"))
+                continue
+            if path is not None:
+                out.append((title, path, caption))
+            elif missing:
+                out.append((title, None, f"not drawn: {missing}"))
+    out.append(("Schedules", plot_schedules(summary, figdir / "schedules.png"), ""))
+    return out
+
+
+# ----------------------------------------------------------------------------- text
+
+
 def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4f}"
+    if isinstance(v, float) or v is None:
+        return f"{v:.4f}" if _finite(v) else "-"
     return str(v)
+
+
+TRIAL_HEAD = [
+    "trial",
+    "status",
+    "tokens",
+    "id_loss",
+    "far_loss",
+    "delta",
+    "ctx_gain",
+    "wall s",
+    "error",
+]
 
 
 def _trial_rows(summary: Summary) -> list[list[str]]:
@@ -312,103 +824,249 @@ def _trial_rows(summary: Summary) -> list[list[str]]:
             [
                 t.id,
                 t.status,
-                _fmt(t.record.get("tokens_trained", "")),
+                str(t.record.get("tokens_trained", "")),
                 _fmt(m.get("id_loss", "")),
+                _fmt(m.get("far_loss", "")),
                 _fmt(m.get("delta", "")),
-                _fmt(m.get("slope", "")),
-                f"{t.record.get('wall_s', 0) or 0:.0f}",
-                t.record.get("error") or "",
+                _fmt(m.get("ctx_gain", "")),
+                f"{_num(t.record.get('wall_s')):.0f}" if _finite(t.record.get("wall_s")) else "",
+                str(t.record.get("error") or ""),
             ]
         )
     return rows
 
 
-TRIAL_HEAD = ["trial", "status", "tokens", "id_loss", "delta", "slope", "wall s", "error"]
-
-
 def _facts(summary: Summary) -> str:
-    """One line with what the numbers mean: lengths, eval length, budget, trial counts."""
+    """One line with what the numbers mean: lengths, eval length, budget, trial counts,
+    and how many held-out documents were dropped for overlapping the training text."""
     rec = summary.trials[0].record
-    sweep = rec.get("config", {}).get("sweep", {})
+    sweep = (rec.get("config") or {}).get("sweep", {})
     n = len(summary.trials)
     done = len(summary.finished)
-    return (
+    line = (
         f"l_max = {rec.get('l_max')}, eval length E = {rec.get('eval_length')} tokens "
         f"({sweep.get('eval', {}).get('sequences', '?')} held-out sequences), "
         f"{sweep.get('budget', {}).get('tokens', '?')} training tokens per trial; "
         f"{done} of {n} trials finished."
     )
-
-
-def write_report(summary: Summary) -> tuple[Path, Path]:
-    d = summary.sweep_dir
-    figdir = d / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    figs = []
-    if summary.finished:
-        figs.append(("Loss versus position", plot_curves(summary, figdir / "curves.png")))
-        figs.append(
-            (
-                "Flatness versus in-distribution loss",
-                plot_tradeoff(summary, figdir / "tradeoff.png"),
-            )
+    first = summary.finished[0].record if summary.finished else rec
+    sources = (first.get("eval_windows") or {}).get("source") or []
+    if sources:
+        counts = {s: sources.count(s) for s in dict.fromkeys(sources)}
+        line += " Eval windows: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "."
+    ho = first.get("held_out_removed")
+    if isinstance(ho, dict):
+        line += (
+            " Held-out documents removed for overlapping training text: "
+            f"{ho.get('exact', '?')} exact, {ho.get('near', '?')} near duplicates "
+            f"({ho.get('kept', '?')} kept)."
         )
-        figs.append(("Flatness versus ramp rate", plot_ramp(summary, figdir / "ramp.png")))
-        evo = plot_evolution(summary, figdir / "evolution.png")
-        if evo:
-            figs.append(("Extrapolation during training", evo))
-        figs.append(("Training loss", plot_training(summary, figdir / "training.png")))
-    figs.append(("Schedules", plot_schedules(summary, figdir / "schedules.png")))
+    else:
+        line += " Held-out overlap with training text: not recorded."
+    return line
 
-    table = format_table(summary)
-    picks = summary.picks
-    facts = _facts(summary)
+
+def _controls(summary: Summary) -> tuple[str, str]:
+    """("yes" | "NO" | "untested", the controls' one-line result)."""
+    c = summary.controls or {}
+    label = {True: "yes", False: "NO"}.get(c.get("discriminates"), "untested")
+    return label, c.get("summary") or "no finished trials: untested"
+
+
+def _interval_method(summary: Summary) -> str:
+    for r in summary.schedules:
+        iv = (r.get("vs_ref") or {}).get("far_loss")
+        if iv and iv.get("method"):
+            return iv["method"]
+    return ""
+
+
+def _natural_rows(summary: Summary) -> list[list[str]] | None:
+    """far_loss and id_loss on the natural-text windows alone (seed means), when the
+    eval also had synthetic repeat windows; None otherwise."""
+    groups = _by_schedule(summary)
+    recs = [t.record for ts in groups.values() for t in ts]
+    if not any("repeat" in (r.get("metrics_by_source") or {}) for r in recs):
+        return None
+
+    def src(ts: list[Trial], source: str, key: str) -> float:
+        by_source = [t.record.get("metrics_by_source") or {} for t in ts]
+        return _mean([_num((m.get(source) or {}).get(key)) for m in by_source])
+
+    ref = groups.get(summary.reference)
+    ref_far = src(ref, "natural", "far_loss") if ref else math.nan
+    out = []
+    for name, ts in groups.items():
+        far = src(ts, "natural", "far_loss")
+        diff = far - ref_far
+        out.append(
+            [
+                name,
+                _role(summary, name),
+                str(len(ts)),
+                _fmt(src(ts, "natural", "id_loss")),
+                _fmt(far),
+                f"{diff:+.4f}" if math.isfinite(diff) else "-",
+                _fmt(src(ts, "repeat", "far_loss")),
+            ]
+        )
+    return out
+
+
+NATURAL_HEAD = [
+    "schedule",
+    "role",
+    "seeds",
+    "id_loss (natural)",
+    "far_loss (natural)",
+    "far - ref (natural)",
+    "far_loss (repeat)",
+]
+
+
+def _md_cell(c: str) -> str:
+    return str(c).replace("|", "\\|")
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(map(_md_cell, head)) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
+    return out
+
+
+def _ranking(summary: Summary) -> list[tuple[str, list[str]]]:
+    """(row class, cells) of the ranking, in the aggregator's order."""
+    picked = {p["schedule"] for p in summary.picks}
+    out = []
+    for r, cells in zip(summary.schedules, table_rows(summary)):
+        cls = r.get("role", "candidate") + (" pick" if r["schedule"] in picked else "")
+        out.append((cls, cells))
+    return out
+
+
+def _markdown(summary: Summary, figs, facts: str) -> str:
+    d = summary.sweep_dir
+    label, controls = _controls(summary)
     md = [
         f"# Context-length schedule sweep: {d.name}",
         "",
-        facts,
-        "",
         f"**Verdict:** {summary.verdict}",
         "",
+        f"**Controls (discriminates: {label}):** {controls}",
+        "",
+        "## Picks",
+        "",
     ]
-    md += [f"- **{p['schedule']}**: {p['rationale']}" for p in picks]
+    md += [f"- **{p['schedule']}**: {p['rationale']}" for p in summary.picks] or [
+        "None (see the verdict)."
+    ]
+    md += ["", facts, "", "## Ranking", ""]
     md += [
-        "",
-        f"Reference schedule: `{summary.reference}`. Ranked by delta = far_loss - "
-        "near_loss (flattest first).",
-        "",
-        "```",
-        table,
-        "```",
+        f"Objective: far_loss, held-out loss past l_max (lower is better), lowest first; "
+        f"controls last. Reference `{summary.reference}` in bold, controls in italics. "
+        "far - ref: schedule minus reference, ± the paired 95% interval's half-width"
+        + (f" ({_interval_method(summary)})." if _interval_method(summary) else "."),
         "",
     ]
-    for title, path in figs:
-        md += [f"## {title}", "", f"![{title}](figures/{path.name})", ""]
-    md += ["## Trials", "", "| " + " | ".join(TRIAL_HEAD) + " |", "|" + "---|" * len(TRIAL_HEAD)]
-    md += ["| " + " | ".join(r) + " |" for r in _trial_rows(summary)]
+    head = list(TABLE_HEAD)
+    rows = []
+    for cls, cells in _ranking(summary):
+        if cls.startswith("reference"):
+            cells = [f"**{c}**" if c else c for c in cells]
+        elif cls.startswith("control"):
+            cells = [f"_{c}_" if c else c for c in cells]
+        rows.append(cells)
+    md += _md_table(head, rows)
+    nat = _natural_rows(summary)
+    if nat:
+        md += [
+            "",
+            "## Natural text only",
+            "",
+            "The same metrics on the natural-text eval windows alone (seed means, no "
+            "intervals), next to far_loss on the synthetic repeat windows.",
+            "",
+            *_md_table(NATURAL_HEAD, nat),
+        ]
+    md.append("")
+    for title, path, caption in figs:
+        md += [f"## {title}", ""]
+        if path is not None:
+            md += [f"![{title}](figures/{path.name})", ""]
+        if caption:
+            md += [caption, ""]
+    md += ["## Trials", "", *_md_table(TRIAL_HEAD, _trial_rows(summary))]
     for s in summary.skipped:
         md.append(f"\nSkipped `{s['path']}`: {s['reason']}")
-    md_path = d / "report.md"
-    write_text_atomic(md_path, "\n".join(md) + "\n")
+    return "\n".join(md) + "\n"
 
+
+CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+    "table{border-collapse:collapse;margin:0.5em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}"
+    "th,#ranking td:nth-child(2),#ranking td:nth-child(3),#natural td:nth-child(-n+2),"
+    "#trials td:nth-child(-n+2),#trials td:last-child{text-align:left}"
+    "tr.reference td{font-weight:bold;background:#eef2ff}"
+    "tr.control td{font-style:italic;color:#555;background:#f4f4f4}"
+    "tr.pick td{background:#eaf7e6}"
+    "#verdict{font-size:1.1em}.flag{font-weight:bold;padding:1px 6px;border-radius:3px}"
+    ".flag.yes{background:#d8f0d0}.flag.NO{background:#f7d4d4}.flag.untested{background:#f3ead0}"
+    ".caption{color:#444;font-size:0.9em}img{max-width:100%}"
+)
+
+
+def _html(summary: Summary, figs, facts: str) -> str:
     esc = html.escape
+    d = summary.sweep_dir
+    label, controls = _controls(summary)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>Sweep {esc(d.name)}</title><style>body{{font-family:sans-serif;max-width:1100px;"
-        "margin:auto;padding:1em}}pre{{background:#f6f6f6;padding:1em;overflow-x:auto}}"
-        "table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;"
-        "font-size:13px}}img{{max-width:100%}}</style></head><body>",
-        f"<h1>Context-length schedule sweep: {esc(d.name)}</h1><p>{esc(facts)}</p>",
-        f"<p><b>Verdict:</b> {esc(summary.verdict)}</p><ul>",
-        *[f"<li><b>{esc(p['schedule'])}</b>: {esc(p['rationale'])}</li>" for p in picks],
-        "</ul>",
-        f"<pre id='ranking'>{esc(table)}</pre>",
+        f"<title>Sweep {esc(d.name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>Context-length schedule sweep: {esc(d.name)}</h1>",
+        f"<p id='verdict'><b>Verdict:</b> {esc(summary.verdict)}</p>",
+        f"<p id='controls'><b>Controls</b> <span class='flag {label}'>discriminates: "
+        f"{label}</span> {esc(controls)}</p>",
+        "<h2>Picks</h2><ul id='picks'>",
+        *[f"<li><b>{esc(p['schedule'])}</b>: {esc(p['rationale'])}</li>" for p in summary.picks],
+        "" if summary.picks else "<li>None (see the verdict).</li>",
+        f"</ul><p id='facts'>{esc(facts)}</p>",
+        "<h2>Ranking</h2><p class='caption'>Objective: far_loss, held-out loss past l_max "
+        "(lower is better), lowest first; controls last. Reference in bold, controls in grey "
+        "italics, picks in green. far - ref: schedule minus reference, ± the paired 95% "
+        "interval's half-width"
+        + (f" ({esc(_interval_method(summary))})." if _interval_method(summary) else ".")
+        + "</p>",
+        "<table id='ranking'><thead><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEAD)
+        + "</tr></thead><tbody>",
     ]
-    for title, path in figs:
-        b64 = base64.b64encode(path.read_bytes()).decode()
+    for cls, cells in _ranking(summary):
         parts.append(
-            f"<h2>{esc(title)}</h2><img alt='{esc(title)}' src='data:image/png;base64,{b64}'>"
+            f"<tr class='{esc(cls)}'>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>"
         )
+    parts.append("</tbody></table>")
+    nat = _natural_rows(summary)
+    if nat:
+        parts.append(
+            "<h2>Natural text only</h2><p class='caption'>The same metrics on the "
+            "natural-text eval windows alone (seed means, no intervals), next to far_loss on "
+            "the synthetic repeat windows.</p><table id='natural'><thead><tr>"
+            + "".join(f"<th>{esc(h)}</th>" for h in NATURAL_HEAD)
+            + "</tr></thead><tbody>"
+        )
+        for r in nat:
+            parts.append(
+                f"<tr class='{esc(r[1])}'>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>"
+            )
+        parts.append("</tbody></table>")
+    for title, path, caption in figs:
+        parts.append(f"<h2>{esc(title)}</h2>")
+        if path is not None:
+            b64 = base64.b64encode(path.read_bytes()).decode()
+            parts.append(f"<img alt='{esc(title)}' src='data:image/png;base64,{b64}'>")
+        if caption:
+            parts.append(f"<p class='caption'>{esc(caption)}</p>")
     parts.append(
         "<h2>Trials</h2><table id='trials'><tr>"
         + "".join(f"<th>{esc(h)}</th>" for h in TRIAL_HEAD)
@@ -426,6 +1084,17 @@ def write_report(summary: Summary) -> tuple[Path, Path]:
         "i.naturalWidth > 0).length; });</script>"
     )
     parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(summary: Summary) -> tuple[Path, Path]:
+    d = summary.sweep_dir
+    figdir = d / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    figs = _figures(summary, figdir)
+    facts = _facts(summary)
+    md_path = d / "report.md"
+    write_text_atomic(md_path, _markdown(summary, figs, facts))
     html_path = d / "report.html"
-    write_text_atomic(html_path, "\n".join(parts))
+    write_text_atomic(html_path, _html(summary, figs, facts))
     return md_path, html_path

@@ -1,7 +1,9 @@
 """Context-length schedules: pure functions of training progress, and the exact step plan.
 
 ``length(s, f)`` maps progress ``f = tokens_seen / budget`` to a sequence length, rounded
-down to ``multiple_of`` and clamped to [l_min, l_max]. ``plan`` turns a schedule and a
+to the nearest multiple of ``multiple_of`` and clamped to [l_min, l_max]: nearest, not
+down, so that every ramp reaches l_max before f = r and trains there (rounded down, a
+rate-1 linear ramp would never get past l_max - multiple_of). ``plan`` turns a schedule and a
 token budget into the per-step table every trial trains on: in ``reshape`` mode each step
 holds exactly ``tokens_per_step`` tokens (rows = tokens_per_step // L, plus one shorter
 tail row when L does not divide it), so all trials see the same tokens per step and the
@@ -26,6 +28,9 @@ def validate(s: ScheduleSpec) -> None:
         raise SpecError("schedules.shapes", s.shape, "unknown shape")
     if not 0 < s.ramp_rate <= 1:
         raise SpecError("schedules.ramp_rates", s.ramp_rate, "must be in (0, 1]")
+    if s.shape in ("two_stage", "short_only"):
+        if s.l_short and not s.l_min <= s.l_short <= s.l_max:
+            raise SpecError("schedules.l_short", s.l_short, "must lie in [l_min, l_max]")
     if s.shape == "two_stage":
         if not 0 <= s.switch <= 1:
             raise SpecError("schedules.switch", s.switch, "must be in [0, 1]")
@@ -84,8 +89,11 @@ def _ramp(shape: str, s: ScheduleSpec, u: float) -> float:
     if shape == "geometric":
         if u >= 1:
             return hi
-        uc = (u * s.cycles) % 1.0  # Grow-P2: repeat the doubling ladder `cycles` times
-        return lo * 2 ** math.floor(uc * math.log2(hi / lo))
+        # The ladder l_min, 2 l_min, ..., l_max: n + 1 rungs with an equal share of the
+        # ramp each, so l_max gets its share too (Grow-P2 repeats it `cycles` times).
+        uc = (u * s.cycles) % 1.0
+        rungs = math.ceil(math.log2(hi / lo) - 1e-9) + 1  # the last one clamped to l_max
+        return min(hi, lo * 2 ** math.floor(uc * rungs))
     raise ValueError(shape)
 
 
@@ -96,6 +104,8 @@ def raw_length(s: ScheduleSpec, f: float, rng: np.random.Generator | None = None
         return s.l_max
     if s.shape == "two_stage":
         return (s.l_short or s.l_max // 4) if f < s.switch else s.l_max
+    if s.shape == "short_only":
+        return s.l_short or s.l_min
     if s.shape == "multi_stage":
         for end, length in s.stages:
             if f < end:
@@ -114,9 +124,10 @@ def raw_length(s: ScheduleSpec, f: float, rng: np.random.Generator | None = None
 
 
 def length(s: ScheduleSpec, f: float, rng: np.random.Generator | None = None) -> int:
-    """L(f): rounded down to a multiple of ``multiple_of`` and clamped to [l_min, l_max]."""
+    """L(f): rounded to the nearest multiple of ``multiple_of`` (halves up) and clamped to
+    [l_min, l_max]."""
     raw = raw_length(s, f, rng)
-    rounded = int(math.floor(raw / s.multiple_of + 1e-9)) * s.multiple_of
+    rounded = int(math.floor(raw / s.multiple_of + 0.5 + 1e-9)) * s.multiple_of
     return max(s.l_min, min(s.l_max, rounded))
 
 
@@ -205,16 +216,14 @@ def lr_at(tokens_seen: int, budget: int, warmup_fraction: float, min_ratio: floa
 
 # ----------------------------------------------------------------------------- export
 
-DEEPSPEED_NATIVE = {"linear": "fixed_linear", "root": "fixed_root"}
-
 
 def deepspeed_curriculum(s: ScheduleSpec, budget: int, tokens_per_step: int) -> dict:
     """The schedule as DeepSpeed's ``curriculum_learning`` block (curriculum_type seqlen).
 
     DeepSpeed's ``CurriculumScheduler.get_difficulty(k)`` equals ``plan(...).lengths[k]``
-    for every step k: linear and root map to ``fixed_linear`` / ``fixed_root`` with
-    ``total_curriculum_step = ramp_rate * steps``; every other deterministic shape is
-    written out as ``fixed_discrete`` runs of equal length. Mixture has no DeepSpeed form.
+    for every step k: every deterministic shape is written out as ``fixed_discrete`` runs
+    of equal length (DeepSpeed's ``fixed_linear`` / ``fixed_root`` round down, ours to
+    the nearest multiple, so they would differ by one rung). Mixture has no DeepSpeed form.
     Note DeepSpeed truncates fixed-size rows (our ``truncate`` batching)."""
     if s.shape == "mixture":
         raise ValueError("mixture draws lengths at random and has no DeepSpeed curriculum form")
@@ -225,18 +234,6 @@ def deepspeed_curriculum(s: ScheduleSpec, budget: int, tokens_per_step: int) -> 
         "min_difficulty": s.l_min,
         "max_difficulty": s.l_max,
     }
-    total = s.ramp_rate * steps
-    # The native forms count progress in steps; they match ours (progress in tokens) only
-    # when every step holds the same tokens and the ramp ends on a step boundary.
-    if s.shape in DEEPSPEED_NATIVE and budget % tokens_per_step == 0 and total.is_integer():
-        block["schedule_type"] = DEEPSPEED_NATIVE[s.shape]
-        block["schedule_config"] = {
-            "total_curriculum_step": int(total),
-            "difficulty_step": s.multiple_of,
-        }
-        if s.shape == "root":
-            block["schedule_config"]["root_degree"] = s.degree
-        return block
     lengths = [length(s, k * tokens_per_step / budget) for k in range(steps)]
     difficulty, max_step = [lengths[0]], []
     for k, L in enumerate(lengths[1:], start=1):

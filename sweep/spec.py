@@ -26,9 +26,12 @@ SHAPES = (
     "cosine",
     "reverse",
     "mixture",
+    "short_only",
 )
 # Shapes whose length does not depend on the ramp rate: one trial per seed, not per rate.
-RATE_FREE_SHAPES = ("constant", "two_stage", "multi_stage")
+RATE_FREE_SHAPES = ("constant", "two_stage", "multi_stage", "short_only")
+# The negative control: trained short throughout, it must come out worse than the reference.
+NEGATIVE_CONTROL = "short_only"
 POSITIONS = ("alibi", "rope", "none")
 ARCHS = ("btlm-proxy",)
 BATCHING = ("reshape", "truncate")
@@ -90,6 +93,14 @@ class DataSpec:
     max_documents: int = 20000  # hf: how many records to stream
     vocab_size: int = 4096  # bpe: vocabulary size to train
     doc_mask: bool = False  # no attention across document boundaries in packed rows
+    # Long-range structure a small model learns in minutes: this fraction of documents
+    # (chosen by a hash of their name, in both splits) get spans of `repeat_span` tokens
+    # copied from earlier in the same document, at distances log-uniform in
+    # [repeat_span, repeat_max_distance] (0: the eval length E). Metrics are reported on
+    # the natural documents alone as well.
+    repeat_share: float = 0.0
+    repeat_span: int = 32
+    repeat_max_distance: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ class ScheduleSpec:
     ramp_rate: float = 1.0
     multiple_of: int = 8
     switch: float = 0.75  # two_stage: fraction of tokens at l_short (BTLM 470/627)
-    l_short: int = 0  # two_stage: 0 means l_max // 4
+    l_short: int = 0  # two_stage: 0 means l_max // 4; short_only: 0 means l_min
     degree: float = 2.0  # root
     cycles: int = 1  # geometric
     reverse_of: str = "linear"  # reverse: the forward shape it mirrors
@@ -111,6 +122,7 @@ class ScheduleSpec:
     mixture_start: tuple[float, ...] = ()  # probabilities at f = 0
     mixture_end: tuple[float, ...] = ()  # probabilities at f >= ramp_rate
     tag: str = ""  # the grid parameters that tell this schedule from its siblings
+    control: bool = False  # a control of the sweep: measured, never picked
 
     @property
     def label(self) -> str:
@@ -129,15 +141,20 @@ class SchedulesSpec:
     multiple_of: int = 8
     reference: str = "constant"
     params: dict = field(default_factory=dict)  # shape-specific defaults (switch, degree, ...)
+    controls: tuple[dict, ...] = ()  # entries like `shapes`, e.g. short_only (never picked)
 
 
 @dataclass(frozen=True)
 class EvalSpec:
     multiple: int = 4
-    sequences: int = 64
+    sequences: int = 256  # eval windows, each at a seeded random offset in a held-out doc
     batch_size: int = 8
     every_fraction: float = 0.0  # intermediate evaluations every this fraction of the budget
-    intermediate_sequences: int = 16  # eval sequences used by the intermediate evaluations
+    intermediate_sequences: int = 64  # the first this many of the final eval's sequences
+    probe_sequences: int = 64  # sequences for the sliding-window and copy probes
+    window_stride: int = 0  # sliding-window eval stride (0: l_max // 4)
+    copy_span: int = 32  # tokens of the repeated span in the copy probe
+    seed: int = 0  # eval offsets: the same windows for every trial of the sweep
 
     def length(self, l_max: int) -> int:
         return self.multiple * l_max
@@ -201,6 +218,13 @@ class TrialSpec:
     seed: int
     schedule: ScheduleSpec
     sweep: SweepSpec
+
+    @property
+    def role(self) -> str:
+        """reference, control or candidate: what the pick rule may do with it."""
+        if self.schedule.label == self.sweep.schedules.reference:
+            return "reference"
+        return "control" if self.schedule.control else "candidate"
 
     def to_dict(self) -> dict:
         return {
@@ -370,31 +394,34 @@ def _shape_params(raw: dict, prefix: str) -> dict:
     return out
 
 
-def _parse_schedules(raw: dict) -> SchedulesSpec:
-    """``shapes`` entries are names or mappings ``{shape: NAME, ramp_rates: [...], PARAM:
-    value-or-list}``; a list-valued scalar parameter is a grid axis for that shape."""
-    raw = dict(raw)
-    shapes = raw.pop("shapes", None)
+def _entries(shapes: Any, name: str) -> list[dict]:
+    """``shapes`` / ``controls`` entries: names or mappings ``{shape: NAME, ramp_rates:
+    [...], PARAM: value-or-list}``; a list-valued scalar parameter is a grid axis."""
     if isinstance(shapes, str):
         shapes = [shapes]
-    if not isinstance(shapes, list) or not shapes:
-        raise SpecError("schedules.shapes", shapes, "must be a non-empty list of shape names")
+    if not isinstance(shapes, list) or (not shapes and name == "schedules.shapes"):
+        raise SpecError(name, shapes, "must be a non-empty list of shape names")
     entries = []
     for entry in shapes:
         entry = {"shape": entry} if isinstance(entry, str) else entry
         if not isinstance(entry, dict) or entry.get("shape") not in SHAPES:
             bad = entry.get("shape") if isinstance(entry, dict) else entry
-            raise SpecError("schedules.shapes", bad, f"unknown shape (known: {', '.join(SHAPES)})")
+            raise SpecError(name, bad, f"unknown shape (known: {', '.join(SHAPES)})")
         rest = {k: v for k, v in entry.items() if k not in ("shape", "ramp_rates")}
-        _shape_params(rest, f"schedules.shapes[{entry['shape']}]")
+        _shape_params(rest, f"{name}[{entry['shape']}]")
         if "ramp_rates" in entry:
-            entry = {
-                **entry,
-                "ramp_rates": list(_rates(entry["ramp_rates"], "schedules.ramp_rates")),
-            }
+            entry = {**entry, "ramp_rates": list(_rates(entry["ramp_rates"], f"{name}.ramp_rates"))}
         entries.append(entry)
+    return entries
+
+
+def _parse_schedules(raw: dict) -> SchedulesSpec:
+    raw = dict(raw)
+    entries = _entries(raw.pop("shapes", None), "schedules.shapes")
+    controls = _entries(raw.pop("controls", []), "schedules.controls")
     out: dict[str, Any] = {
         "shapes": tuple(entries),
+        "controls": tuple(controls),
         "ramp_rates": _rates(raw.pop("ramp_rates", [1.0]), "schedules.ramp_rates"),
     }
     for key in ("l_min", "l_max", "multiple_of"):
@@ -484,6 +511,23 @@ def _check(spec: SweepSpec) -> None:
         )
     if s.reference not in {t.schedule.label for t in expand(spec)} and s.reference not in SHAPES:
         raise SpecError("schedules.reference", s.reference, "names no schedule of this sweep")
+    if any(t.schedule.control and t.role == "reference" for t in expand(spec)):
+        raise SpecError("schedules.reference", s.reference, "is one of the controls")
+    d = spec.data
+    if not 0 <= d.repeat_share < 1:
+        raise SpecError("data.repeat_share", d.repeat_share, "must be in [0, 1)")
+    if d.repeat_span < 2:
+        raise SpecError("data.repeat_span", d.repeat_span, "must be at least 2 tokens")
+    if d.repeat_max_distance < 0 or 0 < d.repeat_max_distance < d.repeat_span:
+        raise SpecError(
+            "data.repeat_max_distance", d.repeat_max_distance, "must be 0 (E) or >= repeat_span"
+        )
+    stride = e.window_stride or s.l_max // 4
+    if e.window_stride < 0 or stride < 1 or s.l_max % stride:
+        raise SpecError("eval.window_stride", e.window_stride, f"must divide l_max={s.l_max}")
+    if not 2 <= e.copy_span <= s.l_max // 2:
+        raise SpecError("eval.copy_span", e.copy_span, f"must be in [2, l_max/2={s.l_max // 2}]")
+    _positive("eval.probe_sequences", e.probe_sequences)
     _positive("eval.multiple", e.multiple)
     _positive("eval.sequences", e.sequences)
     _positive("eval.batch_size", e.batch_size)
@@ -531,40 +575,53 @@ def _fmt(v: Any) -> str:
 
 
 def expand(spec: SweepSpec) -> list[TrialSpec]:
-    """The grid: for every shape entry, its scalar-parameter axes x ramp rates, x seeds.
-    Rate-free shapes run once per seed, not once per rate; duplicates collapse."""
+    """The grid: for every shape entry, its scalar-parameter axes x ramp rates, x seeds;
+    then the controls the same way. Rate-free shapes run once per seed, not once per rate;
+    duplicates collapse; a schedule may not be both a candidate and a control."""
     s = spec.schedules
     seen: dict[str, ScheduleSpec] = {}
-    for entry in s.shapes:
-        shape = entry["shape"]
-        own = {k: v for k, v in entry.items() if k not in ("shape", "ramp_rates")}
-        params = {**s.params, **own}
-        fixed = {k: _list_param(k, v) for k, v in params.items() if k in LIST_PARAMS}
-        axes = {
-            k: (v if isinstance(v, list) else [v]) for k, v in params.items() if k in SCALAR_PARAMS
-        }
-        tagged = [k for k, v in axes.items() if len(v) > 1 or k in own]
-        rates = [1.0] if shape in RATE_FREE_SHAPES else entry.get("ramp_rates", s.ramp_rates)
-        for combo in itertools.product(*axes.values()):
-            chosen = dict(zip(axes, combo))
-            tag = "".join(f"-{SCALAR_PARAMS[k]}{_fmt(chosen[k])}" for k in tagged)
-            for rate in rates:
-                try:
-                    sched = ScheduleSpec(
+    for control, entries in ((False, s.shapes), (True, s.controls)):
+        for entry in entries:
+            for sched in _entry_schedules(s, entry, control):
+                old = seen.setdefault(sched.label, sched)
+                if old.control != control:
+                    raise SpecError(
+                        "schedules.controls", sched.label, "is also one of the sweep's shapes"
+                    )
+    return [
+        TrialSpec(f"{label}-s{seed}", seed, sched, spec)
+        for label, sched in seen.items()
+        for seed in spec.seeds
+    ]
+
+
+def _entry_schedules(s: SchedulesSpec, entry: dict, control: bool) -> list[ScheduleSpec]:
+    shape = entry["shape"]
+    own = {k: v for k, v in entry.items() if k not in ("shape", "ramp_rates")}
+    params = {**s.params, **own}
+    fixed = {k: _list_param(k, v) for k, v in params.items() if k in LIST_PARAMS}
+    axes = {k: (v if isinstance(v, list) else [v]) for k, v in params.items() if k in SCALAR_PARAMS}
+    tagged = [k for k, v in axes.items() if len(v) > 1 or k in own]
+    rates = [1.0] if shape in RATE_FREE_SHAPES else entry.get("ramp_rates", s.ramp_rates)
+    out = []
+    for combo in itertools.product(*axes.values()):
+        chosen = dict(zip(axes, combo))
+        tag = "".join(f"-{SCALAR_PARAMS[k]}{_fmt(chosen[k])}" for k in tagged)
+        for rate in rates:
+            try:
+                out.append(
+                    ScheduleSpec(
                         shape=shape,
                         l_min=s.l_min,
                         l_max=s.l_max,
                         ramp_rate=float(rate),
                         multiple_of=s.multiple_of,
                         tag=tag,
+                        control=control,
                         **fixed,
                         **chosen,
                     )
-                except TypeError as exc:
-                    raise SpecError("schedules.shapes", shape, str(exc)) from None
-                seen.setdefault(sched.label, sched)
-    return [
-        TrialSpec(f"{label}-s{seed}", seed, sched, spec)
-        for label, sched in seen.items()
-        for seed in spec.seeds
-    ]
+                )
+            except TypeError as exc:
+                raise SpecError("schedules.shapes", shape, str(exc)) from None
+    return out

@@ -47,7 +47,20 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, allow_nan=True))
+    """Strict JSON (NaN and infinities become null), readable by any JSON parser."""
+    write_text_atomic(path, json.dumps(_finite(obj), allow_nan=False))
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _finite(obj.item())
+    return obj
 
 
 def write_record(sweep_dir: Path, trial: TrialSpec, status: str, **fields: Any) -> dict:
@@ -58,6 +71,7 @@ def write_record(sweep_dir: Path, trial: TrialSpec, status: str, **fields: Any) 
         "schedule": trial.schedule.label,
         "shape": trial.schedule.shape,
         "ramp_rate": trial.schedule.ramp_rate,
+        "role": trial.role,
         "seed": trial.seed,
         "l_max": trial.schedule.l_max,
         "eval_length": trial.sweep.eval.length(trial.schedule.l_max),
@@ -271,7 +285,7 @@ def train(config: dict, session: Session) -> None:
     torch.manual_seed(trial.seed)
 
     # Data: every trial with the same seed reads the same token stream, cut differently.
-    corpus = data.split(data.load_corpus(spec.data), spec.data.held_out_fraction)
+    corpus = data.load_split(spec.data)
     tok = data.tokenizer_for(spec.data, corpus.train["text"])
     plan = schedules.plan(
         sched,
@@ -280,9 +294,13 @@ def train(config: dict, session: Session) -> None:
         spec.budget.batching,
         seed=trial.seed,
     )
-    stream, passes = data.pack_train_stream(corpus.train, tok, plan.total_tokens + 1, trial.seed)
     E = spec.eval.length(sched.l_max)
-    eval_seqs = data.eval_sequences(corpus.held_out, tok, E, spec.eval.sequences)
+    repeats = data.Repeats.of(spec.data, E)
+    stream, passes = data.pack_train_stream(
+        corpus.train, tok, plan.total_tokens + 1, trial.seed, repeats
+    )
+    evset = data.eval_windows(corpus.held_out, tok, E, spec.eval.sequences, spec.eval.seed, repeats)
+    eval_seqs = evset.tokens
 
     timings["data_ready"] = time.time()
     model = build(spec.model, tok.vocab_size)
@@ -423,6 +441,18 @@ def train(config: dict, session: Session) -> None:
     curve = losses.mean(axis=0)
     result_metrics = metrics.all_metrics(curve, sched.l_max)
     result_metrics["flops"] = plan.flops(n_params, spec.model.n_layers, spec.model.d_model)
+    t_probe = time.time()
+    probes = run_probes(engine.module, evset, losses, spec, sched.l_max, device)
+    probe_wall = time.time() - t_probe
+    result_metrics["ctx_gain"] = float(np.mean(probes["ctx_gain"]))
+    for d, drops in zip(probes["copy_distances"], np.asarray(probes["copy"]).T):
+        result_metrics[f"copy_d{d}"] = float(np.mean(drops))
+    natural = evset.natural()
+    by_source = {
+        src: metrics.all_metrics(losses[mask].mean(axis=0), sched.l_max)
+        for src, mask in (("natural", natural), ("repeat", ~natural))
+        if mask.any()
+    }
     if rank == 0:
         fields = dict(
             error=error,
@@ -433,14 +463,28 @@ def train(config: dict, session: Session) -> None:
             wall_s=time.time() - t_start,
             train_wall_s=train_wall,
             eval_wall_s=eval_wall,
+            probe_wall_s=probe_wall,
             intermediate_eval_s=mid_eval_s,
             tokens_per_s=seen / max(train_wall, 1e-9),
             n_params=n_params,
             data_passes=passes,
             n_eval_sequences=int(len(eval_seqs)),
+            held_out_removed={
+                "exact": corpus.held_out_exact,
+                "near": corpus.held_out_near,
+                "kept": len(corpus.held_out),
+            },
+            eval_windows={"source": evset.source, "doc": evset.doc, "offset": evset.offset},
             curve=[round(float(v), 5) for v in curve],
-            per_sequence=metrics.per_sequence(losses, sched.l_max),
-            per_sequence_binned=metrics.binned_per_sequence(losses),
+            curve_se=[round(float(v), 5) for v in metrics.position_se(losses)],
+            per_sequence={
+                **metrics.per_sequence(losses, sched.l_max),
+                "ctx_gain": np.round(probes["ctx_gain"], 6).tolist(),
+                "copy": np.round(probes["copy"], 6).tolist(),
+            },
+            copy_distances=probes["copy_distances"],
+            ctx_gain_curve=[round(float(v), 5) for v in probes["ctx_gain_curve"]],
+            metrics_by_source=by_source,
             evals=evals,
             metrics=result_metrics,
             history=history,
@@ -469,6 +513,28 @@ def train(config: dict, session: Session) -> None:
             **result_metrics,
         }
     )
+
+
+def run_probes(model, evset, losses: np.ndarray, spec: SweepSpec, l_max: int, device) -> dict:
+    """The context-use probes on the first ``eval.probe_sequences`` eval windows:
+    sliding-window loss against the full prefix (ctx_gain, per sequence and per
+    position), and the copy probe on natural windows at distances l_max/2 ... E/2."""
+    from sweep import evaluate
+
+    ev = spec.eval
+    k = min(ev.probe_sequences, len(evset))
+    stride = ev.window_stride or l_max // 4
+    win = evaluate.window_losses(model, evset.tokens[:k], l_max, stride, ev.batch_size, device)
+    gain = win - losses[:k, l_max:]
+    nat = evset.tokens[evset.natural()][: ev.probe_sequences]
+    dists = evaluate.copy_distances(l_max, ev.length(l_max), ev.copy_span)
+    copy = evaluate.copy_probe(model, nat, dists, ev.copy_span, ev.batch_size, device)
+    return {
+        "ctx_gain": gain.mean(axis=1),
+        "ctx_gain_curve": gain.mean(axis=0),
+        "copy": copy,
+        "copy_distances": dists,
+    }
 
 
 def save_checkpoint(engine, state: dict, metrics_: dict, session: Session) -> None:

@@ -9,8 +9,8 @@ def test_workspace_panels():
     w = build("someone", "ctx-schedules", "local")
     titles = [p.title for s in w.sections for p in s.panels if getattr(p, "title", None)]
     for want in (
-        "delta during training, by shape",
-        "delta versus ramp rate",
+        "far_loss during training, by shape",
+        "far_loss versus ramp rate",
         "sequence length versus tokens",
         "training loss, by shape",
     ):
@@ -19,7 +19,7 @@ def test_workspace_panels():
     assert all(p.groupby.name == "schedule.shape" for p in grouped) and len(grouped) >= 3
     assert "Metric('Group') == 'local'" == w.runset_settings.filters
     spec = w._to_model().model_dump_json()  # the view W&B would store, built offline
-    assert "final/delta" in spec and "train/seq_len" in spec
+    assert "final/far_loss" in spec and "train/seq_len" in spec
 
 
 def test_dashboard_without_key_is_a_clear_error():

@@ -29,12 +29,54 @@ def test_no_held_out_text_in_train_stream():
             assert b[1000:1200] not in blob
 
 
-def test_eval_sequences_are_long_enough_and_stable():
+def test_eval_windows_start_at_random_offsets_and_are_stable():
     sp = data.split(data.load_corpus(DataSpec()), 0.1)
     tok = data.ByteTokenizer()
-    a = data.eval_sequences(sp.held_out, tok, 512, 16)
-    b = data.eval_sequences(sp.held_out, tok, 512, 16)
-    assert a.shape == (16, 513) and np.array_equal(a, b)
+    a = data.eval_windows(sp.held_out, tok, 512, 64, seed=0)
+    b = data.eval_windows(sp.held_out, tok, 512, 64, seed=0)
+    assert a.tokens.shape == (64, 513) and np.array_equal(a.tokens, b.tokens)
+    assert len(set(a.doc)) == 64  # one window per document while documents last
+    texts = dict(zip(sp.held_out["name"], sp.held_out["text"]))
+    lengths = []
+    for row, doc, off in zip(a.tokens, a.doc, a.offset):
+        ids = tok.encode(texts[doc])
+        assert np.array_equal(row, ids[off : off + 513])  # the window is where it says
+        lengths.append(len(ids))
+    # offsets spread over the documents rather than sitting at their first bytes
+    rel = np.array(a.offset) / (np.array(lengths) - 513)
+    assert np.median(a.offset) > 1000 and 0.3 < np.mean(rel) < 0.7
+    c = data.eval_windows(sp.held_out, tok, 512, 64, seed=1)
+    assert not np.array_equal(a.tokens, c.tokens)  # another eval seed, other windows
+
+
+def test_eval_windows_mix_repeat_documents_in_proportion():
+    sp = data.split(data.load_corpus(DataSpec()), 0.2)
+    tok = data.ByteTokenizer()
+    rep = data.Repeats(share=0.5, span=32, max_distance=1024)
+    ev = data.eval_windows(sp.held_out, tok, 1024, 40, seed=0, repeats=rep)
+    assert ev.source.count("repeat") == 20 and ev.source[:2] in (
+        ["natural", "repeat"],
+        ["repeat", "natural"],
+    )
+    assert all(rep.applies(d) == (s == "repeat") for d, s in zip(ev.doc, ev.source))
+
+
+def test_repeats_copy_earlier_spans_within_the_distance_range():
+    rep = data.Repeats(share=1.0, span=16, max_distance=200)
+    ids = np.arange(5000, dtype=np.int32) + 1000  # every token distinct
+    out = rep.apply(ids, "doc.py")
+    assert np.array_equal(out[:16], ids[:16]) and len(out) == len(ids)
+    copied = 0
+    for start in range(16, 5000 - 15, 16):
+        seg = out[start : start + 16]
+        if np.array_equal(seg, ids[start : start + 16]):
+            continue
+        copied += 1
+        # a copy of the span d tokens earlier, 16 <= d <= 200
+        ds = [d for d in range(16, 201) if np.array_equal(seg, out[start - d : start - d + 16])]
+        assert ds, start
+    assert 0.35 < copied / (5000 // 16) < 0.65
+    assert np.array_equal(rep.apply(ids, "doc.py"), out)  # deterministic in the name
 
 
 def test_batcher_rows_and_tail_padding():

@@ -52,6 +52,10 @@ def test_curves_have_E_points_and_metrics(smoke_sweep):
         m = r["metrics"]
         assert m["delta"] == pytest.approx(m["far_loss"] - m["near_loss"])
         assert 0 < m["id_loss"] < 6 and m["flops"] > 0
+        assert {"ctx_gain", "far_x2", "far_x4", "copy_d32", "copy_d64"} <= set(m)
+        assert len(r["ctx_gain_curve"]) == E - r["l_max"] and len(r["curve_se"]) == E
+        assert r["held_out_removed"]["exact"] > 0
+        assert max(r["eval_windows"]["offset"]) > 0
     # schedules differ, so their curves do
     curves = [tuple(r["curve"]) for r in records(d)]
     assert len(set(curves)) == len(curves)
@@ -64,14 +68,16 @@ def test_report_summary_and_progress(smoke_sweep):
     for fig in ("curves", "tradeoff", "ramp", "training", "schedules"):
         assert (d / "figures" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((d / "summary.json").read_text())
-    assert len(summary["ranking"]) == 3 and summary["verdict"]
-    assert "3/3 done" in r.stdout and str(d / "report.html") in r.stdout
+    assert len(summary["ranking"]) == 4 and summary["verdict"]
+    assert summary["objective"] == "far_loss" and summary["controls"]["negative"] == "short_only"
+    assert "4/4 done" in r.stdout and str(d / "report.html") in r.stdout
+    assert "overlap the train split" in r.stdout  # held-out documents removed, counted
 
 
 def test_wandb_offline_runs_grouped(smoke_sweep):
     d, _ = smoke_sweep
     runs = list((d / "wandb").glob("wandb/offline-run-*"))
-    assert len(runs) == 3
+    assert len(runs) == 4
     assert all(list(run.glob("*.wandb")) for run in runs)
 
 
@@ -126,7 +132,7 @@ def test_intermediate_evaluations_recorded(smoke_sweep):
     d, _ = smoke_sweep
     for r in records(d):
         (mid,) = r["evals"]  # every_fraction 0.5: one evaluation halfway
-        assert mid["tokens"] < r["tokens_trained"] and "delta" in mid
+        assert mid["tokens"] < r["tokens_trained"] and "far_loss" in mid
     assert (d / "figures" / "evolution.png").exists()
 
 

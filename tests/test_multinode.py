@@ -62,9 +62,9 @@ def test_sweep_through_ray_job_submit_spreads_over_two_nodes(cluster, tmp_path):
         check=False,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "2 node(s)" in r.stdout and "3/3 done" in r.stdout
+    assert "2 node(s)" in r.stdout and "4/4 done" in r.stdout
     recs = [json.loads(p.read_text()) for p in (res / "smoke").glob("trials/*/record.json")]
-    assert len(recs) == 3 and {x["status"] for x in recs} == {"finished"}
+    assert len(recs) == 4 and {x["status"] for x in recs} == {"finished"}
     assert len({x["node_id"] for x in recs}) == 2  # one CPU a node: trials had to spread
     assert (res / "smoke" / "report.html").exists()
 

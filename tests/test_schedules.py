@@ -1,4 +1,3 @@
-import math
 
 import numpy as np
 import pytest
@@ -55,11 +54,22 @@ def test_shapes_follow_design_formulas():
     assert schedules.length(s, 0.0) == 32
     assert schedules.length(s, 0.5) == 32 + 112
     assert schedules.length(make("linear"), 0.5) == 256  # after the ramp: l_max
-    assert schedules.length(make("exponential", ramp_rate=1.0, multiple_of=1), 0.5) == math.floor(
+    assert schedules.length(make("exponential", ramp_rate=1.0, multiple_of=1), 0.5) == round(
         32 * 8**0.5
     )
-    geo = make("geometric", ramp_rate=1.0)
-    assert [schedules.length(geo, f) for f in (0.0, 0.34, 0.67, 1.0)] == [32, 64, 128, 256]
+    geo = make("geometric", ramp_rate=1.0)  # four rungs, a quarter of the ramp each
+    assert [schedules.length(geo, f) for f in (0.0, 0.26, 0.51, 0.76, 1.0)] == [
+        32,
+        64,
+        128,
+        256,
+        256,
+    ]
+    # rounded to the nearest multiple: 32 + 224 * 0.9 = 233.6 -> 224, 0.95 -> 244.8 -> 256
+    lin = make("linear", ramp_rate=1.0)
+    assert schedules.length(lin, 0.9) == 224 and schedules.length(lin, 0.95) == 256
+    assert schedules.length(make("short_only"), 0.99) == 32
+    assert schedules.length(make("short_only", l_short=64), 0.0) == 64
     two = make("two_stage")
     assert schedules.length(two, 0.74) == 64 and schedules.length(two, 0.75) == 256
     cos = make("cosine", ramp_rate=1.0, multiple_of=1)
@@ -70,14 +80,37 @@ def test_shapes_follow_design_formulas():
 
 def test_geometric_cycles_repeat_the_ladder():
     g = make("geometric", ramp_rate=1.0, cycles=2)
-    assert [schedules.length(g, f) for f in (0.0, 0.2, 0.45, 0.5, 0.7, 0.95)] == [
+    assert [schedules.length(g, f) for f in (0.0, 0.15, 0.3, 0.45, 0.5, 0.65, 0.8, 0.95)] == [
         32,
         64,
         128,
+        256,
         32,
         64,
         128,
+        256,
     ]
+
+
+RAMP_SHAPES = ("linear", "root", "geometric", "exponential", "cosine")
+
+
+@pytest.mark.parametrize("shape", RAMP_SHAPES)
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.8, 1.0])
+@pytest.mark.parametrize("tps", [8192, 2048])
+def test_every_ramp_reaches_l_max_by_its_rate_and_stays(shape, rate, tps):
+    s = make(shape, ramp_rate=rate)
+    budget = 655360
+    p = schedules.plan(s, budget, tps)
+    start = p.cumulative_tokens() / budget
+    at_max = p.lengths == 256
+    assert at_max.any() and p.tokens_by_length()[256] > 0
+    first = int(np.argmax(at_max))
+    assert start[first] <= rate  # reached by f = r ...
+    assert at_max[first:].all()  # ... and trained there for every remaining step
+    assert p.lengths[0] == 32  # and it starts at l_min
+    if rate < 1:
+        assert p.tokens_by_length()[256] >= (1 - rate) * budget
 
 
 def test_mixture_is_seeded_and_shifts():
@@ -189,12 +222,7 @@ def test_deepspeed_curriculum_scheduler_agrees_at_every_step(shape, kw):
     s = make(shape, **kw)
     budget, tps = 400 * 8192, 8192
     block = schedules.deepspeed_curriculum(s, budget, tps)
-    if shape == "linear":
-        assert block["schedule_type"] == "fixed_linear"
-    elif shape == "root":
-        assert block["schedule_type"] == "fixed_root"
-    else:
-        assert block["schedule_type"] == "fixed_discrete"
+    assert block["schedule_type"] == "fixed_discrete"
     ds = CurriculumScheduler(block)
     ours = schedules.plan(s, budget, tps).lengths
     theirs = [ds.get_difficulty(k) for k in range(len(ours))]
