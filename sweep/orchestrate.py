@@ -285,6 +285,10 @@ def run_sweep(
 
     from sweep.trial import run_trial
 
+    # With those loggers off, Tune's end-of-run analysis warns that it finds no
+    # result.json for any trial; the records are the results, so the warning misleads.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
     trials = spec.trials()
     done = finished_ids(trials, sweep_dir)
     pending = longest_first([t for t in trials if t.trial_id not in done])
