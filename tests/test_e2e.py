@@ -96,7 +96,7 @@ def test_rerun_keeps_finished_trials(smoke_sweep):
     before = {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")}
     r = run_sweep("run", ROOT / "configs" / "smoke.yaml", "--results", d.parent, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "3 already finished" in r.stdout
+    assert "4 already finished" in r.stdout
     assert {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")} == before
 
 

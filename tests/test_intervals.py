@@ -213,3 +213,18 @@ def test_coverage_with_one_seed(scenario):
     if scenario == "seed-dominated":
         # ... and against mu it falls far short when seeds matter: why one seed must be flagged
         assert np.mean((lo <= MU) & (MU <= hi)) < 0.93
+
+
+def test_boundaries_pinned():
+    """Edges the coverage simulation never reaches: an interval touching zero does not
+    exclude it, levels 0 and 1 are refused, and one sequence keeps its mean."""
+    from sweep.intervals import Interval, paired_interval
+
+    assert not Interval(0.1, 0.0, 0.2, 5.0, "").excludes_zero()
+    assert not Interval(-0.1, -0.2, 0.0, 5.0, "").excludes_zero()
+    assert Interval(0.1, 1e-12, 0.2, 5.0, "").excludes_zero()
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError):
+            paired_interval(np.ones((2, 3)), level=bad)
+    one = paired_interval(np.array([[1.0], [2.0], [4.0]]))
+    assert one.mean == pytest.approx(7 / 3) and one.df == 2

@@ -56,6 +56,9 @@ def test_per_sequence_rows_average_to_the_curve_metrics():
     m = metrics.all_metrics(losses.mean(axis=0), L)
     for key in ("id_loss", "near_loss", "far_loss", "far_x2", "far_x4"):
         assert np.mean(per[key]) == pytest.approx(m[key], abs=1e-5)
+        assert len(per[key]) == 10  # one value per sequence
+    assert per["near_loss"][3] == pytest.approx(losses[3, L // 2 : L].mean(), abs=1e-5)
+    assert per["far_x4"][7] == pytest.approx(losses[7, 2 * L :].mean(), abs=1e-5)
 
 
 def test_ctx_gain_is_window_minus_full_past_l_max():
@@ -70,3 +73,9 @@ def test_position_se():
     losses = np.array([[1.0, 2.0], [3.0, 2.0]])
     assert metrics.position_se(losses).tolist() == pytest.approx([np.sqrt(2) / np.sqrt(2), 0.0])
     assert np.isnan(metrics.position_se(losses[:1])).all()
+
+
+def test_slope_from_two_positions_past_l_max():
+    c = np.array([5.0, 5.0, 1.0, 2.0])  # l_max = 2: positions 3 and 4
+    assert metrics.slope(c, 2) == pytest.approx(1.0 / (np.log2(4) - np.log2(3)))
+    assert np.isnan(metrics.slope(c[:3], 2))
