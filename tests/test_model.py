@@ -168,3 +168,17 @@ def test_flex_attention_agrees_with_sdpa(position):
         flex_doc = m(input_ids=x, doc_ids=doc).logits
     assert torch.allclose(flex, ref, atol=1e-4)
     assert torch.allclose(flex_doc, ref_doc, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "n_heads,expect",
+    [
+        # Press et al.: the 4-head slopes, then every other slope of the 8-head set
+        (6, [2**-2, 2**-4, 2**-6, 2**-8, 2**-1, 2**-3]),
+        (12, [2 ** -(k * 8 / 8) for k in range(1, 9)] + [2**-0.5, 2**-1.5, 2**-2.5, 2**-3.5]),
+    ],
+)
+def test_alibi_slopes_for_heads_not_a_power_of_two(n_heads, expect):
+    from sweep.model import alibi_slopes
+
+    assert alibi_slopes(n_heads).tolist() == pytest.approx(expect)
