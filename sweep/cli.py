@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             sweep_dir = orchestrate.sweep_dir_for(sw, Path(args.results))
             from sweep import data
 
+            orchestrate.preflight(sw, args.address)  # cheap: an unreachable address fails first
             parts = data.check_eval_feasible(sw.data, sw.eval, sw.schedules.l_max)
-            orchestrate.preflight(sw, args.address)
             print(
                 f"held-out: {len(parts.held_out)} documents after removing "
                 f"{parts.held_out_removed} that overlap the train split "
