@@ -160,7 +160,7 @@ def load_trials(sweep_dir: Path) -> tuple[list[Trial], list[dict]]:
     return trials, skipped
 
 
-def _matrix(trials: list[Trial], key: str) -> np.ndarray | None:
+def units_matrix(trials: list[Trial], key: str) -> np.ndarray | None:
     """(seeds x documents) values of ``key``, when every seed has them on the same units."""
     got = [t.units.get(key) for t in trials]
     if not got or any(g is None for g in got) or len({g[0] for g in got}) != 1:
@@ -172,8 +172,8 @@ def _paired(a: list[Trial], b: list[Trial], key: str) -> Interval | None:
     """Interval of a - b on ``key`` over the seeds both have, paired by document."""
     sa, sb = {t.record["seed"]: t for t in a}, {t.record["seed"]: t for t in b}
     common = sorted(set(sa) & set(sb))
-    ma = _matrix([sa[s] for s in common], key)
-    mb = _matrix([sb[s] for s in common], key)
+    ma = units_matrix([sa[s] for s in common], key)
+    mb = units_matrix([sb[s] for s in common], key)
     if ma is None or mb is None or ma.shape != mb.shape:
         return None
     return paired_interval(ma - mb)
@@ -204,7 +204,7 @@ def schedule_rows(trials: list[Trial], reference: str) -> list[dict]:
             vals = [t.metrics[key] for t in ts]
             row[key] = float(np.mean(vals)) if all(v is not None for v in vals) else math.nan
         for key in INTERVAL_KEYS:
-            mat = _matrix(ts, key)
+            mat = units_matrix(ts, key)
             if mat is not None:
                 row[f"{key}_ci"] = paired_interval(mat).to_dict()
         if ref is not None and name != reference:

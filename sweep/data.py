@@ -245,6 +245,10 @@ class Repeats:
     def of(cls, spec: DataSpec, eval_length: int) -> Repeats:
         return cls(spec.repeat_share, spec.repeat_span, spec.repeat_max_distance or eval_length)
 
+    def windows(self, count: int) -> int:
+        """How many of ``count`` eval windows come from documents with copies."""
+        return round(count * self.share)
+
     def applies(self, name: str) -> bool:
         return self.share > 0 and _unit_hash(f"repeat:{name}") < self.share
 
@@ -357,7 +361,7 @@ def eval_windows(
         ids = _encode(tok, text, name, repeats)
         if len(ids) >= length + 1:
             by_source["repeat" if rep else "natural"].append((name, ids))
-    n_rep = round(count * repeats.share) if repeats and repeats.share > 0 else 0
+    n_rep = repeats.windows(count) if repeats else 0
     want = {"natural": count - n_rep, "repeat": n_rep}
     picked = {
         src: _windows(docs, length + 1, want[src], seed, src) for src, docs in by_source.items()
@@ -393,9 +397,8 @@ def check_eval_feasible(spec: DataSpec, ev: EvalSpec, l_max: int) -> Split:
             f"E={length} tokens is longer than every held-out document "
             f"(the longest has {longest} tokens)",
         )
-    n_rep = round(count * repeats.share) if repeats.share > 0 else 0
     have = {s: got.source.count(s) for s in ("natural", "repeat")}
-    if len(got) < count or have["repeat"] < n_rep:
+    if len(got) < count or have["repeat"] < repeats.windows(count):
         raise SpecError(
             "eval.sequences",
             count,

@@ -9,6 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sweep import metrics
+from sweep.spec import EvalSpec
+
 CHUNK = 512  # query positions per attention chunk
 
 
@@ -54,19 +57,22 @@ def window_losses(
     Against the full-prefix loss this says whether context beyond l_max is used."""
     n, total = sequences.shape
     E = total - 1
-    starts = np.arange(stride, E - l_max + 1, stride)  # window [a, a + l_max)
+    # Window k is [a, a + l_max) with a = (k + 1) stride; it scores positions
+    # l_max + k stride + 1 ... l_max + (k + 1) stride, so the scored blocks of the
+    # windows in order tile (l_max, E] exactly.
+    starts = np.arange(stride, E - l_max + 1, stride)
+    per_batch = 4 * batch_size  # windows are l_max long, a fraction of the E-long rows
     was_training = model.training
     model.eval()
     out = np.empty((n, E - l_max), dtype=np.float32)
     for i in range(n):
         seq = torch.as_tensor(sequences[i], dtype=torch.long, device=device)
         wins = torch.stack([seq[a : a + l_max + 1] for a in starts])
-        for b in range(0, len(wins), batch_size * 4):
-            w = wins[b : b + batch_size * 4]
-            loss = sequence_losses(model, w[:, :-1], w[:, 1:], None)[:, -stride:]
-            for k, a in enumerate(starts[b : b + batch_size * 4]):
-                lo = a + l_max - stride - l_max  # index into positions l_max+1..E
-                out[i, lo : lo + stride] = loss[k].cpu().numpy()
+        scored = [
+            sequence_losses(model, w[:, :-1], w[:, 1:], None)[:, -stride:]
+            for w in wins.split(per_batch)
+        ]
+        out[i] = torch.cat(scored).flatten().cpu().numpy()
     model.train(was_training)
     return out
 
@@ -114,3 +120,29 @@ def copy_probe(
         out[:, j] = losses[n:, scored].mean(axis=1) - losses[:n, scored].mean(axis=1)
     model.train(was_training)
     return out
+
+
+def context_probes(
+    model,
+    sequences: np.ndarray,
+    natural: np.ndarray,
+    losses: np.ndarray,
+    ev: EvalSpec,
+    l_max: int,
+    device,
+) -> dict:
+    """The context-use probes on the first ``ev.probe_sequences`` eval windows: the
+    sliding-window loss against the full-prefix ``losses`` (ctx_gain, per sequence and
+    per position), and the copy probe on the natural windows (mask ``natural``) at
+    distances l_max/2 ... E/2."""
+    k = min(ev.probe_sequences, len(sequences))
+    stride = ev.window_stride or l_max // 4
+    win = window_losses(model, sequences[:k], l_max, stride, ev.batch_size, device)
+    dists = copy_distances(l_max, ev.length(l_max), ev.copy_span)
+    nat = sequences[natural][: ev.probe_sequences]
+    return {
+        "ctx_gain": metrics.ctx_gain(win, losses[:k], l_max),
+        "ctx_gain_curve": (win - losses[:k, l_max:]).mean(axis=0),
+        "copy": copy_probe(model, nat, dists, ev.copy_span, ev.batch_size, device),
+        "copy_distances": dists,
+    }

@@ -93,18 +93,3 @@ def position_se(losses: np.ndarray) -> np.ndarray:
     if n < 2:
         return np.full(losses.shape[1], math.nan)
     return losses.std(axis=0, ddof=1) / math.sqrt(n)
-
-
-def log_binned(curve: np.ndarray, per_octave: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of ``curve`` in position bins evenly spaced in log2(p): (bin centres, means).
-    Per-position loss is dominated by what the text says at p; wider bins further out
-    average that away without blurring the first few positions."""
-    n = len(curve)
-    edges = np.unique(np.floor(2.0 ** (np.arange(0, math.log2(n) * per_octave + 1) / per_octave)))
-    edges = np.append(edges[edges <= n], n + 1).astype(int)
-    edges = np.unique(edges)
-    centres, means = [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        centres.append(math.sqrt(lo * (hi - 1)))
-        means.append(float(np.mean(curve[lo - 1 : hi - 1])))
-    return np.array(centres), np.array(means)

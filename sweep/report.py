@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from sweep import metrics, schedules
-from sweep.aggregate import EPSILON, TABLE_HEAD, Summary, Trial, table_rows
+from sweep.aggregate import EPSILON, TABLE_HEAD, Summary, Trial, table_rows, units_matrix
 from sweep.intervals import mean_interval
 from sweep.spec import RATE_FREE_SHAPES, SweepSpec, TrialSpec
 from sweep.trial import write_text_atomic
@@ -114,15 +114,6 @@ def _vs(row: dict, ref: dict | None, key: str) -> tuple[float, float]:
     return mean, _num(iv.get("half"))
 
 
-def _units_matrix(trials: list[Trial], key: str) -> np.ndarray | None:
-    """(seeds x documents) per-document values of ``key``, when every seed has them on
-    the same documents (what the aggregator's intervals resample)."""
-    got = [t.units.get(key) for t in trials]
-    if not got or any(g is None for g in got) or len({tuple(g[0]) for g in got}) != 1:
-        return None
-    return np.stack([np.asarray(g[1], dtype=np.float64) for g in got])
-
-
 def _l_max(summary: Summary) -> int | None:
     for t in summary.finished:
         if _finite(t.record.get("l_max")):
@@ -135,7 +126,7 @@ def _l_max(summary: Summary) -> int | None:
 
 def _log_edges(first: int, last: int, per_octave: int = 8, split: int | None = None) -> np.ndarray:
     """Edges of position bins [e_k, e_k+1) covering positions first..last (1-based,
-    inclusive), evenly spaced in log2(p) as in ``metrics.log_binned``; ``split`` is
+    inclusive), evenly spaced in log2(p) (8 bins an octave by default); ``split`` is
     always an edge, so no bin mixes positions on both sides of it (l_max + 1)."""
     k = np.arange(
         math.floor(math.log2(first) * per_octave), math.ceil(math.log2(last + 1) * per_octave) + 1
@@ -201,6 +192,18 @@ def _styles(summary: Summary) -> dict[str, dict]:
 def _label(summary: Summary, name: str) -> str:
     role = _role(summary, name)
     return f"{name} ({role})" if role in ("reference", "control") else name
+
+
+def _mark_l_max(ax, l_max: int) -> None:
+    """Label the dashed l_max line at the top of ``ax``."""
+    ax.annotate(
+        f"l_max = {l_max}",
+        (l_max, 1),
+        xycoords=("data", "axes fraction"),
+        xytext=(4, -14),
+        textcoords="offset points",
+        fontsize=9,
+    )
 
 
 def _spread(i: int, n: int, width: float = 0.04) -> float:
@@ -288,14 +291,7 @@ def plot_curves(summary: Summary, path: Path) -> Path | None:
         ax.axvline(l_max, color="k", ls="--", lw=1)
         ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)
-    top.annotate(
-        f"l_max = {l_max}",
-        (l_max, 1),
-        xycoords=("data", "axes fraction"),
-        xytext=(4, -14),
-        textcoords="offset points",
-        fontsize=9,
-    )
+    _mark_l_max(top, l_max)
     axes[-1, 0].set_xlabel("token position p (log scale)")
     _legend(top, fontsize=8, ncol=2)
     return _finish(fig, path)
@@ -389,7 +385,7 @@ def plot_copy(summary: Summary, path: Path) -> Path | None:
             continue
         means, halves = [], []
         for j, d in enumerate(dists):
-            mat = _units_matrix(ts, f"copy_d{d}")
+            mat = units_matrix(ts, f"copy_d{d}")
             if mat is not None:
                 iv = mean_interval(mat)
                 means.append(iv.mean)
@@ -418,14 +414,7 @@ def plot_copy(summary: Summary, path: Path) -> Path | None:
     l_max = _l_max(summary)
     if l_max:
         ax.axvline(l_max, color="k", ls="--", lw=1)
-        ax.annotate(
-            f"l_max = {l_max}",
-            (l_max, 1),
-            xycoords=("data", "axes fraction"),
-            xytext=(4, -14),
-            textcoords="offset points",
-            fontsize=9,
-        )
+        _mark_l_max(ax, l_max)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xscale("log", base=2)
     d_all = np.concatenate([d for _, d, _, _ in series])

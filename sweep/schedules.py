@@ -98,7 +98,7 @@ def _ramp(shape: str, s: ScheduleSpec, u: float) -> float:
 
 
 def raw_length(s: ScheduleSpec, f: float, rng: np.random.Generator | None = None) -> float:
-    """L(f) before rounding, as DESIGN.md tabulates it."""
+    """L(f) before rounding, as docs/design.md tabulates it."""
     u = min(f / s.ramp_rate, 1.0)
     if s.shape == "constant":
         return s.l_max

@@ -394,12 +394,12 @@ def _shape_params(raw: dict, prefix: str) -> dict:
     return out
 
 
-def _entries(shapes: Any, name: str) -> list[dict]:
+def _entries(shapes: Any, name: str, required: bool) -> list[dict]:
     """``shapes`` / ``controls`` entries: names or mappings ``{shape: NAME, ramp_rates:
     [...], PARAM: value-or-list}``; a list-valued scalar parameter is a grid axis."""
     if isinstance(shapes, str):
         shapes = [shapes]
-    if not isinstance(shapes, list) or (not shapes and name == "schedules.shapes"):
+    if not isinstance(shapes, list) or (required and not shapes):
         raise SpecError(name, shapes, "must be a non-empty list of shape names")
     entries = []
     for entry in shapes:
@@ -417,8 +417,8 @@ def _entries(shapes: Any, name: str) -> list[dict]:
 
 def _parse_schedules(raw: dict) -> SchedulesSpec:
     raw = dict(raw)
-    entries = _entries(raw.pop("shapes", None), "schedules.shapes")
-    controls = _entries(raw.pop("controls", []), "schedules.controls")
+    entries = _entries(raw.pop("shapes", None), "schedules.shapes", required=True)
+    controls = _entries(raw.pop("controls", []), "schedules.controls", required=False)
     out: dict[str, Any] = {
         "shapes": tuple(entries),
         "controls": tuple(controls),
@@ -509,9 +509,10 @@ def _check(spec: SweepSpec) -> None:
             b.tokens_per_step,
             f"is not a multiple of l_max={s.l_max} (required in reshape mode)",
         )
-    if s.reference not in {t.schedule.label for t in expand(spec)} and s.reference not in SHAPES:
+    trials = expand(spec)
+    if s.reference not in {t.schedule.label for t in trials} and s.reference not in SHAPES:
         raise SpecError("schedules.reference", s.reference, "names no schedule of this sweep")
-    if any(t.schedule.control and t.role == "reference" for t in expand(spec)):
+    if any(t.schedule.control and t.role == "reference" for t in trials):
         raise SpecError("schedules.reference", s.reference, "is one of the controls")
     d = spec.data
     if not 0 <= d.repeat_share < 1:
@@ -551,7 +552,7 @@ def _check(spec: SweepSpec) -> None:
         raise SpecError("wandb.mode", spec.wandb.mode, f"must be one of {', '.join(WANDB_MODES)}")
     from sweep import schedules
 
-    for t in expand(spec):
+    for t in trials:
         schedules.validate(t.schedule)
 
 

@@ -442,7 +442,9 @@ def train(config: dict, session: Session) -> None:
     result_metrics = metrics.all_metrics(curve, sched.l_max)
     result_metrics["flops"] = plan.flops(n_params, spec.model.n_layers, spec.model.d_model)
     t_probe = time.time()
-    probes = run_probes(engine.module, evset, losses, spec, sched.l_max, device)
+    probes = evaluate.context_probes(
+        engine.module, evset.tokens, evset.natural(), losses, spec.eval, sched.l_max, device
+    )
     probe_wall = time.time() - t_probe
     result_metrics["ctx_gain"] = float(np.mean(probes["ctx_gain"]))
     for d, drops in zip(probes["copy_distances"], np.asarray(probes["copy"]).T):
@@ -513,28 +515,6 @@ def train(config: dict, session: Session) -> None:
             **result_metrics,
         }
     )
-
-
-def run_probes(model, evset, losses: np.ndarray, spec: SweepSpec, l_max: int, device) -> dict:
-    """The context-use probes on the first ``eval.probe_sequences`` eval windows:
-    sliding-window loss against the full prefix (ctx_gain, per sequence and per
-    position), and the copy probe on natural windows at distances l_max/2 ... E/2."""
-    from sweep import evaluate
-
-    ev = spec.eval
-    k = min(ev.probe_sequences, len(evset))
-    stride = ev.window_stride or l_max // 4
-    win = evaluate.window_losses(model, evset.tokens[:k], l_max, stride, ev.batch_size, device)
-    gain = win - losses[:k, l_max:]
-    nat = evset.tokens[evset.natural()][: ev.probe_sequences]
-    dists = evaluate.copy_distances(l_max, ev.length(l_max), ev.copy_span)
-    copy = evaluate.copy_probe(model, nat, dists, ev.copy_span, ev.batch_size, device)
-    return {
-        "ctx_gain": gain.mean(axis=1),
-        "ctx_gain_curve": gain.mean(axis=0),
-        "copy": copy,
-        "copy_distances": dists,
-    }
 
 
 def save_checkpoint(engine, state: dict, metrics_: dict, session: Session) -> None:
