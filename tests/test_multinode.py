@@ -3,11 +3,14 @@ CPU), token authentication on, a sweep submitted through the Ray Jobs client."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from support import ROOT, run_sweep
 
@@ -24,24 +27,62 @@ def ray_cli(*args, env, check=True):
 
 @pytest.fixture(scope="module")
 def cluster():
+    """Two raylets under a temp dir of this test's own, stopped by finding exactly the
+    processes that carry it (and their workers): never `ray stop`, which ends every Ray
+    on the machine."""
+    temp = tempfile.mkdtemp(prefix="ctxmn", dir="/tmp")  # short: Ray's socket paths
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    ray_cli("stop", "--force", env=env, check=False)
-    ray_cli(
-        "start",
-        "--head",
-        f"--port={PORT}",
-        "--num-cpus=1",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={DASH}",
-        "--include-dashboard=true",
-        "--disable-usage-stats",
-        env=env,
-    )
-    ray_cli(
-        "start", f"--address=127.0.0.1:{PORT}", "--num-cpus=1", "--disable-usage-stats", env=env
-    )
-    yield env
-    ray_cli("stop", "--force", env=env, check=False)
+    try:
+        ray_cli(
+            "start",
+            "--head",
+            f"--port={PORT}",
+            "--num-cpus=1",
+            f"--temp-dir={temp}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={DASH}",
+            "--include-dashboard=true",
+            "--disable-usage-stats",
+            env=env,
+        )
+        ray_cli(
+            "start",
+            f"--address=127.0.0.1:{PORT}",
+            "--num-cpus=1",
+            "--disable-usage-stats",
+            env=env,
+        )
+        yield env
+    finally:
+        stop_processes_marked(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def stop_processes_marked(marker: str) -> None:
+    """Terminate (then kill) the processes whose command line holds ``marker``, with all
+    their descendants; this process and its parents are never among them."""
+    me = psutil.Process()
+    skip = {me.pid, *(p.pid for p in me.parents())}
+    procs: dict[int, psutil.Process] = {}
+    for p in psutil.process_iter(["cmdline"]):
+        if p.pid in skip or not any(marker in a for a in p.info["cmdline"] or []):
+            continue
+        try:
+            for q in [p, *p.children(recursive=True)]:
+                procs[q.pid] = q
+        except psutil.NoSuchProcess:
+            continue
+    for p in procs.values():
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=15)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def test_sweep_through_ray_job_submit_spreads_over_two_nodes(cluster, tmp_path):

@@ -22,6 +22,7 @@ def write_spec(tmp: Path, name: str, **changes) -> Path:
     s = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
     s["name"] = name
     s["eval"]["every_fraction"] = 0.0
+    s["schedules"].pop("controls", None)  # scale-out, not the verdict: no control trial
     for dotted, value in changes.items():
         section, key = dotted.split("__")
         s.setdefault(section, {})[key] = value
@@ -60,12 +61,18 @@ def test_two_workers_match_one_worker(tmp_path, stage):
     np.testing.assert_allclose(b["curve"], a["curve"], atol=1e-4)
 
 
-def _processes(prefix: str) -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if p.info["cmdline"] and p.info["cmdline"][0].startswith(prefix)
-    ]
+def _processes(root: int, prefix: str) -> list[psutil.Process]:
+    """Descendants of ``root`` (the sweep this test started, which started its own Ray)
+    whose command line starts with ``prefix``: never another user's Ray processes."""
+    out = []
+    for p in psutil.Process(root).children(recursive=True):
+        try:
+            cmd = p.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if cmd and cmd[0].startswith(prefix):
+            out.append(p)
+    return out
 
 
 def registered(snapshot: Path) -> bool:
@@ -107,7 +114,7 @@ def _kill_after_checkpoint(spec: Path, results: Path, saved, victims: str) -> st
     while not saved() and time.time() < deadline:
         time.sleep(0.2)
     assert saved(), "no checkpoint in time"
-    killed = _processes(victims)
+    killed = _processes(proc.pid, victims)
     assert killed, f"no {victims} process to kill"
     for p in killed:
         p.send_signal(signal.SIGKILL)
