@@ -201,8 +201,7 @@ def schedule_rows(trials: list[Trial], reference: str) -> list[dict]:
         }
         keys = [k for k in ts[0].metrics if all(k in t.metrics for t in ts)]
         for key in keys:
-            vals = [t.metrics[key] for t in ts]
-            row[key] = float(np.mean(vals)) if all(v is not None for v in vals) else math.nan
+            row[key] = float(np.mean([t.metrics[key] for t in ts]))
         for key in INTERVAL_KEYS:
             mat = units_matrix(ts, key)
             if mat is not None:
@@ -267,7 +266,7 @@ def check_controls(rows: list[dict], reference: str) -> dict:
         f"ctx_gain {_iv(gain)} ({said[gain_ok]})"
     ]
     if not out["discriminates"]:
-        parts.append(_advice(far, gain, neg["seeds"]))
+        parts.append(_advice(far, neg["seeds"]))
     out["summary"] = "; ".join(parts)
     return out
 
@@ -280,7 +279,7 @@ def _iv(iv: dict | None) -> str:
     return f"{iv['mean']:+.4f} [{iv['lo']:+.4f}, {iv['hi']:+.4f}]"
 
 
-def _advice(far: dict | None, gain: dict | None, seeds: int) -> str:
+def _advice(far: dict | None, seeds: int) -> str:
     """What to change when the negative control is not told apart."""
     wrong_way = far is not None and far.get("mean") is not None and far["mean"] <= 0
     if wrong_way:

@@ -1,0 +1,284 @@
+"""The decision code on hand-built inputs whose right answer is known: what a record
+contributes (trial_units), the controls check, and the pick rule. Written against the
+survivors of a mutation run, so that each branch is pinned by a case that needs it."""
+
+import json
+
+import numpy as np
+import pytest
+from test_aggregate import fake_sweep, row
+
+from sweep import aggregate
+
+
+def iv(mean, lo, hi, method="t over 10 documents"):
+    return {"mean": mean, "lo": lo, "hi": hi, "half": (hi - lo) / 2, "df": 9.0, "method": method}
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def known_record(**over) -> dict:
+    """l_max 2, E 4; four windows from documents a, b, a, c (b a repeat document)."""
+    rec = {
+        "l_max": 2,
+        "eval_length": 4,
+        "curve": [1.0, 2.0, 3.0, 4.0],
+        "metrics": {"flops": 123.0},
+        "tokens_by_length": {"2": 100, "1": 50},
+        "per_sequence": {
+            "id_loss": [1.0, 2.0, 3.0, 4.0],
+            "near_loss": [1.0, 1.0, 1.0, 1.0],
+            "far_loss": [2.0, 4.0, 6.0, 8.0],
+            "ctx_gain": [0.1, 0.2, 0.3],  # the first three windows: a, b, a
+            "copy": [[1.0, 10.0], [3.0, 30.0], [5.0, 50.0]],  # natural windows: a, a, c
+        },
+        "copy_distances": [1, 2],
+        "eval_windows": {
+            "doc": ["a", "b", "a", "c"],
+            "source": ["natural", "repeat", "natural", "natural"],
+            "offset": [0, 0, 0, 0],
+        },
+    }
+    rec.update(over)
+    return rec
+
+
+def test_trial_units_average_windows_per_document():
+    m, units = aggregate.trial_units(known_record())
+    assert m["flops"] == 123.0 and m["tokens_at_l_max"] == 100.0
+    assert m["far_loss"] == pytest.approx(3.5) and m["id_loss"] == pytest.approx(1.5)
+    docs, far = units["far_loss"]
+    assert docs == ("a", "b", "c") and far.tolist() == pytest.approx([4.0, 4.0, 8.0])
+    assert units["delta"][1].tolist() == pytest.approx([3.0, 3.0, 7.0])  # far - near
+    assert units["id_loss"][1].tolist() == pytest.approx([2.0, 2.0, 4.0])
+    assert units["ctx_gain"][0] == ("a", "b")
+    assert units["ctx_gain"][1].tolist() == pytest.approx([0.2, 0.2])
+    assert m["ctx_gain"] == pytest.approx(0.2)
+    # the copy probe runs on natural windows only: a, a, c (b is a repeat document)
+    assert units["copy_d1"][0] == ("a", "c")
+    assert units["copy_d1"][1].tolist() == pytest.approx([2.0, 5.0])
+    assert units["copy_d2"][1].tolist() == pytest.approx([20.0, 50.0])
+    assert m["copy_d1"] == pytest.approx(3.0) and m["copy_d2"] == pytest.approx(30.0)
+
+
+def test_trial_units_without_the_optional_fields():
+    rec = known_record(tokens_by_length={"1": 50})
+    del rec["eval_windows"]
+    rec["per_sequence"] = {k: v for k, v in rec["per_sequence"].items() if k != "ctx_gain"}
+    m, units = aggregate.trial_units(rec)
+    assert m["tokens_at_l_max"] == 0.0 and "ctx_gain" not in m and "ctx_gain" not in units
+    assert units["far_loss"][0] == ("#0", "#1", "#2", "#3")  # each window its own unit
+    assert units["copy_d1"][0] == ("#0", "#1", "#2")  # all natural without sources
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"curve": [1.0, 2.0, 3.0]},  # not eval_length long
+        {"curve": [1.0, 2.0], "eval_length": 2},  # nothing past l_max
+        {"eval_windows": {"doc": ["a"], "source": ["natural"]}},  # windows do not match
+    ],
+)
+def test_malformed_records_are_refused(over):
+    with pytest.raises(ValueError):
+        aggregate.trial_units(known_record(**over))
+
+
+# ----------------------------------------------------------------------------- controls
+
+
+def control_rows(far=None, gain=None, with_vs=True):
+    neg = {"schedule": "short_only", "shape": "short_only", "role": "control", "seeds": 1}
+    if with_vs:
+        neg["vs_ref"] = {k: v for k, v in (("far_loss", far), ("ctx_gain", gain)) if v}
+    return [
+        {"schedule": "short_only-cand", "shape": "short_only", "role": "candidate"},
+        {"schedule": "reverse-r1", "shape": "reverse", "role": "control", "seeds": 1},
+        neg,
+    ]
+
+
+def test_controls_summary_in_words_and_numbers():
+    c = aggregate.check_controls(
+        control_rows(iv(0.05, 0.04, 0.06), iv(-0.03, -0.04, -0.02)), "constant"
+    )
+    assert c["negative"] == "short_only"  # the control of that shape, not another
+    assert c["discriminates"] is True and c["far_separated"] and c["ctx_gain_separated"]
+    assert c["far_loss"]["mean"] == 0.05 and c["ctx_gain"]["mean"] == -0.03
+    assert c["summary"] == (
+        "short_only - constant: far_loss +0.0500 [+0.0400, +0.0600] (separated), "
+        "ctx_gain -0.0300 [-0.0400, -0.0200] (separated)"
+    )
+
+
+def test_an_interval_touching_zero_does_not_separate():
+    c = aggregate.check_controls(
+        control_rows(iv(0.05, 0.0, 0.1), iv(-0.03, -0.06, 0.0)), "constant"
+    )
+    assert c["far_separated"] is False and c["ctx_gain_separated"] is False
+    assert c["discriminates"] is False
+    assert "(NOT separated), ctx_gain" in c["summary"] and c["summary"].count("NOT") == 2
+    assert "; the control is worse but within the noise" in c["summary"]
+    assert "(one seed measures no seed noise)" in c["summary"]
+
+
+def test_a_control_no_worse_at_all_gets_other_advice():
+    c = aggregate.check_controls(control_rows(iv(-0.01, -0.02, 0.0), None), "constant")
+    assert c["discriminates"] is False and c["ctx_gain_separated"] is None
+    assert "ctx_gain n/a (not recorded)" in c["summary"]
+    assert "not worse past l_max at all" in c["summary"]
+
+
+def test_without_ctx_gain_far_loss_decides():
+    c = aggregate.check_controls(control_rows(iv(0.05, 0.04, 0.06), None), "constant")
+    assert c["discriminates"] is True and c["ctx_gain_separated"] is None
+    assert c["summary"].endswith("ctx_gain n/a (not recorded)")
+
+
+def test_control_without_a_reference_to_compare():
+    c = aggregate.check_controls(control_rows(with_vs=False), "constant")
+    assert c["discriminates"] is False and c["far_loss"] is None
+    assert "far_loss n/a (NOT separated)" in c["summary"]
+
+
+# ----------------------------------------------------------------------------- pick rule
+
+
+def cand(name, far, id_loss=2.0, flops=0.5, role="candidate", method="t over 10 documents"):
+    r = {"schedule": name, "role": role, "id_loss": id_loss, "far_loss": 3.0, "flops": flops}
+    if far is not None:
+        r["far_loss"] = 3.0 + far[0]
+        r["vs_ref"] = {"far_loss": iv(*far, method=method)}
+    return r
+
+
+REF = {"schedule": "constant", "role": "reference", "id_loss": 2.0, "far_loss": 3.0, "flops": 1.0}
+SEPARATED = {"discriminates": True, "summary": "ctl"}
+
+
+def test_the_rule_goes_past_every_kind_of_reject_to_the_pick():
+    rows = [
+        cand("costly", (-0.2, -0.25, -0.15), id_loss=2.02),  # beats the reference, too costly
+        cand("no-interval", None, id_loss=1.0),  # no paired interval: not judged
+        cand("dear", (-0.1, -0.15, -0.05), flops=0.6),  # dominated by "good" (dearer)
+        cand("good", (-0.1, -0.15, -0.05)),
+        cand("ctl", (-0.3, -0.35, -0.25), id_loss=1.0, flops=0.1, role="control"),
+        REF,
+    ]
+    picks, verdict = aggregate.decide(rows, "constant", SEPARATED)
+    assert [p["schedule"] for p in picks] == ["good"]
+    assert verdict == "1 schedule(s) worth scaling"
+    p = picks[0]
+    assert p["far_gain"] == pytest.approx(0.1) and p["far_interval"] == [-0.15, -0.05]
+    assert p["id_cost"] == pytest.approx(0.0)
+    assert "0.50x the reference FLOPs" in p["rationale"]
+    assert "beats the reference constant (3.0000) by 0.1000" in p["rationale"]
+    assert not rows[4]["pareto"]  # a control never shapes or joins the front
+    assert not rows[2]["pareto"] and rows[3]["pareto"]
+
+
+def test_reasons_when_nothing_is_picked():
+    rows = [
+        cand("costly", (-0.2, -0.25, -0.15), id_loss=2.03),
+        cand("close", (-0.005, -0.02, 0.01)),
+        cand("tie", (0.0, -0.02, 0.02)),
+        cand("worse", (0.01, -0.01, 0.03)),
+        REF,
+    ]
+    picks, verdict = aggregate.decide(rows, "constant", {"discriminates": None, "summary": "u"})
+    assert picks == []
+    assert verdict == (
+        "no pick: costly (+0.0300) beat constant past l_max beyond the noise but lose more "
+        "than 0.01 nats of id_loss; close have a lower far_loss than constant, within the "
+        "paired 95% interval (add seeds or eval sequences); 2 schedule(s) have a far_loss "
+        "no lower than constant (u)"
+    )
+
+
+def test_only_the_reference():
+    picks, verdict = aggregate.decide([dict(REF)], "constant", SEPARATED)
+    assert verdict == "no pick: no schedule on the Pareto front beats constant on far_loss"
+
+
+def test_no_reference_no_pick():
+    picks, verdict = aggregate.decide([cand("a", (-1, -2, -0.5))], "constant", SEPARATED)
+    assert picks == [] and verdict == (
+        "no pick: the reference schedule 'constant' has no finished trial"
+    )
+
+
+def test_underpowered_says_why_and_picks_nothing():
+    rows = [cand("good", (-0.1, -0.15, -0.05)), dict(REF)]
+    picks, verdict = aggregate.decide(rows, "constant", {"discriminates": False, "summary": "s"})
+    assert picks == [] and verdict == "underpowered, no pick: s"
+
+
+# ----------------------------------------------------------------------------- from records
+
+
+def test_rows_carry_their_own_intervals_and_keys(tmp_path):
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1})
+    s = aggregate.aggregate(tmp_path)
+    r = row(s, "linear-r0.5")
+    assert r["ramp_rate"] == 0.5 and r["trial_ids"] == ["linear-r0.5-s0"]
+    for key in ("id_loss", "far_loss", "ctx_gain"):
+        ci = r[f"{key}_ci"]
+        assert ci["lo"] < r[key] < ci["hi"] and ci["mean"] == pytest.approx(r[key], abs=1e-6)
+    assert row(s, "short_only")["role"] == "control"
+
+
+def test_an_explicit_reference_is_the_reference(tmp_path):
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1})
+    s = aggregate.aggregate(tmp_path, reference="linear-r0.5")
+    assert row(s, "linear-r0.5")["role"] == "reference" and "vs_ref" not in row(s, "linear-r0.5")
+    assert row(s, "constant")["vs_ref"]["far_loss"]["mean"] == pytest.approx(0.1, abs=0.01)
+
+
+def test_controls_are_listed_last_even_when_their_far_loss_is_lowest(tmp_path):
+    fake_sweep(tmp_path, {"linear-r0.5": 0.1}, short_only_far=-0.05)
+    s = aggregate.aggregate(tmp_path)
+    assert [r["role"] for r in s.schedules][-1] == "control"
+    assert s.controls["discriminates"] is False
+
+
+def test_no_reference_records(tmp_path):
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1})
+    for f in tmp_path.glob("trials/constant-*/record.json"):
+        f.unlink()
+    s = aggregate.aggregate(tmp_path)
+    assert s.picks == [] and "has no finished trial" in s.verdict
+    assert all("vs_ref" not in r for r in s.schedules)
+
+
+def test_seeds_the_reference_lacks_are_left_out_of_the_pairing(tmp_path):
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, seeds=(0, 1))
+    (tmp_path / "trials" / "constant-s1" / "record.json").unlink()
+    s = aggregate.aggregate(tmp_path)
+    far = row(s, "linear-r0.5")["vs_ref"]["far_loss"]
+    assert "1 seed" in far["method"] and far["mean"] == pytest.approx(-0.1, abs=0.02)
+
+
+@pytest.mark.parametrize("where", ["linear-r0.5-s1", "constant-s1"])
+def test_a_seed_without_ctx_gain_drops_only_that_comparison(tmp_path, where):
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, seeds=(0, 1))
+    f = tmp_path / "trials" / where / "record.json"
+    rec = json.loads(f.read_text())
+    del rec["per_sequence"]["ctx_gain"]
+    f.write_text(json.dumps(rec))
+    s = aggregate.aggregate(tmp_path)
+    r = row(s, "linear-r0.5")
+    assert "ctx_gain" not in r["vs_ref"] and "far_loss" in r["vs_ref"]
+    assert ("ctx_gain_ci" in r) is (where == "constant-s1")
+
+
+def test_per_document_means_weight_each_document_once(tmp_path):
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, n_seq=4)
+    f = tmp_path / "trials" / "linear-r0.5-s0" / "record.json"
+    rec = json.loads(f.read_text())
+    rec["eval_windows"]["doc"] = ["a.py", "a.py", "a.py", "b.py"]
+    rec["per_sequence"]["far_loss"] = [1.0, 2.0, 3.0, 10.0]
+    f.write_text(json.dumps(rec))
+    _, units = aggregate.trial_units(rec)
+    assert units["far_loss"][1].tolist() == pytest.approx([2.0, 10.0])
+    assert np.mean(units["far_loss"][1]) == pytest.approx(6.0)
