@@ -228,3 +228,15 @@ def test_boundaries_pinned():
             paired_interval(np.ones((2, 3)), level=bad)
     one = paired_interval(np.array([[1.0], [2.0], [4.0]]))
     assert one.mean == pytest.approx(7 / 3) and one.df == 2
+
+
+def test_level_reaches_the_one_seed_and_one_sequence_intervals():
+    from sweep.intervals import paired_interval
+
+    rng = np.random.default_rng(3)
+    for d in (rng.normal(size=(1, 20)), rng.normal(size=(5, 1))):
+        n = d.size
+        for level in (0.8, 0.99):
+            got = paired_interval(d, level=level).half
+            want = stats.t.ppf((1 + level) / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)
+            assert got == pytest.approx(want, rel=1e-9)

@@ -282,3 +282,82 @@ def test_per_document_means_weight_each_document_once(tmp_path):
     _, units = aggregate.trial_units(rec)
     assert units["far_loss"][1].tolist() == pytest.approx([2.0, 10.0])
     assert np.mean(units["far_loss"][1]) == pytest.approx(6.0)
+
+
+def test_edges_of_the_rule():
+    ref = {**REF, "flops": 2.0}
+    rows = [
+        ref,  # the reference first: the rule must look past it, not stop
+        cand("at-limit", (-0.1, -0.15, -0.05), id_loss=2.0078125),  # exactly epsilon worse
+    ]
+    picks, _ = aggregate.decide(rows, "constant", SEPARATED, epsilon=0.0078125)
+    assert [p["schedule"] for p in picks] == ["at-limit"]
+    assert "0.25x the reference FLOPs" in picks[0]["rationale"]
+    # an interval that reaches zero is not beyond it
+    touching = [dict(REF), cand("touching", (-0.1, -0.2, 0.0))]
+    assert aggregate.decide(touching, "constant", SEPARATED)[0] == []
+
+
+def test_lists_in_the_verdict_are_comma_separated():
+    rows = [
+        cand("c1", (-0.2, -0.25, -0.15), id_loss=2.03),
+        cand("c2", (-0.2, -0.25, -0.15), id_loss=2.04),
+        cand("n1", (-0.005, -0.02, 0.01)),
+        cand("n2", (-0.004, -0.02, 0.01)),
+        dict(REF),
+    ]
+    _, verdict = aggregate.decide(rows, "constant", SEPARATED)
+    assert "c1 (+0.0300), c2 (+0.0400) beat" in verdict and "n1, n2 have a lower" in verdict
+
+
+def test_advice_edges():
+    tie = aggregate.check_controls(control_rows(iv(0.0, -0.01, 0.01), None), "constant")
+    assert "not worse past l_max at all" in tie["summary"]  # zero is not worse
+    two = control_rows(iv(0.01, -0.01, 0.03), None)
+    two[-1]["seeds"] = 2
+    c = aggregate.check_controls(two, "constant")
+    assert c["summary"].endswith(
+        "add eval sequences (eval.sequences, eval.probe_sequences), seeds, or training tokens"
+    )
+
+
+def test_field_order_in_a_record_does_not_matter():
+    rec = known_record()
+    per = rec["per_sequence"]
+    rec["per_sequence"] = {"copy": per["copy"], "ctx_gain": per["ctx_gain"], **per}
+    _, units = aggregate.trial_units(rec)
+    assert {"id_loss", "far_loss", "delta", "ctx_gain", "copy_d1"} <= set(units)
+
+
+def test_the_words_a_user_acts_on():
+    none = aggregate.check_controls([dict(REF)], "constant")
+    assert none == {
+        "negative": None,
+        "discriminates": None,
+        "summary": "no negative control in the spec (schedules.controls: [short_only]): "
+        "whether this sweep can tell schedules apart is untested",
+    }
+    assert aggregate._advice(iv(-0.01, -0.02, 0.0), 1) == (
+        "the short-trained control is not worse past l_max at all: the proxy does not "
+        "learn to use long context here; train more tokens (budget.tokens), a larger "
+        "model, a BPE tokenizer (more context per token), or add long-range documents "
+        "(data.repeat_share)"
+    )
+    assert aggregate._advice(iv(0.01, -0.01, 0.03), 1) == (
+        "the control is worse but within the noise: add eval sequences (eval.sequences, "
+        "eval.probe_sequences), seeds (one seed measures no seed noise), or training tokens"
+    )
+
+
+def test_what_a_malformed_record_is_told():
+    for over, why in (
+        ({"curve": [1.0, 2.0, 3.0]}, "curve length does not match eval_length"),
+        ({"eval_windows": {"doc": ["a"]}}, "eval_windows does not match per_sequence"),
+    ):
+        with pytest.raises(ValueError) as err:
+            aggregate.trial_units(known_record(**over))
+        assert str(err.value) == why
+    rec = known_record()
+    del rec["copy_distances"]  # copy values without their distances: nothing to key them by
+    m, units = aggregate.trial_units(rec)
+    assert not any(k.startswith("copy") for k in [*m, *units])
