@@ -7,10 +7,12 @@ standard library (site-packages excluded), one document per file. Nothing downlo
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import os
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -416,17 +418,14 @@ class Batcher:
         self.stream = stream
         self.position = position
 
+    def state(self) -> int:
+        return self.position
+
+    def load(self, state: int) -> None:
+        self.position = state
+
     def next(self, length: int, rows: int, tail: int) -> tuple[np.ndarray, np.ndarray]:
-        n = rows + (1 if tail else 0)
-        x = np.zeros((n, length), dtype=np.int64)
-        y = np.full((n, length), -100, dtype=np.int64)
-        for r in range(n):
-            width = length if r < rows else tail
-            seg = self._take(width + 1)
-            x[r, :width] = seg[:-1]
-            y[r, :width] = seg[1:]
-            self.position += width
-        return x, y
+        return cut_rows(self._take, length, rows, tail)
 
     @staticmethod
     def doc_ids(x: np.ndarray, eos_id: int) -> np.ndarray:
@@ -437,7 +436,95 @@ class Batcher:
 
     def _take(self, n: int) -> np.ndarray:
         idx = (self.position + np.arange(n)) % len(self.stream)
+        self.position += n - 1  # the next row starts at this one's last target
         return self.stream[idx]
+
+
+def cut_rows(
+    take: Callable[[int], np.ndarray], length: int, rows: int, tail: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` rows of ``length`` tokens plus, when ``tail`` > 0, one row of ``tail``
+    tokens padded with -100 targets; ``take(n)`` gives a row's n = width + 1 tokens."""
+    n = rows + (1 if tail else 0)
+    x = np.zeros((n, length), dtype=np.int64)
+    y = np.full((n, length), -100, dtype=np.int64)
+    for r in range(n):
+        width = length if r < rows else tail
+        seg = take(width + 1)
+        x[r, :width] = seg[:-1]
+        y[r, :width] = seg[1:]
+    return x, y
+
+
+class DocRows:
+    """``doc_buckets`` rows (after Dataset Decomposition, Pouransari et al. 2024): every
+    row, of ``length`` or ``tail`` tokens plus its shifted target, is cut from a single
+    document (its tokens and the EOS that closes it), so nothing is packed across a
+    boundary. Documents are read in the stream's (seeded) order, consecutive rows of a
+    document overlapping by one token as in ``Batcher``. A document's remainder too short
+    for the current row length goes to a bucket of pieces grouped by length; a row of L
+    first takes the shortest bucketed piece that holds L + 1 tokens (so buckets become
+    eligible when the schedule comes down to their length, and tail rows use them), else
+    reads on. Tokens per step are those of the plan, exactly; what stays in the buckets
+    is not trained (``passes`` counts how often the stream was read through)."""
+
+    def __init__(self, stream: np.ndarray, eos_id: int):
+        self.stream = stream
+        ends = np.flatnonzero(stream == eos_id) + 1  # each document ends after its EOS
+        self.starts = np.concatenate([[0], ends[ends < len(stream)]]).astype(np.int64)
+        self.ends = np.concatenate([ends, [len(stream)]])[: len(self.starts)].astype(np.int64)
+        self.doc, self.cursor, self.passes = 0, 0, 1
+        self.pieces: list[tuple[int, int]] = []  # (length, start), sorted: the buckets
+
+    def state(self) -> dict:
+        return {"doc": self.doc, "cursor": self.cursor, "passes": self.passes,
+                "pieces": [list(p) for p in self.pieces]}  # fmt: skip
+
+    def load(self, state: dict) -> None:
+        self.doc, self.cursor, self.passes = state["doc"], state["cursor"], state["passes"]
+        self.pieces = [tuple(p) for p in state["pieces"]]
+
+    def next(self, length: int, rows: int, tail: int) -> tuple[np.ndarray, np.ndarray]:
+        return cut_rows(self._take, length, rows, tail)
+
+    def _take(self, n: int) -> np.ndarray:
+        i = bisect.bisect_left(self.pieces, (n, -1))
+        if i < len(self.pieces):  # the shortest bucketed piece that holds the row
+            size, start = self.pieces.pop(i)
+            if size - (n - 1) >= 2:  # what is left of it still holds a row of one token
+                bisect.insort(self.pieces, (size - (n - 1), start + n - 1))
+            return self.stream[start : start + n]
+        for _ in range(len(self.starts) + 1):
+            start = max(self.cursor, int(self.starts[self.doc]))
+            end = int(self.ends[self.doc])
+            if end - start >= n:
+                self.cursor = start + n - 1
+                return self.stream[start : start + n]
+            if end - start >= 2:
+                bisect.insort(self.pieces, (end - start, start))
+            self.doc += 1
+            if self.doc == len(self.starts):
+                self.doc, self.passes = 0, self.passes + 1
+            self.cursor = int(self.starts[self.doc])
+        raise ValueError(f"no train document holds a row of {n - 1} tokens (doc_buckets)")
+
+
+def attended_distances(
+    y: np.ndarray, window: int = 0, x: np.ndarray | None = None, eos_id: int | None = None
+) -> np.ndarray:
+    """The farthest key each trained query token (target != -100) attends to, as a
+    distance: its position in the row, capped at ``window - 1`` by a window and, when
+    ``x`` and ``eos_id`` are given (document masking), at its position in its document."""
+    pos = np.broadcast_to(np.arange(y.shape[1]), y.shape)
+    dist = pos
+    if eos_id is not None and x is not None:
+        doc = Batcher.doc_ids(x, eos_id)
+        first = np.zeros_like(doc)  # position where each row's current document starts
+        first[:, 1:] = np.where(doc[:, 1:] != doc[:, :-1], pos[:, 1:], 0)
+        dist = pos - np.maximum.accumulate(first, axis=1)
+    if window > 0:
+        dist = np.minimum(dist, window - 1)
+    return dist[y != -100]
 
 
 # --- Held-out decontamination ------------------------------------------------------------

@@ -93,3 +93,19 @@ def position_se(losses: np.ndarray) -> np.ndarray:
     if n < 2:
         return np.full(losses.shape[1], math.nan)
     return losses.std(axis=0, ddof=1) / math.sqrt(n)
+
+
+def exposure_edges(l_max: int) -> list[int]:
+    """Lower edges of the log2 bins of attended distance: 0, 1, 2, 4, ... below l_max, and
+    l_max // 2 (an edge of its own when l_max is not a power of two), so that the share
+    reaching l_max / 2 is a sum of whole bins."""
+    edges = {0, l_max // 2} | {2**k for k in range(max(0, math.ceil(math.log2(l_max))))}
+    return sorted(e for e in edges if e < l_max or e == 0)
+
+
+def exposure_counts(distances: np.ndarray, l_max: int) -> np.ndarray:
+    """How many query tokens have their farthest attended key in each bin of
+    ``exposure_edges(l_max)`` (distances >= l_max land in the last bin)."""
+    edges = np.asarray(exposure_edges(l_max))
+    bins = np.searchsorted(edges, np.asarray(distances, dtype=np.int64), side="right") - 1
+    return np.bincount(bins, minlength=len(edges))

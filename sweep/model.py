@@ -245,11 +245,15 @@ class BtlmProxyForCausalLM(PreTrainedModel):
         input_ids: torch.Tensor,
         chunk: int | None = None,
         doc_ids: torch.Tensor | None = None,
+        window: int | None = None,
     ) -> torch.Tensor:
         """Final hidden states; with ``chunk``, computed layer by layer in query chunks
         (inference only) so that memory grows linearly with sequence length. With
-        ``doc_ids`` (batch, L), no position attends across a document boundary."""
+        ``doc_ids`` (batch, L), no position attends across a document boundary; with
+        ``window`` (> 0) each query sees only its last ``window`` keys (the config's
+        ``attn_window`` when None: window mode sets it per training step)."""
         cfg = self.config
+        window = cfg.attn_window if window is None else window
         if doc_ids is not None and chunk is not None:
             raise ValueError("document masking is for training; evaluate without doc_ids")
         x = self.embed(input_ids) * cfg.embeddings_scale
@@ -257,12 +261,10 @@ class BtlmProxyForCausalLM(PreTrainedModel):
         rope = rope_tables(cfg.d_head, t, x.device) if cfg.position == "rope" else None
 
         def bias_rows(s: int, e: int) -> torch.Tensor:
-            return position_bias(
-                cfg.position, cfg.n_heads, s, e, e, x.device, x.dtype, cfg.attn_window
-            )
+            return position_bias(cfg.position, cfg.n_heads, s, e, e, x.device, x.dtype, window)
 
         if chunk is None or chunk >= t:
-            attend = self.attention_fn(t, x.device, x.dtype, doc_ids)  # shared by all layers
+            attend = self.attention_fn(t, x.device, x.dtype, doc_ids, window)  # all layers
             for block in self.blocks:
                 x = block(x, attend, rope)
         else:
@@ -274,14 +276,14 @@ class BtlmProxyForCausalLM(PreTrainedModel):
         mode = self.config.attention
         return mode == "flex" or (mode == "auto" and device.type == "cuda")
 
-    def attention_fn(self, t: int, device, dtype, doc_ids=None) -> Callable:
+    def attention_fn(self, t: int, device, dtype, doc_ids=None, window: int = 0) -> Callable:
         """Causal attention with this model's position bias (and optional document
         mask) over sequences of length ``t``: SDPA with the bias materialised once per
         forward, or FlexAttention with the bias as a ``score_mod``, so that no L x L
         bias tensor exists (the default on CUDA)."""
         cfg = self.config
         if not self.use_flex(device):
-            bias = position_bias(cfg.position, cfg.n_heads, 0, t, t, device, dtype, cfg.attn_window)
+            bias = position_bias(cfg.position, cfg.n_heads, 0, t, t, device, dtype, window)
             if doc_ids is not None:
                 same = doc_ids[:, None, :, None] == doc_ids[:, None, None, :]
                 bias = bias.masked_fill(~same, float("-inf"))  # (batch, heads, L, L)
@@ -297,8 +299,6 @@ class BtlmProxyForCausalLM(PreTrainedModel):
 
         def score_mod(score, b, h, q_idx, kv_idx):
             return score - slopes[h] * (q_idx - kv_idx) if alibi else score
-
-        window = cfg.attn_window
 
         def mask_mod(b, h, q_idx, kv_idx):
             keep = q_idx >= kv_idx
@@ -325,10 +325,11 @@ class BtlmProxyForCausalLM(PreTrainedModel):
         input_ids: torch.Tensor,
         labels: torch.Tensor | None = None,
         doc_ids: torch.Tensor | None = None,
+        window: int | None = None,
         **_,
     ) -> CausalLMOutput:
         """``labels`` are already shifted (targets aligned with inputs); -100 is ignored."""
-        logits = self.logits(self.hidden_states(input_ids, doc_ids=doc_ids))
+        logits = self.logits(self.hidden_states(input_ids, doc_ids=doc_ids, window=window))
         loss = None
         if labels is not None:
             loss = F.cross_entropy(

@@ -264,7 +264,7 @@ def longest_first(trials: list[TrialSpec]) -> list[TrialSpec]:
 
     def cost(t: TrialSpec) -> float:
         m, b = t.sweep.model, t.sweep.budget
-        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, b.batching, t.seed)
+        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, t.seed)
         return p.flops(12 * m.n_layers * m.d_model**2, m.n_layers, m.d_model)
 
     return sorted(trials, key=cost, reverse=True)
@@ -384,19 +384,27 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
     )
     flops_per_step_at_lmax = const.flops(n_params, m.n_layers, m.d_model)
     overhead = trial_overhead_s(spec)
+    # Window mode saves attention FLOPs only where a block-sparse kernel runs (FlexAttention,
+    # the proxy's default on CUDA); SDPA with a mask scores every key.
+    sparse = m.arch == "btlm-proxy" and (
+        m.attention == "flex" or (m.attention == "auto" and spec.resources.gpus_per_worker > 0)
+    )
     rows = []
+    trials = spec.trials()
+    w = max(24, *(len(t.trial_id) for t in trials))
     print(
-        f"{'trial':<24} {'steps':>6} {'tokens':>10} {'at l_max':>9} {'GFLOPs':>9} "
-        f"{'est. s':>7}  tokens at each length",
+        f"{'trial':<{w}} {'mode':<11} {'steps':>6} {'tokens':>10} {'at l_max':>9} "
+        f"{'GFLOPs':>9} {'est. s':>7}  tokens at each length (window, in window mode)",
         file=out,
     )
-    for t in spec.trials():
-        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, b.batching, t.seed)
-        flops = p.flops(n_params, m.n_layers, m.d_model)
+    for t in trials:
+        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, t.seed)
+        flops = p.flops(n_params, m.n_layers, m.d_model, sparse=sparse)
         est = overhead + step_s * flops / flops_per_step_at_lmax
         rows.append(
             {
                 "trial_id": t.trial_id,
+                "mode": t.schedule.mode,
                 "steps": p.steps,
                 "tokens": p.total_tokens,
                 "flops": flops,
@@ -405,7 +413,7 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
         )
         by_len = ", ".join(f"{k}:{_fmt_tokens(v)}" for k, v in p.tokens_by_length().items())
         print(
-            f"{t.trial_id:<24} {p.steps:>6} {p.total_tokens:>10} "
+            f"{t.trial_id:<{w}} {t.schedule.mode:<11} {p.steps:>6} {p.total_tokens:>10} "
             f"{_fmt_tokens(p.tokens_by_length().get(t.schedule.l_max, 0)):>9} "
             f"{flops / 1e9:>9.1f} {est:>7.0f}  {by_len}",
             file=out,

@@ -4,10 +4,10 @@
 to the nearest multiple of ``multiple_of`` and clamped to [l_min, l_max]: nearest, not
 down, so that every ramp reaches l_max before f = r and trains there (rounded down, a
 rate-1 linear ramp would never get past l_max - multiple_of). ``plan`` turns a schedule and a
-token budget into the per-step table every trial trains on: in ``reshape`` mode each step
-holds exactly ``tokens_per_step`` tokens (rows = tokens_per_step // L, plus one shorter
-tail row when L does not divide it), so all trials see the same tokens per step and the
-same total; ``truncate`` keeps rows fixed (DeepSpeed/Composer semantics).
+token budget into the per-step table every trial trains on, in the schedule's mode
+(``Plan``); in ``reshape`` mode each step holds exactly ``tokens_per_step`` tokens (rows =
+tokens_per_step // L, plus one shorter tail row when L does not divide it), so all trials
+see the same tokens per step and the same total.
 """
 
 from __future__ import annotations
@@ -134,11 +134,19 @@ def length(s: ScheduleSpec, f: float, rng: np.random.Generator | None = None) ->
 @dataclass(frozen=True)
 class Plan:
     """The per-step table of one trial. Step k trains ``rows[k]`` full rows of
-    ``lengths[k]`` tokens plus, when ``tails[k] > 0``, one row of ``tails[k]`` tokens."""
+    ``lengths[k]`` tokens plus, when ``tails[k] > 0``, one row of ``tails[k]`` tokens;
+    ``context[k]`` is the schedule's length L(f) at that step: the row length, except in
+    ``window`` mode, where rows stay at l_max and L(f) is the attention window.
+    ``progress[k]`` is the nominal token count at the start of step k, which positions the
+    step in the schedule and the learning-rate curve (``truncate`` trains fewer tokens
+    than that; every other mode exactly that many)."""
 
     lengths: np.ndarray
     rows: np.ndarray
     tails: np.ndarray
+    context: np.ndarray
+    progress: np.ndarray
+    mode: str = "reshape"
 
     @property
     def tokens(self) -> np.ndarray:
@@ -152,24 +160,35 @@ class Plan:
     def steps(self) -> int:
         return len(self.lengths)
 
+    @property
+    def windows(self) -> np.ndarray:
+        """Attention window per step (0: the whole row)."""
+        return self.context if self.mode == "window" else np.zeros_like(self.context)
+
     def cumulative_tokens(self) -> np.ndarray:
-        """Tokens seen at the start of every step (length ``steps``)."""
+        """Tokens trained before every step (length ``steps``)."""
         return np.concatenate([[0], np.cumsum(self.tokens)[:-1]])
 
     def tokens_by_length(self, steps: int | None = None) -> dict[int, int]:
-        """Tokens trained at each sequence length in the first ``steps`` steps (all by
-        default); tail rows are counted at their own length."""
+        """Tokens trained at each schedule length (the window, in window mode) in the first
+        ``steps`` steps (all by default); tail rows are counted at their own length."""
         out: dict[int, int] = {}
         n = self.steps if steps is None else steps
-        for length_, rows, tail in zip(self.lengths[:n], self.rows[:n], self.tails[:n]):
-            out[int(length_)] = out.get(int(length_), 0) + int(rows * length_)
+        for ctx, length_, rows, tail in zip(
+            self.context[:n], self.lengths[:n], self.rows[:n], self.tails[:n]
+        ):
+            out[int(ctx)] = out.get(int(ctx), 0) + int(rows * length_)
             if tail:
                 out[int(tail)] = out.get(int(tail), 0) + int(tail)
         return dict(sorted(out.items()))
 
-    def flops(self, n_params: int, n_layers: int, d_model: int) -> float:
-        """Kaplan et al. 2020 training FLOPs, attention included: per token 6N + 6 n_l d L."""
-        per_token = 6.0 * n_params + 6.0 * n_layers * d_model * self.lengths.astype(np.float64)
+    def flops(self, n_params: int, n_layers: int, d_model: int, sparse: bool = False) -> float:
+        """Kaplan et al. 2020 training FLOPs, attention included: per token 6N + 6 n_l d C,
+        C the keys a query is scored against as the kernel computes it: the row length,
+        or with ``sparse`` (a block-sparse kernel such as FlexAttention that skips masked
+        blocks) the attention window in window mode. SDPA with a mask computes every key."""
+        span = self.context if (sparse and self.mode == "window") else self.lengths
+        per_token = 6.0 * n_params + 6.0 * n_layers * d_model * span.astype(np.float64)
         return float((self.tokens * per_token).sum())
 
     def table(self) -> list[dict]:
@@ -181,28 +200,42 @@ class Plan:
                 "length": int(L),
                 "rows": int(r),
                 "tail": int(t),
+                "context": int(c),
             }
-            for k, (L, r, t) in enumerate(zip(self.lengths, self.rows, self.tails))
+            for k, (L, r, t, c) in enumerate(zip(self.lengths, self.rows, self.tails, self.context))
         ]
 
 
-def plan(
-    s: ScheduleSpec, budget: int, tokens_per_step: int, batching: str = "reshape", seed: int = 0
-) -> Plan:
-    """Step table for ``budget`` tokens; the total is exactly ``budget`` in both modes."""
+def plan(s: ScheduleSpec, budget: int, tokens_per_step: int, seed: int = 0) -> Plan:
+    """Step table for ``budget`` tokens in the schedule's mode. ``reshape`` and
+    ``doc_buckets``: every step holds ``tokens_per_step`` tokens in rows of L(f) (plus a
+    tail row), the total is exactly ``budget``. ``window``: rows of l_max, L(f) the window;
+    same tokens. ``truncate``: as many steps as reshape, each with the rows of l_max cut to
+    L(f) (DeepSpeed's seqlen curriculum), so it trains fewer tokens than ``budget``."""
     rng = np.random.default_rng(seed)  # only mixture draws from it
-    full_rows = tokens_per_step // s.l_max
-    lengths, rows, tails = [], [], []
-    seen = 0
-    while seen < budget:
-        L = length(s, seen / budget, rng)
-        step_tokens = tokens_per_step if batching == "reshape" else full_rows * L
-        step_tokens = min(step_tokens, budget - seen)
-        lengths.append(L)
-        rows.append(step_tokens // L)
-        tails.append(step_tokens % L)
-        seen += step_tokens
-    return Plan(np.array(lengths), np.array(rows), np.array(tails))
+    lengths, rows, tails, context, progress = [], [], [], [], []
+    nominal = 0
+    while nominal < budget:
+        L = length(s, nominal / budget, rng)
+        step = min(tokens_per_step, budget - nominal)
+        row_len = s.l_max if s.mode == "window" else L
+        trained = step
+        if s.mode == "truncate":  # the step's rows of l_max, each cut to L
+            trained = (step // s.l_max) * L + min(L, step % s.l_max)
+        lengths.append(row_len)
+        rows.append(trained // row_len)
+        tails.append(trained % row_len)
+        context.append(L)
+        progress.append(nominal)
+        nominal += step
+    return Plan(
+        np.array(lengths),
+        np.array(rows),
+        np.array(tails),
+        np.array(context),
+        np.array(progress),
+        s.mode,
+    )
 
 
 def lr_at(tokens_seen: int, budget: int, warmup_fraction: float, min_ratio: float) -> float:
@@ -212,57 +245,3 @@ def lr_at(tokens_seen: int, budget: int, warmup_fraction: float, min_ratio: floa
         return (tokens_seen + 1) / warm
     progress = min(1.0, (tokens_seen - warm) / max(1.0, budget - warm))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-# ----------------------------------------------------------------------------- export
-
-
-def deepspeed_curriculum(s: ScheduleSpec, budget: int, tokens_per_step: int) -> dict:
-    """The schedule as DeepSpeed's ``curriculum_learning`` block (curriculum_type seqlen).
-
-    DeepSpeed's ``CurriculumScheduler.get_difficulty(k)`` equals ``plan(...).lengths[k]``
-    for every step k: every deterministic shape is written out as ``fixed_discrete`` runs
-    of equal length (DeepSpeed's ``fixed_linear`` / ``fixed_root`` round down, ours to
-    the nearest multiple, so they would differ by one rung). Mixture has no DeepSpeed form.
-    Note DeepSpeed truncates fixed-size rows (our ``truncate`` batching)."""
-    if s.shape == "mixture":
-        raise ValueError("mixture draws lengths at random and has no DeepSpeed curriculum form")
-    steps = math.ceil(budget / tokens_per_step)
-    block = {
-        "enabled": True,
-        "curriculum_type": "seqlen",
-        "min_difficulty": s.l_min,
-        "max_difficulty": s.l_max,
-    }
-    lengths = [length(s, k * tokens_per_step / budget) for k in range(steps)]
-    difficulty, max_step = [lengths[0]], []
-    for k, L in enumerate(lengths[1:], start=1):
-        if L != difficulty[-1]:
-            max_step.append(k - 1)  # DeepSpeed: difficulty[i] while global_steps <= max_step[i]
-            difficulty.append(L)
-    if not max_step:  # DeepSpeed needs one more difficulty than max_step entries
-        max_step, difficulty = [steps - 1], difficulty * 2
-    block["schedule_type"] = "fixed_discrete"
-    block["schedule_config"] = {"difficulty": difficulty, "max_step": max_step}
-    return block
-
-
-def restate(s: ScheduleSpec, target_l_max: int) -> ScheduleSpec:
-    """The same schedule in target units: every length scaled by target_l_max / l_max,
-    fractions and ramp rate unchanged (the budget is expressed in fractions already)."""
-    k = target_l_max / s.l_max
-
-    def scale(x: int) -> int:
-        return max(1, round(x * k))
-
-    return ScheduleSpec(
-        **{
-            **s.__dict__,
-            "l_min": scale(s.l_min),
-            "l_max": target_l_max,
-            "multiple_of": max(1, scale(s.multiple_of)),
-            "l_short": scale(s.l_short) if s.l_short else 0,
-            "stages": tuple((f, scale(L)) for f, L in s.stages),
-            "mixture_lengths": tuple(scale(L) for L in s.mixture_lengths),
-        }
-    )

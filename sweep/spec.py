@@ -34,7 +34,11 @@ RATE_FREE_SHAPES = ("constant", "two_stage", "multi_stage", "short_only")
 NEGATIVE_CONTROL = "short_only"
 POSITIONS = ("alibi", "rope", "none")
 ARCHS = ("btlm-proxy",)
-BATCHING = ("reshape", "truncate")
+# How a step's sequences are made short (docs/design.md, "Modes"): reshape (more, shorter
+# rows at constant tokens), truncate (rows of l_max cut to L: fewer tokens), window (rows of
+# l_max, attention limited to the last L positions), doc_buckets (rows of L cut from single
+# documents, never packed across a boundary).
+MODES = ("reshape", "truncate", "window", "doc_buckets")
 WANDB_MODES = ("auto", "offline", "online", "disabled")
 
 
@@ -53,7 +57,6 @@ class SpecError(ValueError):
 class Budget:
     tokens: int
     tokens_per_step: int
-    batching: str = "reshape"
     micro_batches: int = 1  # gradient accumulation: each step's rows in this many pieces
 
 
@@ -123,13 +126,15 @@ class ScheduleSpec:
     mixture_end: tuple[float, ...] = ()  # probabilities at f >= ramp_rate
     tag: str = ""  # the grid parameters that tell this schedule from its siblings
     control: bool = False  # a control of the sweep: measured, never picked
+    mode: str = "reshape"  # how a step's sequences are made short (MODES)
 
     @property
     def label(self) -> str:
-        """Human name of the schedule, without the seed."""
-        if self.shape in RATE_FREE_SHAPES:
-            return f"{self.shape}{self.tag}"
-        return f"{self.shape}{self.tag}-r{self.ramp_rate:g}"
+        """Human name of the schedule, without the seed; the mode is named unless reshape."""
+        base = self.shape + self.tag
+        if self.shape not in RATE_FREE_SHAPES:
+            base += f"-r{self.ramp_rate:g}"
+        return base if self.mode == "reshape" else f"{base}-{self.mode}"
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,7 @@ class SchedulesSpec:
     reference: str = "constant"
     params: dict = field(default_factory=dict)  # shape-specific defaults (switch, degree, ...)
     controls: tuple[dict, ...] = ()  # entries like `shapes`, e.g. short_only (never picked)
+    modes: tuple[str, ...] = ("reshape",)  # an axis crossed with every shape and rate
 
 
 @dataclass(frozen=True)
@@ -332,7 +338,14 @@ def parse(raw: dict) -> SweepSpec:
         if key not in known:
             raise SpecError(key, raw[key], f"unknown field (known: {', '.join(sorted(known))})")
 
-    budget = _build(Budget, _section(raw, "budget", True), "budget")
+    budget_raw = _section(raw, "budget", True)
+    if "batching" in budget_raw:
+        raise SpecError(
+            "budget.batching",
+            budget_raw["batching"],
+            f"moved to schedules.modes (a sweep axis: {', '.join(MODES)})",
+        )
+    budget = _build(Budget, budget_raw, "budget")
     model = _build(ModelSpec, _section(raw, "model"), "model")
     data = _build(DataSpec, _section(raw, "data"), "data")
     optim = _build(OptimSpec, _section(raw, "optim"), "optim")
@@ -385,6 +398,18 @@ def _rates(val: Any, name: str) -> tuple[float, ...]:
     return tuple(float(r) for r in rates)
 
 
+def _modes(val: Any) -> tuple[str, ...]:
+    modes = [val] if isinstance(val, str) else val
+    if not isinstance(modes, list) or not modes:
+        raise SpecError("schedules.modes", val, f"must list one or more of {', '.join(MODES)}")
+    for m in modes:
+        if m not in MODES:
+            raise SpecError("schedules.modes", m, f"unknown mode (known: {', '.join(MODES)})")
+    if len(set(modes)) != len(modes):
+        raise SpecError("schedules.modes", modes, "must not repeat")
+    return tuple(modes)
+
+
 def _shape_params(raw: dict, prefix: str) -> dict:
     out = {}
     for key, val in raw.items():
@@ -423,6 +448,7 @@ def _parse_schedules(raw: dict) -> SchedulesSpec:
         "shapes": tuple(entries),
         "controls": tuple(controls),
         "ramp_rates": _rates(raw.pop("ramp_rates", [1.0]), "schedules.ramp_rates"),
+        "modes": _modes(raw.pop("modes", ["reshape"])),
     }
     for key in ("l_min", "l_max", "multiple_of"):
         if key in raw:
@@ -448,8 +474,6 @@ def _check(spec: SweepSpec) -> None:
     b, m, s, e = spec.budget, spec.model, spec.schedules, spec.eval
     _positive("budget.tokens", b.tokens)
     _positive("budget.tokens_per_step", b.tokens_per_step)
-    if b.batching not in BATCHING:
-        raise SpecError("budget.batching", b.batching, f"must be one of {', '.join(BATCHING)}")
     _positive("budget.micro_batches", b.micro_batches)
     if b.tokens < b.tokens_per_step:
         raise SpecError("budget.tokens", b.tokens, "is smaller than one step (tokens_per_step)")
@@ -503,11 +527,17 @@ def _check(spec: SweepSpec) -> None:
             raise SpecError(
                 f"schedules.{key}", getattr(s, key), f"is not a multiple of {s.multiple_of}"
             )
-    if b.batching == "reshape" and b.tokens_per_step % s.l_max:
+    if b.tokens_per_step % s.l_max:  # every mode: a step holds whole rows of l_max
         raise SpecError(
-            "budget.tokens_per_step",
-            b.tokens_per_step,
-            f"is not a multiple of l_max={s.l_max} (required in reshape mode)",
+            "budget.tokens_per_step", b.tokens_per_step, f"is not a multiple of l_max={s.l_max}"
+        )
+    if "doc_buckets" in s.modes and spec.data.doc_mask:
+        raise SpecError(
+            "data.doc_mask", True, "is redundant with doc_buckets (its rows hold one document)"
+        )
+    if "window" in s.modes and m.arch != "btlm-proxy":
+        raise SpecError(
+            "schedules.modes", "window", f"is supported by btlm-proxy only, not {m.arch}"
         )
     trials = expand(spec)
     if s.reference not in {t.schedule.label for t in trials} and s.reference not in SHAPES:
@@ -576,14 +606,18 @@ def _fmt(v: Any) -> str:
 
 
 def expand(spec: SweepSpec) -> list[TrialSpec]:
-    """The grid: for every shape entry, its scalar-parameter axes x ramp rates, x seeds;
-    then the controls the same way. Rate-free shapes run once per seed, not once per rate;
-    duplicates collapse; a schedule may not be both a candidate and a control."""
+    """The grid: for every mode and shape entry, its scalar-parameter axes x ramp rates, x
+    seeds; then the controls the same way. Rate-free shapes run once per seed, not once per
+    rate; ``constant`` under truncate or window trains exactly as under reshape, so it runs
+    once (as ``constant``); duplicates collapse; a schedule may not be both a candidate and
+    a control."""
     s = spec.schedules
     seen: dict[str, ScheduleSpec] = {}
     for control, entries in ((False, s.shapes), (True, s.controls)):
-        for entry in entries:
+        for entry, mode in itertools.product(entries, s.modes):
             for sched in _entry_schedules(s, entry, control):
+                if not (sched.shape == "constant" and mode in ("truncate", "window")):
+                    sched = dataclasses.replace(sched, mode=mode)
                 old = seen.setdefault(sched.label, sched)
                 if old.control != control:
                     raise SpecError(

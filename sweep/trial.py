@@ -93,10 +93,17 @@ def read_record(path: Path) -> dict | None:
 
 
 def token_loss_sum(
-    engine, x: np.ndarray, y: np.ndarray, rows: np.ndarray, device, doc_eos: int | None
+    engine,
+    x: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    device,
+    doc_eos: int | None,
+    window: int = 0,
 ):
     """Summed cross-entropy over the valid targets of ``rows`` (0 for no rows: a worker
-    with nothing left in a short final step still takes part in the collective step).
+    with nothing left in a short final step still takes part in the collective step);
+    ``window`` > 0 limits attention to the last ``window`` keys (window mode).
     Targets are already shifted, so the loss is taken here, the same way for the proxy
     and for any transformers model (which would shift labels once more)."""
     import torch
@@ -111,6 +118,8 @@ def token_loss_sum(
         from sweep.data import Batcher
 
         extra["doc_ids"] = torch.as_tensor(Batcher.doc_ids(x[rows], doc_eos), device=device)
+    if window > 0:
+        extra["window"] = window
     logits = engine(input_ids=xb, **extra).logits
     return torch.nn.functional.cross_entropy(
         logits.flatten(0, 1).float(), yb.flatten(), ignore_index=-100, reduction="sum"
@@ -287,18 +296,12 @@ def train(config: dict, session: Session) -> None:
     # Data: every trial with the same seed reads the same token stream, cut differently.
     corpus = data.load_split(spec.data)
     tok = data.tokenizer_for(spec.data, corpus.train["text"])
-    plan = schedules.plan(
-        sched,
-        spec.budget.tokens,
-        spec.budget.tokens_per_step,
-        spec.budget.batching,
-        seed=trial.seed,
-    )
+    plan = schedules.plan(sched, spec.budget.tokens, spec.budget.tokens_per_step, trial.seed)
     E = spec.eval.length(sched.l_max)
     repeats = data.Repeats.of(spec.data, E)
-    stream, passes = data.pack_train_stream(
-        corpus.train, tok, plan.total_tokens + 1, trial.seed, repeats
-    )
+    # doc_buckets leaves document remainders in its buckets: give it room to read on.
+    need = plan.total_tokens * (2 if sched.mode == "doc_buckets" else 1) + 1
+    stream, passes = data.pack_train_stream(corpus.train, tok, need, trial.seed, repeats)
     evset = data.eval_windows(corpus.held_out, tok, E, spec.eval.sequences, spec.eval.seed, repeats)
     eval_seqs = evset.tokens
 
@@ -324,44 +327,52 @@ def train(config: dict, session: Session) -> None:
             trial.to_dict(),
             sweep_dir / "wandb",
         )
-    batcher = data.Batcher(stream)
+    doc_buckets = sched.mode == "doc_buckets"
+    batcher = data.DocRows(stream, tok.eos_id) if doc_buckets else data.Batcher(stream)
     every = spec.eval.every_fraction * spec.budget.tokens
     ck_every = spec.checkpoint.every_tokens or float("inf")
     # Everything the loop carries from step to step; a checkpoint stores exactly this.
     state = {
         "step": 0,
         "seen": 0,
-        "position": 0,
+        "position": batcher.state(),
         "history": [],
         "evals": [],
+        "exposure": [0] * len(metrics.exposure_edges(sched.l_max)),
         "next_eval": every if every > 0 else float("inf"),
         "next_ckpt": ck_every,
         "restarts": 0,
     }
     state = restore(engine, state, session)
-    batcher.position = state["position"]
+    batcher.load(state["position"])
     history, evals, seen = state["history"], state["evals"], state["seen"]
+    exposure = np.asarray(state["exposure"], dtype=np.int64)
     next_eval = state["next_eval"]
     mid_eval_s = 0.0
     status, error = "finished", None
     micro = spec.budget.micro_batches
     doc_eos = tok.eos_id if spec.data.doc_mask else None
     t_train = timings["train_start"] = time.time()
-    steps = list(enumerate(zip(plan.lengths, plan.rows, plan.tails)))
-    for step, (L, rows, tail) in steps[state["step"] :]:
+    steps = list(enumerate(zip(plan.lengths, plan.rows, plan.tails, plan.windows)))
+    for step, (L, rows, tail, window) in steps[state["step"] :]:
+        # Progress is nominal (truncate trains fewer tokens than its steps stand for).
+        nominal = int(plan.progress[step])
+        done = int(plan.progress[step + 1]) if step + 1 < plan.steps else spec.budget.tokens
         mult = schedules.lr_at(
-            seen, spec.budget.tokens, spec.optim.warmup_fraction, spec.optim.min_lr_ratio
+            nominal, spec.budget.tokens, spec.optim.warmup_fraction, spec.optim.min_lr_ratio
         )
         for g, base in zip(opt.param_groups, base_lrs):
             g["lr"] = base * mult
         x, y = batcher.next(int(L), int(rows), int(tail))
         step_tokens = int(rows * L + tail)
+        reach = data.attended_distances(y, int(window), x, doc_eos)
+        exposure += metrics.exposure_counts(reach, sched.l_max)
         mine = np.array_split(np.arange(len(x)), world)[rank]
         loss_sum = torch.zeros(1, dtype=torch.float64)
         # Gradient accumulation: the worker's rows in `micro` pieces, one DeepSpeed
         # micro-step each; the optimizer steps once, at the accumulation boundary.
         for part in np.array_split(mine, micro):
-            part_loss = token_loss_sum(engine, x, y, part, device, doc_eos)
+            part_loss = token_loss_sum(engine, x, y, part, device, doc_eos, int(window))
             # DeepSpeed divides by its accumulation steps and averages over workers;
             # scaling by micro * world / T makes the step's gradient that of the mean loss
             # over all T tokens of the step, however its rows were split.
@@ -381,7 +392,7 @@ def train(config: dict, session: Session) -> None:
                 "step": step,
                 "tokens": seen,
                 "loss": step_loss,
-                "seq_len": int(L),
+                "seq_len": int(plan.context[step]),
                 "lr": base_lrs[1] * mult,
                 "tokens_per_s": seen / max(elapsed, 1e-9),
             }
@@ -393,8 +404,8 @@ def train(config: dict, session: Session) -> None:
             session.report({**point, "budget": spec.budget.tokens, "phase": "train"})
         if status == "diverged":
             break
-        if seen >= next_eval and not last:
-            while next_eval <= seen:
+        if done >= next_eval and not last:
+            while next_eval <= done:
                 next_eval += every
             t_mid = time.time()
             mid = evaluate.per_position_losses(
@@ -405,7 +416,12 @@ def train(config: dict, session: Session) -> None:
             )
             m_mid = metrics.all_metrics(mid.mean(axis=0), sched.l_max)
             evals.append(
-                {"tokens": seen, "fraction": seen / spec.budget.tokens, "seq_len": int(L), **m_mid}
+                {
+                    "tokens": seen,
+                    "fraction": done / spec.budget.tokens,
+                    "seq_len": int(plan.context[step]),
+                    **m_mid,
+                }
             )
             mid_eval_s += time.time() - t_mid
             if tracker:
@@ -417,8 +433,9 @@ def train(config: dict, session: Session) -> None:
             state.update(
                 step=step + 1,
                 seen=seen,
-                position=batcher.position,
+                position=batcher.state(),
                 history=history,
+                exposure=exposure.tolist(),
                 evals=evals,
                 next_eval=next_eval,
             )
@@ -440,7 +457,15 @@ def train(config: dict, session: Session) -> None:
     eval_wall = time.time() - t_eval
     curve = losses.mean(axis=0)
     result_metrics = metrics.all_metrics(curve, sched.l_max)
-    result_metrics["flops"] = plan.flops(n_params, spec.model.n_layers, spec.model.d_model)
+    sparse = hasattr(engine.module, "use_flex") and engine.module.use_flex(device)
+    result_metrics["flops"] = plan.flops(
+        n_params, spec.model.n_layers, spec.model.d_model, sparse=sparse
+    )
+    # What the schedule let the model see: the fraction of trained query tokens whose
+    # farthest attended key is at least l_max / 2 away.
+    edges = metrics.exposure_edges(sched.l_max)
+    far = sum(c for e, c in zip(edges, exposure) if e >= sched.l_max // 2)
+    result_metrics["exposure_far"] = float(far / max(1, exposure.sum()))
     t_probe = time.time()
     probes = evaluate.context_probes(
         engine.module, evset.tokens, evset.natural(), losses, spec.eval, sched.l_max, device
@@ -458,8 +483,12 @@ def train(config: dict, session: Session) -> None:
     if rank == 0:
         fields = dict(
             error=error,
+            mode=sched.mode,
+            token_equal=sched.mode != "truncate",
             tokens_trained=seen,
             tokens_budget=spec.budget.tokens,
+            exposure={"edges": edges, "counts": exposure.tolist()},
+            attention_kernel="flex" if sparse else "sdpa",
             tokens_by_length={str(k): v for k, v in plan.tokens_by_length(steps=step + 1).items()},
             steps=plan.steps,
             wall_s=time.time() - t_start,
@@ -469,7 +498,8 @@ def train(config: dict, session: Session) -> None:
             intermediate_eval_s=mid_eval_s,
             tokens_per_s=seen / max(train_wall, 1e-9),
             n_params=n_params,
-            data_passes=passes,
+            # doc_buckets reads its own (twice as long) stream, perhaps more than once
+            data_passes=passes * batcher.passes if doc_buckets else passes,
             n_eval_sequences=int(len(eval_seqs)),
             held_out_removed={
                 "exact": corpus.held_out_exact,
@@ -538,7 +568,7 @@ def restore(engine, state: dict, session: Session) -> dict:
     with ctx as d:
         engine.load_checkpoint(d, tag="state")
         saved = json.loads(Path(d, STATE_FILE).read_text())
-    return {**saved, "restarts": saved["restarts"] + 1}
+    return {**state, **saved, "restarts": saved["restarts"] + 1}
 
 
 def _versions() -> dict[str, str]:

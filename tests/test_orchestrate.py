@@ -23,7 +23,7 @@ def test_longest_first_orders_by_training_flops():
     b = sw.budget
 
     def attention_tokens(t) -> float:
-        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, b.batching, t.seed)
+        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, t.seed)
         return float((p.tokens * p.lengths).sum())
 
     costs = [attention_tokens(t) for t in order]

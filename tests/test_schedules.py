@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sweep import schedules
+from sweep import export, schedules
 from sweep.spec import SHAPES, ScheduleSpec, SpecError
 
 SIMPLE = [s for s in SHAPES if s not in ("multi_stage", "mixture")]
@@ -121,11 +121,47 @@ def test_mixture_is_seeded_and_shifts():
     assert a.lengths[:half].mean() < a.lengths[half:].mean()
 
 
-def test_truncate_mode_keeps_rows_fixed():
-    p = schedules.plan(make("linear"), 500_000, 8192, batching="truncate")
-    assert p.total_tokens == 500_000
+def test_truncate_mode_keeps_rows_fixed_and_steps_equal_to_reshape():
+    import dataclasses
+
+    lin = make("linear")
+    ref = schedules.plan(lin, 500_000, 8192)
+    p = schedules.plan(dataclasses.replace(lin, mode="truncate"), 500_000, 8192)
+    assert p.steps == ref.steps  # DeepSpeed's seqlen curriculum: steps fixed, rows cut
+    assert np.array_equal(p.context, ref.context)
     assert np.all(p.rows[:-1] == 8192 // 256)
-    assert p.tokens[0] < 8192  # short steps hold fewer tokens
+    assert np.all(p.tokens[:-1] == 32 * p.lengths[:-1])  # 32 rows of L(f) tokens
+    assert p.tokens[0] < 8192 and p.total_tokens < 500_000  # short steps hold fewer tokens
+    assert np.array_equal(p.progress, ref.progress)
+
+
+@pytest.mark.parametrize("mode", ["reshape", "window", "doc_buckets"])
+@pytest.mark.parametrize("shape", ["linear", "two_stage", "geometric", "short_only"])
+def test_token_equal_modes_train_the_budget(mode, shape):
+    import dataclasses
+
+    s = dataclasses.replace(make(shape), mode=mode)
+    p = schedules.plan(s, 500_000, 8192)
+    assert p.total_tokens == 500_000
+    assert np.all(p.tokens[:-1] == 8192)
+    ref = schedules.plan(make(shape), 500_000, 8192)
+    assert np.array_equal(p.context, ref.context)  # the same L(f) at every step
+    if mode != "window":  # window rows are l_max long: no tail row at its own length
+        assert p.tokens_by_length() == ref.tokens_by_length()
+    if mode == "window":
+        assert np.all(p.lengths == 256) and np.array_equal(p.windows, ref.lengths)
+    else:
+        assert np.array_equal(p.lengths, ref.lengths) and not p.windows.any()
+
+
+def test_window_flops_count_what_the_kernel_computes():
+    import dataclasses
+
+    s = dataclasses.replace(make("short_only"), mode="window")
+    p = schedules.plan(s, 8192, 8192)  # one step: 32 rows of 256, window 32
+    dense = 8192 * (6 * 1000 + 6 * 2 * 64 * 256)
+    assert p.flops(1000, 2, 64) == pytest.approx(dense)  # SDPA scores every key
+    assert p.flops(1000, 2, 64, sparse=True) == pytest.approx(8192 * (6 * 1000 + 6 * 2 * 64 * 32))
 
 
 def test_flops_include_attention():
@@ -201,35 +237,8 @@ def test_property_reverse_mirrors_forward(s, f):
     assert schedules.length(rev, f) == schedules.length(fwd, 1 - f)
 
 
-@pytest.mark.parametrize(
-    "shape,kw",
-    [
-        ("linear", dict(ramp_rate=0.5)),
-        ("linear", dict(ramp_rate=1.0, multiple_of=8)),
-        ("root", dict(ramp_rate=0.5, degree=2.0)),
-        ("root", dict(ramp_rate=1.0, degree=3.0, multiple_of=16)),
-        ("two_stage", {}),
-        ("multi_stage", {}),
-        ("geometric", dict(ramp_rate=0.75, cycles=2)),
-        ("cosine", dict(ramp_rate=0.5)),
-        ("constant", {}),
-    ],
-)
-def test_deepspeed_curriculum_scheduler_agrees_at_every_step(shape, kw):
-    from deepspeed.runtime.data_pipeline.curriculum_scheduler import CurriculumScheduler
-
-    s = make(shape, **kw)
-    budget, tps = 400 * 8192, 8192
-    block = schedules.deepspeed_curriculum(s, budget, tps)
-    assert block["schedule_type"] == "fixed_discrete"
-    ds = CurriculumScheduler(block)
-    ours = schedules.plan(s, budget, tps).lengths
-    theirs = [ds.get_difficulty(k) for k in range(len(ours))]
-    assert list(ours) == theirs
-
-
 def test_restate_in_target_units_keeps_fractions():
     s = make("two_stage", l_min=512, l_max=2048, multiple_of=64)
-    t = schedules.restate(s, 8192)
+    t = export.restate(s, 8192)
     assert (t.l_min, t.l_max, t.multiple_of) == (2048, 8192, 256)
     assert schedules.length(t, 0.5) == 2048 and schedules.length(t, 0.8) == 8192
