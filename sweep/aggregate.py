@@ -16,7 +16,7 @@ import numpy as np
 
 from sweep import metrics
 from sweep.intervals import Interval, paired_interval
-from sweep.spec import NEGATIVE_CONTROL
+from sweep.spec import MODES, NEGATIVE_CONTROL
 from sweep.trial import read_record, write_json_atomic
 
 EPSILON = 0.01  # nats of id_loss a pick may give up against the reference
@@ -138,7 +138,25 @@ def trial_units(rec: dict) -> tuple[dict[str, float], dict[str, tuple]]:
             m[f"copy_d{dist}"] = float(copy[:, j].mean())
     by_len = rec.get("tokens_by_length") or {}
     m["tokens_at_l_max"] = float(by_len.get(str(l_max), 0))
+    # Cost as trained: truncate trains fewer tokens than the budget, and wall time is what
+    # the anchors' speed claims are about.
+    for key in ("tokens_trained", "train_wall_s"):
+        if _finite(rec.get(key)):
+            m[key] = float(rec[key])
+    frac = exposure_fractions(rec)
+    if frac is not None:
+        edges = rec["exposure"]["edges"]
+        m["exposure_far"] = float(sum(f for e, f in zip(edges, frac) if e >= l_max // 2))
     return m, units
+
+
+def exposure_fractions(rec: dict) -> np.ndarray | None:
+    """The record's position-exposure histogram as fractions of its trained query tokens
+    (None for a record without one)."""
+    counts = np.asarray((rec.get("exposure") or {}).get("counts") or [], dtype=np.float64)
+    if not len(counts) or counts.sum() <= 0:
+        return None
+    return counts / counts.sum()
 
 
 def load_trials(sweep_dir: Path) -> tuple[list[Trial], list[dict]]:
@@ -196,12 +214,22 @@ def schedule_rows(trials: list[Trial], reference: str) -> list[dict]:
             "shape": ts[0].record["shape"],
             "ramp_rate": ts[0].record["ramp_rate"],
             "role": "reference" if name == reference else ts[0].role,
+            "mode": ts[0].record.get("mode", "reshape"),
+            # truncate trains fewer tokens than the budget: not a token-equal comparison
+            "token_equal": bool(ts[0].record.get("token_equal", True)),
+            "attention_kernel": ts[0].record.get("attention_kernel", "sdpa"),
             "seeds": len(ts),
             "trial_ids": [t.id for t in ts],
         }
         keys = [k for k in ts[0].metrics if all(k in t.metrics for t in ts)]
         for key in keys:
             row[key] = float(np.mean([t.metrics[key] for t in ts]))
+        fracs = [f for f in map(exposure_fractions, (t.record for t in ts)) if f is not None]
+        if fracs and len({len(f) for f in fracs}) == 1:
+            row["exposure"] = {
+                "edges": ts[0].record["exposure"]["edges"],
+                "fractions": np.mean(fracs, axis=0).tolist(),
+            }
         for key in INTERVAL_KEYS:
             mat = units_matrix(ts, key)
             if mat is not None:
@@ -238,15 +266,37 @@ def pareto_front(rows: list[dict], keys=PARETO_KEYS) -> list[str]:
 def check_controls(rows: list[dict], reference: str) -> dict:
     """Can this sweep tell a schedule that must fail from one that must work? The
     negative control (short_only) must be worse than the reference on far_loss and on
-    ctx_gain, each beyond its paired 95% interval."""
-    neg = next((r for r in rows if r["role"] == "control" and r["shape"] == NEGATIVE_CONTROL), None)
-    if neg is None:
+    ctx_gain, each beyond its paired 95% interval. With several modes there is one
+    control per mode, each judged against the reference (for truncate and window,
+    ``constant`` trains exactly as the reference): ``by_mode`` holds each verdict, the
+    top-level fields are the reshape control's (else the first), and ``discriminates``
+    is True only when every mode's control is told apart."""
+    negs = [r for r in rows if r["role"] == "control" and r["shape"] == NEGATIVE_CONTROL]
+    if not negs:
         return {
             "negative": None,
             "discriminates": None,
+            "by_mode": {},
             "summary": "no negative control in the spec (schedules.controls: [short_only]): "
             "whether this sweep can tell schedules apart is untested",
         }
+    by_mode: dict[str, dict] = {}
+    order = {m: i for i, m in enumerate(MODES)}
+    for neg in sorted(negs, key=lambda r: order.get(r.get("mode", "reshape"), len(MODES))):
+        by_mode.setdefault(neg.get("mode", "reshape"), _control(neg, reference))
+    first = by_mode.get("reshape") or next(iter(by_mode.values()))
+    parts = [c["summary"] for c in by_mode.values()]
+    # the advice once, from the first control not told apart (it reads alike for all)
+    parts += [c["advice"] for c in by_mode.values() if c["advice"]][:1]
+    return {
+        **first,
+        "discriminates": all(c["discriminates"] for c in by_mode.values()),
+        "by_mode": by_mode,
+        "summary": "; ".join(parts),
+    }
+
+
+def _control(neg: dict, reference: str) -> dict:
     vs = neg.get("vs_ref", {})
     far, gain = vs.get("far_loss"), vs.get("ctx_gain")
     far_ok = far is not None and far["lo"] is not None and far["lo"] > 0
@@ -261,13 +311,11 @@ def check_controls(rows: list[dict], reference: str) -> dict:
         "discriminates": far_ok and gain_ok is not False,
     }
     said = {True: "separated", False: "NOT separated", None: "not recorded"}
-    parts = [
+    out["summary"] = (
         f"{neg['schedule']} - {reference}: far_loss {_iv(far)} ({said[far_ok]}), "
         f"ctx_gain {_iv(gain)} ({said[gain_ok]})"
-    ]
-    if not out["discriminates"]:
-        parts.append(_advice(far, neg["seeds"]))
-    out["summary"] = "; ".join(parts)
+    )
+    out["advice"] = "" if out["discriminates"] else _advice(far, neg["seeds"])
     return out
 
 
@@ -307,15 +355,20 @@ def decide(
     ref = next((r for r in rows if r["schedule"] == reference), None)
     if ref is None:
         return [], f"no pick: the reference schedule {reference!r} has no finished trial"
+    by_mode = controls.get("by_mode") or {}
+    # A mode whose own control was not told apart cannot vouch for its candidates (nor
+    # push others off the front).
+    blind = sorted(m for m, c in by_mode.items() if c["discriminates"] is False)
     ranked = [r for r in rows if r["role"] != "control"]
-    front = set(pareto_front(ranked))
+    eligible = [r for r in ranked if r.get("mode", "reshape") not in blind]
+    front = set(pareto_front(eligible or ranked))
     for r in rows:
         r["pareto"] = r["schedule"] in front
-    if controls.get("discriminates") is False:
+    if controls.get("discriminates") is False and len(blind) == len(by_mode):
         return [], f"underpowered, no pick: {controls['summary']}"
     picks, within_noise, too_costly, worse = [], [], [], []
     for r in ranked:
-        if r is ref:
+        if r is ref or r.get("mode", "reshape") in blind:
             continue
         far = r.get("vs_ref", {}).get(OBJECTIVE)
         if far is None or far["hi"] is None:
@@ -348,6 +401,11 @@ def decide(
             }
         )
     power = "" if controls.get("discriminates") else f" ({controls['summary']})"
+    if blind:
+        power = (
+            f" (mode(s) {', '.join(blind)} left out: their control was not told apart; "
+            f"{controls['summary']})"
+        )
     if picks:
         return picks, f"{len(picks)} schedule(s) worth scaling{power}"
     reasons = []
@@ -429,6 +487,7 @@ TABLE_HEAD = (
     "delta",
     "slope",
     "at l_max",
+    "tokens",
     "GFLOPs",
     "pick",
 )
@@ -453,6 +512,8 @@ def table_rows(summary: Summary) -> list[list[str]]:
                 f"{r['delta']:+.4f}",
                 f"{r['slope']:+.4f}" if _finite(r.get("slope")) else "-",
                 f"{r.get('tokens_at_l_max', 0) / 1e3:.0f}k",
+                (f"{r['tokens_trained'] / 1e3:.0f}k" if _finite(r.get("tokens_trained")) else "-")
+                + ("" if r.get("token_equal", True) else "*"),
                 f"{r['flops'] / 1e9:.1f}",
                 mark,
             ]
@@ -479,6 +540,12 @@ def format_table(summary: Summary) -> str:
     for t in summary.trials:
         if t.status != "finished":
             lines.append(f"   -  {t.id:<20} {t.status}: {t.record.get('error') or ''}")
+    unequal = [r["schedule"] for r in summary.schedules if not r.get("token_equal", True)]
+    if unequal:
+        lines.append(
+            f"* token-unequal (truncate: rows cut to L, fewer tokens than the budget): "
+            f"{', '.join(unequal)}"
+        )
     if summary.controls.get("summary"):
         lines.append(f"controls: {summary.controls['summary']}")
     lines.append(summary.verdict)

@@ -334,6 +334,7 @@ def test_the_words_a_user_acts_on():
     assert none == {
         "negative": None,
         "discriminates": None,
+        "by_mode": {},
         "summary": "no negative control in the spec (schedules.controls: [short_only]): "
         "whether this sweep can tell schedules apart is untested",
     }
@@ -361,3 +362,35 @@ def test_what_a_malformed_record_is_told():
     del rec["copy_distances"]  # copy values without their distances: nothing to key them by
     m, units = aggregate.trial_units(rec)
     assert not any(k.startswith("copy") for k in [*m, *units])
+
+
+def test_each_mode_is_vouched_for_by_its_own_control():
+    good, bad = (iv(0.05, 0.04, 0.06), iv(-0.03, -0.04, -0.02)), (iv(0.01, -0.01, 0.03), None)
+
+    def neg(mode, far, gain):
+        name = "short_only" if mode == "reshape" else f"short_only-{mode}"
+        vs = {k: v for k, v in (("far_loss", far), ("ctx_gain", gain)) if v}
+        return {"schedule": name, "shape": "short_only", "role": "control", "seeds": 1,
+                "mode": mode, "vs_ref": vs}  # fmt: skip
+
+    rows = [neg("window", *bad), neg("reshape", *good)]
+    c = aggregate.check_controls(rows, "constant")
+    assert c["negative"] == "short_only" and c["far_separated"]  # reshape's at the top
+    assert c["discriminates"] is False  # not every mode's control is told apart
+    assert c["by_mode"]["window"]["discriminates"] is False
+    assert c["by_mode"]["reshape"]["discriminates"] is True
+    # reshape's first (the modes' order), the advice once, after every control's numbers
+    assert c["summary"].startswith("short_only - constant: far_loss +0.0500")
+    assert "; short_only-window - constant: far_loss +0.0100" in c["summary"]
+    assert c["summary"].count("add eval sequences") == 1
+    cands = [
+        {**cand("linear-r1", (-0.02, -0.03, -0.01)), "mode": "reshape"},
+        {**cand("linear-r1-window", (-0.04, -0.05, -0.03), flops=0.4), "mode": "window"},
+    ]
+    picks, verdict = aggregate.decide([dict(REF), *cands], "constant", c)
+    # the window candidate is better, but its mode's control could not tell apart
+    assert [p["schedule"] for p in picks] == ["linear-r1"]
+    assert "mode(s) window left out: their control was not told apart" in verdict
+    c2 = aggregate.check_controls([neg("window", *bad), neg("reshape", *bad)], "constant")
+    picks, verdict = aggregate.decide([dict(REF), *cands], "constant", c2)
+    assert picks == [] and verdict.startswith("underpowered, no pick")

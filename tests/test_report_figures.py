@@ -12,7 +12,7 @@ import yaml
 from support import ROOT
 
 from sweep import aggregate, metrics, schedules, spec
-from sweep.report import write_report
+from sweep.report import exposure_survival, write_report
 from sweep.trial import write_record
 
 # schedule -> (far_loss shift, id_loss shift, ctx_gain, copy drop beyond l_max, flops)
@@ -22,12 +22,15 @@ EFFECTS = {
     "geometric-r0.5": (-0.03, 0.02, 0.07, 0.6, 0.85e9),  # better far, costs id_loss
     "short_only": (0.4, 0.01, -0.2, 0.0, 0.6e9),  # the negative control
 }
+# mode -> far_loss shift on top of the schedule's
+MODE_EFFECTS = {"reshape": 0.0, "truncate": 0.06, "window": -0.01, "doc_buckets": 0.0}
 FIGURES = (
     "curves",
     "far_bands",
     "ctx_gain",
     "copy",
     "tradeoff",
+    "exposure",
     "ramp",
     "evolution",
     "training",
@@ -35,9 +38,10 @@ FIGURES = (
 )
 
 
-def smoke_spec(seeds=(0, 1), controls=True) -> spec.SweepSpec:
+def smoke_spec(seeds=(0, 1), controls=True, modes=("reshape",)) -> spec.SweepSpec:
     raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
     raw["seeds"] = list(seeds)
+    raw["schedules"]["modes"] = list(modes)
     if controls:
         raw["schedules"]["controls"] = ["short_only"]
     return spec.parse(raw)
@@ -51,6 +55,18 @@ def copy_distances(l_max: int, length: int, span: int) -> list[int]:
     return out
 
 
+def exposure_of(plan: schedules.Plan, l_max: int) -> list[int]:
+    """The exposure histogram a trial of ``plan`` records: a query's farthest attended key
+    is its position in the row, or the window - 1 in window mode."""
+    dist = []
+    for step in plan.table():
+        row = np.arange(step["length"])
+        if plan.mode == "window":
+            row = np.minimum(row, step["context"] - 1)
+        dist += [np.tile(row, step["rows"]), np.arange(step["tail"])]
+    return metrics.exposure_counts(np.concatenate(dist), l_max).tolist()
+
+
 def build(
     d: Path,
     seeds=(0, 1),
@@ -61,10 +77,12 @@ def build(
     n_docs=8,
     per_doc=2,
     n_repeat=4,
+    modes=("reshape",),
 ) -> spec.SweepSpec:
-    """Trial records with known effects (EFFECTS) on shared eval windows: documents with
-    their own difficulty, loss that rises past l_max, a sliding-window and a copy probe."""
-    sw = smoke_spec(seeds, controls)
+    """Trial records with known effects (EFFECTS, MODE_EFFECTS) on shared eval windows:
+    documents with their own difficulty, loss that rises past l_max, a sliding-window and
+    a copy probe, and (new_fields) the position exposure of the schedule's plan."""
+    sw = smoke_spec(seeds, controls, modes)
     rng = np.random.default_rng(0)
     L = sw.schedules.l_max
     E = sw.eval.length(L)
@@ -83,7 +101,11 @@ def build(
         label = t.schedule.label
         if only is not None and label not in only:
             continue
-        far, id_shift, gain, copy_far, flops = EFFECTS[label]
+        mode = t.schedule.mode
+        far, id_shift, gain, copy_far, flops = EFFECTS[label.removesuffix(f"-{mode}")]
+        far += MODE_EFFECTS[mode]
+        plan = schedules.plan(t.schedule, sw.budget.tokens, sw.budget.tokens_per_step)
+        flops *= plan.total_tokens / sw.budget.tokens
         losses = base + 0.003 * rng.standard_normal() + 0.01 * rng.standard_normal((n, E))
         losses[:, :L] += id_shift
         losses[:, L:] += far
@@ -110,8 +132,15 @@ def build(
                 curve_se[::3] = np.nan
                 ctx_curve[5] = np.nan
                 copy[:, -1] = np.nan
-            plan = schedules.plan(t.schedule, sw.budget.tokens, sw.budget.tokens_per_step)
             fields.update(
+                mode=mode,
+                token_equal=mode != "truncate",
+                tokens_trained=plan.total_tokens,
+                train_wall_s=flops / 1e9 * (1.0 + 0.05 * rng.random()),
+                exposure={
+                    "edges": metrics.exposure_edges(L),
+                    "counts": exposure_of(plan, L),
+                },
                 curve_se=curve_se.tolist(),
                 ctx_gain_curve=ctx_curve.tolist(),
                 copy_distances=dists,
@@ -174,6 +203,9 @@ def test_report_leads_with_verdict_and_draws_every_figure(tmp_path):
     assert md.index(s.verdict) < md.index("## Ranking") < md.index("| rank |")
     assert "Natural text only" in md and "figure failed" not in md
     assert "flatter" not in md + text
+    # one mode, all rows token-equal: no footnote to the ranking, no modes named
+    assert "* token-unequal: " not in md + text and "id='unequal'" not in text
+    assert "Modes compared" not in md
     for stem in FIGURES:
         png = tmp_path / "figures" / f"{stem}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
@@ -204,3 +236,83 @@ def test_report_survives_missing_data(tmp_path, case):
     assert "discriminates: " in md and s.verdict in md
     for png in (tmp_path / "figures").glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_exposure_survival_is_the_tail_fraction():
+    """Fraction of trained query tokens whose farthest key is >= d back, at each lower
+    edge d: the tail sum from d on over the total, so 1 at d = 0 and never rising."""
+    d, frac = exposure_survival([0, 1, 2, 4], [1, 1, 2, 4])
+    assert d.tolist() == [0, 1, 2, 4]
+    assert frac.tolist() == [1.0, 7 / 8, 6 / 8, 4 / 8]
+    # fractions instead of counts, and edges that also carry the last upper edge
+    _, same = exposure_survival([0, 1, 2, 4, 8], [1 / 8, 1 / 8, 2 / 8, 4 / 8])
+    assert np.allclose(same, frac)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        counts = rng.integers(0, 50, size=9)
+        counts[rng.integers(0, 9)] += 1  # never all zero
+        _, f = exposure_survival(metrics.exposure_edges(256), counts)
+        assert f[0] == 1.0 and np.all(np.diff(f) <= 0)
+        assert np.allclose(-np.diff(f), counts[:-1] / counts.sum())  # each bin's share
+        assert np.isclose(f[-1], counts[-1] / counts.sum())
+    for edges, counts in (([0, 1], [0, 0]), ([0, 1], []), ([0, 1, 2], [1, 2, 3, 4]), (None, [1])):
+        assert exposure_survival(edges, counts) is None
+    assert exposure_survival([0, 1], [1, -1]) is None
+
+
+@pytest.mark.parametrize(
+    "modes", [("reshape", "truncate", "window"), ("reshape", "window")], ids=["truncate", "equal"]
+)
+def test_multi_mode_report(tmp_path, modes):
+    """Several modes: the trade-off and exposure figures are drawn, the facts name the
+    modes, and the ranking's * gets its footnote exactly when a row is token-unequal."""
+    build(tmp_path, modes=modes)
+    s = aggregate.aggregate(tmp_path)
+    assert {r["mode"] for r in s.schedules} == set(modes)
+    md_path, html_path = write_report(s)
+    md, text = md_path.read_text(), html_path.read_text()
+    assert "figure failed" not in md and "not drawn" not in md, md
+    for stem in ("tradeoff", "exposure"):
+        png = tmp_path / "figures" / f"{stem}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+        assert f"figures/{stem}.png" in md
+    assert "not a trend test" in md and "wall time" in md
+    assert f"Modes compared ({len(modes)}): " in md
+    assert all(f"{m} (" in md.split("Modes compared")[1].split("\n")[0] for m in modes)
+
+    unequal = [r["schedule"] for r in s.schedules if not r["token_equal"]]
+    assert bool(unequal) == ("truncate" in modes)
+    if unequal:
+        assert "id='unequal'" in text and "* token-unequal: " in text
+        note = next(line for line in md.splitlines() if line.startswith("\\* token-unequal"))
+        assert all(name in note for name in unequal) and "40960 tokens" in note
+        # the table's * is a literal asterisk in markdown, not emphasis
+        assert len(re.findall(r"\dk\\\*", md)) == len(unequal)
+        assert not re.search(r"\dk\*", md.replace("**", ""))
+    else:
+        assert "* token-unequal: " not in md + text and "id='unequal'" not in text
+
+    # the exposure curves: 1 at d = 0, never rising, and at l_max / 2 the row's
+    # exposure_far, the x of the right panel (the two panels tell the same story)
+    l_max = s.trials[0].record["l_max"]
+    for r in s.schedules:
+        d, frac = exposure_survival(r["exposure"]["edges"], r["exposure"]["fractions"])
+        assert frac[0] == 1.0 and np.all(np.diff(frac) <= 1e-12)
+        assert np.isclose(frac[list(d).index(l_max // 2)], r["exposure_far"]), r["schedule"]
+    far = {r["schedule"]: r["exposure_far"] for r in s.schedules}
+    assert far["short_only"] == 0.0 and far["constant"] == 0.5
+
+
+def test_exposure_not_drawn_without_histograms(tmp_path):
+    """Records from before the exposure histogram: the report says why the figure is
+    missing, and the trade-off figure still draws (wall time marked not recorded)."""
+    build(tmp_path, new_fields=False)
+    s = aggregate.aggregate(tmp_path)
+    md_path, html_path = write_report(s)
+    md, text = md_path.read_text(), html_path.read_text()
+    assert not (tmp_path / "figures" / "exposure.png").exists()
+    section = md.split("## Position exposure and extrapolation\n", 1)[1].split("##", 1)[0]
+    assert "not drawn: no position exposure recorded" in section
+    assert "not drawn: no position exposure recorded" in text
+    assert (tmp_path / "figures" / "tradeoff.png").stat().st_size > 20_000
+    assert "figure failed" not in md
