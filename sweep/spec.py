@@ -1,21 +1,45 @@
 """Sweep spec: YAML -> one validated, immutable ``SweepSpec`` -> ``TrialSpec`` x N.
 
-Validation happens here and only here, before anything starts: every error is a
-``SpecError`` that names the field and the offending value in one line.
+The classes below are the schema. Each field declares its type and bounds (``PosInt``,
+``Unit``, a ``Literal`` of the allowed names, ...) and pydantic checks them when a spec is
+parsed: unknown keys at any level, wrong types, bools or strings for numbers, NaN and
+infinities, lists where a value belongs and values where a list belongs are refused (a
+single value stands for a one-element list only in shapes, controls, ramp_rates, modes
+and the shape parameters, whose lists are grid axes).
+``_check`` then relates fields to each other (l_min <= l_max, fields one architecture
+cannot use, ...), and ``expand`` builds the grid of trials. Validation happens here and
+only here, before anything starts: every error is a ``SpecError`` that names the field (a
+dotted path) and the offending value in one line.
+
+The classes are plain frozen dataclasses: code may build them directly (unchecked) and
+use ``dataclasses.replace``; ``parse`` is the only door for user input.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
+from typing_extensions import Required, TypedDict
 
-SHAPES = (
+Shape = Literal[
     "constant",
     "two_stage",
     "multi_stage",
@@ -27,19 +51,49 @@ SHAPES = (
     "reverse",
     "mixture",
     "short_only",
-)
+]
+SHAPES = get_args(Shape)
 # Shapes whose length does not depend on the ramp rate: one trial per seed, not per rate.
 RATE_FREE_SHAPES = ("constant", "two_stage", "multi_stage", "short_only")
 # The negative control: trained short throughout, it must come out worse than the reference.
 NEGATIVE_CONTROL = "short_only"
-POSITIONS = ("alibi", "rope", "none")
+# The shapes ``reverse`` can mirror.
+Ramp = Literal["linear", "root", "geometric", "exponential", "cosine"]
+RAMPS = get_args(Ramp)
+# The parameters each shape reads (``reverse`` reads those of the shape it mirrors too).
+SHAPE_PARAMS = {
+    "two_stage": ("switch", "l_short"),
+    "short_only": ("l_short",),
+    "root": ("degree",),
+    "geometric": ("cycles",),
+    "reverse": ("reverse_of", "degree", "cycles"),
+    "multi_stage": ("stages",),
+    "mixture": ("mixture_lengths", "mixture_start", "mixture_end"),
+}
+Position = Literal["alibi", "rope", "none"]
+POSITIONS = get_args(Position)
 ARCHS = ("btlm-proxy",)
+# ModelSpec fields only the btlm-proxy reads; a transformers architecture is configured by
+# d_model, n_layers, n_heads and hf_config alone.
+PROXY_ONLY = (
+    "position",
+    "ffn_mult",
+    "mup_base_width",
+    "init_std",
+    "embeddings_scale",
+    "attention",
+    "mup_output_alpha",
+    "rope_base",
+)
 # How a step's sequences are made short (docs/design.md, "Modes"): reshape (more, shorter
 # rows at constant tokens), truncate (rows of l_max cut to L: fewer tokens), window (rows of
 # l_max, attention limited to the last L positions), doc_buckets (rows of L cut from single
 # documents, never packed across a boundary).
-MODES = ("reshape", "truncate", "window", "doc_buckets")
-WANDB_MODES = ("auto", "offline", "online", "disabled")
+Mode = Literal["reshape", "truncate", "window", "doc_buckets"]
+MODES = get_args(Mode)
+WandbMode = Literal["auto", "offline", "online", "disabled"]
+WANDB_MODES = get_args(WandbMode)
+MAX_STEPS = 10_000_000  # optimizer steps of one trial: more is a typo in budget.tokens
 
 
 class SpecError(ValueError):
@@ -53,80 +107,191 @@ class SpecError(ValueError):
         return (SpecError, (self.field, self.value, self.why))
 
 
+# ----------------------------------------------------------------------------- value types
+# Numbers are strict: no bools, no numeric strings, no NaN or infinities. An integer may be
+# written as a whole float (YAML's 2.0e+6); floats take integers.
+
+INT_LIMIT = 2**53  # beyond: a typo, and no longer exact in JSON
+
+
+def _whole(v: Any) -> Any:
+    if isinstance(v, float) and v.is_integer():
+        if abs(v) > INT_LIMIT:
+            raise ValueError(f"must be at most {INT_LIMIT} in size")
+        return int(v)
+    return v
+
+
+def _as_list(v: Any) -> Any:
+    """A single value where a list is expected: the one-element list."""
+    return v if isinstance(v, (list, tuple)) else [v]
+
+
+def _unique(v: Any) -> Any:
+    if len(set(v)) != len(v):
+        raise ValueError("must not repeat")
+    return v
+
+
+def _entry(v: Any) -> Any:
+    return {"shape": v} if isinstance(v, str) else v
+
+
+def _pair(v: Any) -> Any:
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        raise ValueError("each stage must be a [fraction, length] pair")
+    return v
+
+
+def _name(v: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+        raise ValueError("must be a non-empty name of letters, digits, '_', '.', '-'")
+    return v
+
+
+Int = Annotated[int, Strict(), Field(ge=-INT_LIMIT, le=INT_LIMIT), BeforeValidator(_whole)]
+PosInt = Annotated[Int, Field(gt=0)]
+NonNegInt = Annotated[Int, Field(ge=0)]
+Seed = Annotated[Int, Field(ge=0, lt=2**32)]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+PosFloat = Annotated[Float, Field(gt=0)]
+NonNegFloat = Annotated[Float, Field(ge=0)]
+Unit = Annotated[Float, Field(ge=0, le=1)]  # [0, 1]
+Fraction = Annotated[Float, Field(ge=0, lt=1)]  # [0, 1)
+Rate = Annotated[Float, Field(gt=0, le=1)]  # (0, 1]
+Str = Annotated[str, Strict()]
+Bool = Annotated[bool, Strict()]
+Name = Annotated[Str, AfterValidator(_name)]
+Rates = Annotated[
+    tuple[Rate, ...], BeforeValidator(_as_list), Field(min_length=1), AfterValidator(_unique)
+]
+Stage = Annotated[tuple[Rate, PosInt], BeforeValidator(_pair)]
+Stages = tuple[Stage, ...]
+
+
+def Grid(t: Any) -> Any:  # noqa: N802 (a type constructor)
+    """A shape parameter: one value, or a list of values (a grid axis)."""
+    return Annotated[
+        list[t], BeforeValidator(_as_list), Field(min_length=1), AfterValidator(_unique)
+    ]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class ShapeParams(TypedDict, total=False):
+    """Shape parameters, at ``schedules`` level (defaults for every shape that reads them)
+    or in a ``shapes`` / ``controls`` entry; a list of values is a grid axis."""
+
+    switch: Grid(Unit)  # two_stage: fraction of tokens at l_short (BTLM 470/627)
+    l_short: Grid(NonNegInt)  # two_stage: 0 means l_max // 4; short_only: 0 means l_min
+    degree: Grid(PosFloat)  # root
+    cycles: Grid(PosInt)  # geometric
+    reverse_of: Grid(Ramp)  # reverse: the forward shape it mirrors
+    stages: Stages  # multi_stage: (end fraction, length)
+    mixture_lengths: tuple[PosInt, ...]  # mixture: support of the length distribution
+    mixture_start: tuple[Unit, ...]  # probabilities at f = 0
+    mixture_end: tuple[Unit, ...]  # probabilities at f >= ramp_rate
+
+
+@with_config(ConfigDict(extra="forbid"))
+class ShapeEntry(ShapeParams, total=False):
+    """One entry of ``shapes`` / ``controls``: a shape name, or a mapping with the shape, its
+    own ramp rates and parameters."""
+
+    shape: Required[Shape]
+    ramp_rates: Rates
+
+
+Entries = tuple[Annotated[ShapeEntry, BeforeValidator(_entry)], ...]
+SCALAR_PARAMS = {"switch": "sw", "l_short": "ls", "degree": "d", "cycles": "c", "reverse_of": ""}
+LIST_PARAMS = ("stages", "mixture_lengths", "mixture_start", "mixture_end")
+
+_FORBID = ConfigDict(extra="forbid")
+
+
+# ----------------------------------------------------------------------------- the spec
+
+
 @dataclass(frozen=True)
 class Budget:
-    tokens: int
-    tokens_per_step: int
-    micro_batches: int = 1  # gradient accumulation: each step's rows in this many pieces
+    __pydantic_config__ = _FORBID
+    tokens: PosInt
+    tokens_per_step: PosInt
+    micro_batches: PosInt = 1  # gradient accumulation: each step's rows in this many pieces
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    arch: str = "btlm-proxy"
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    position: str = "alibi"
-    ffn_mult: float = 8 / 3
-    mup_base_width: int = 128
-    init_std: float = 0.02
-    embeddings_scale: float = 10.0
-    hf_config: dict = field(default_factory=dict)  # extra config for a transformers arch
-    attention: str = "auto"  # btlm-proxy: sdpa | flex | auto (FlexAttention on CUDA)
+    __pydantic_config__ = _FORBID
+    arch: Str = "btlm-proxy"
+    d_model: PosInt = 128
+    n_layers: PosInt = 4
+    n_heads: PosInt = 4
+    position: Position = "alibi"
+    ffn_mult: PosFloat = 8 / 3
+    mup_base_width: PosInt = 128
+    init_std: PosFloat = 0.02
+    embeddings_scale: PosFloat = 10.0
+    hf_config: dict[Str, Any] = field(default_factory=dict)  # config of a transformers arch
+    attention: Literal["auto", "sdpa", "flex"] = "auto"  # auto: FlexAttention on CUDA
+    mup_output_alpha: PosFloat = 1.0  # output logits times mup_output_alpha / width_mult
+    rope_base: Annotated[Float, Field(gt=1)] = 10000.0  # position: rope only
 
 
 @dataclass(frozen=True)
 class OptimSpec:
-    lr: float = 3e-3
-    warmup_fraction: float = 0.02
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
+    __pydantic_config__ = _FORBID
+    lr: PosFloat = 3e-3
+    warmup_fraction: Fraction = 0.02
+    min_lr_ratio: Unit = 0.1
+    weight_decay: NonNegFloat = 0.1
+    beta1: Fraction = 0.9
+    beta2: Fraction = 0.95
+    grad_clip: NonNegFloat = 1.0  # 0: no clipping
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    corpus: str = "stdlib"  # stdlib | files:PATH (text, jsonl, parquet) | hf:NAME (streamed)
-    tokenizer: str = "byte"
-    held_out_fraction: float = 0.1
-    text_field: str = "text"  # the text of a jsonl / parquet / hub record
-    sets: tuple = ()  # keep only these SlimPajama meta.redpajama_set_name values
-    max_documents: int = 20000  # hf: how many records to stream
-    vocab_size: int = 4096  # bpe: vocabulary size to train
-    doc_mask: bool = False  # no attention across document boundaries in packed rows
+    __pydantic_config__ = _FORBID
+    corpus: Str = "stdlib"  # stdlib | files:PATH (text, jsonl, parquet) | hf:NAME (streamed)
+    tokenizer: Str = "byte"  # byte | bpe | hf:NAME | path/to/tokenizer.json
+    held_out_fraction: Annotated[Float, Field(gt=0, lt=1)] = 0.1
+    text_field: Str = "text"  # the text of a jsonl / parquet / hub record
+    sets: tuple[Str, ...] = ()  # keep only these SlimPajama meta.redpajama_set_name values
+    max_documents: PosInt = 20000  # hf: how many records to stream
+    vocab_size: PosInt = 4096  # bpe: vocabulary size to train
+    doc_mask: Bool = False  # no attention across document boundaries in packed rows
     # Long-range structure a small model learns in minutes: this fraction of documents
     # (chosen by a hash of their name, in both splits) get spans of `repeat_span` tokens
     # copied from earlier in the same document, at distances log-uniform in
     # [repeat_span, repeat_max_distance] (0: the eval length E). Metrics are reported on
     # the natural documents alone as well.
-    repeat_share: float = 0.0
-    repeat_span: int = 32
-    repeat_max_distance: int = 0
+    repeat_share: Fraction = 0.0
+    repeat_span: Annotated[Int, Field(ge=2)] = 32
+    repeat_max_distance: NonNegInt = 0
 
 
 @dataclass(frozen=True)
 class ScheduleSpec:
     """One schedule: the shape, its lengths, ramp rate and shape-specific parameters."""
 
-    shape: str
-    l_min: int
-    l_max: int
-    ramp_rate: float = 1.0
-    multiple_of: int = 8
-    switch: float = 0.75  # two_stage: fraction of tokens at l_short (BTLM 470/627)
-    l_short: int = 0  # two_stage: 0 means l_max // 4; short_only: 0 means l_min
-    degree: float = 2.0  # root
-    cycles: int = 1  # geometric
-    reverse_of: str = "linear"  # reverse: the forward shape it mirrors
-    stages: tuple[tuple[float, int], ...] = ()  # multi_stage: (end fraction, length)
-    mixture_lengths: tuple[int, ...] = ()  # mixture: support of the length distribution
-    mixture_start: tuple[float, ...] = ()  # probabilities at f = 0
-    mixture_end: tuple[float, ...] = ()  # probabilities at f >= ramp_rate
-    tag: str = ""  # the grid parameters that tell this schedule from its siblings
-    control: bool = False  # a control of the sweep: measured, never picked
-    mode: str = "reshape"  # how a step's sequences are made short (MODES)
+    __pydantic_config__ = _FORBID
+    shape: Shape
+    l_min: PosInt
+    l_max: PosInt
+    ramp_rate: Rate = 1.0
+    multiple_of: PosInt = 8
+    switch: Unit = 0.75  # two_stage: fraction of tokens at l_short (BTLM 470/627)
+    l_short: NonNegInt = 0  # two_stage: 0 means l_max // 4; short_only: 0 means l_min
+    degree: PosFloat = 2.0  # root
+    cycles: PosInt = 1  # geometric
+    reverse_of: Ramp = "linear"  # reverse: the forward shape it mirrors
+    stages: Stages = ()  # multi_stage: (end fraction, length)
+    mixture_lengths: tuple[PosInt, ...] = ()  # mixture: support of the length distribution
+    mixture_start: tuple[Unit, ...] = ()  # probabilities at f = 0
+    mixture_end: tuple[Unit, ...] = ()  # probabilities at f >= ramp_rate
+    tag: Str = ""  # the grid parameters that tell this schedule from its siblings
+    control: Bool = False  # a control of the sweep: measured, never picked
+    mode: Mode = "reshape"  # how a step's sequences are made short (MODES)
 
     @property
     def label(self) -> str:
@@ -139,28 +304,35 @@ class ScheduleSpec:
 
 @dataclass(frozen=True)
 class SchedulesSpec:
-    l_min: int
-    l_max: int
-    shapes: tuple[dict, ...]  # {"shape": NAME, optional ramp_rates and shape parameters}
-    ramp_rates: tuple[float, ...] = (1.0,)
-    multiple_of: int = 8
-    reference: str = "constant"
-    params: dict = field(default_factory=dict)  # shape-specific defaults (switch, degree, ...)
-    controls: tuple[dict, ...] = ()  # entries like `shapes`, e.g. short_only (never picked)
-    modes: tuple[str, ...] = ("reshape",)  # an axis crossed with every shape and rate
+    """The ``schedules`` section; in YAML the shape parameters (``params``) sit directly in
+    it, beside the fields."""
+
+    __pydantic_config__ = _FORBID
+    l_min: PosInt
+    l_max: PosInt
+    shapes: Annotated[Entries, BeforeValidator(_as_list), Field(min_length=1)]
+    ramp_rates: Rates = (1.0,)
+    multiple_of: PosInt = 8
+    reference: Str = "constant"
+    params: ShapeParams = field(default_factory=dict)  # type: ignore[assignment]
+    controls: Annotated[Entries, BeforeValidator(_as_list)] = ()  # e.g. short_only, never picked
+    modes: Annotated[
+        tuple[Mode, ...], BeforeValidator(_as_list), Field(min_length=1), AfterValidator(_unique)
+    ] = ("reshape",)  # an axis crossed with every shape and rate
 
 
 @dataclass(frozen=True)
 class EvalSpec:
-    multiple: int = 4
-    sequences: int = 256  # eval windows, each at a seeded random offset in a held-out doc
-    batch_size: int = 8
-    every_fraction: float = 0.0  # intermediate evaluations every this fraction of the budget
-    intermediate_sequences: int = 64  # the first this many of the final eval's sequences
-    probe_sequences: int = 64  # sequences for the sliding-window and copy probes
-    window_stride: int = 0  # sliding-window eval stride (0: l_max // 4)
-    copy_span: int = 32  # tokens of the repeated span in the copy probe
-    seed: int = 0  # eval offsets: the same windows for every trial of the sweep
+    __pydantic_config__ = _FORBID
+    multiple: PosInt = 4
+    sequences: PosInt = 256  # eval windows, each at a seeded random offset in a held-out doc
+    batch_size: PosInt = 8
+    every_fraction: Fraction = 0.0  # intermediate evaluations every this fraction (0: none)
+    intermediate_sequences: PosInt = 64  # the first this many of the final eval's sequences
+    probe_sequences: PosInt = 64  # sequences for the sliding-window and copy probes
+    window_stride: NonNegInt = 0  # sliding-window eval stride (0: l_max // 4)
+    copy_span: Int = 32  # tokens of the repeated span in the copy probe
+    seed: Seed = 0  # eval offsets: the same windows for every trial of the sweep
 
     def length(self, l_max: int) -> int:
         return self.multiple * l_max
@@ -168,45 +340,50 @@ class EvalSpec:
 
 @dataclass(frozen=True)
 class DeepSpeedSpec:
-    zero_stage: int = 1
+    __pydantic_config__ = _FORBID
+    zero_stage: Annotated[Int, Field(ge=0, le=3)] = 1
 
 
 @dataclass(frozen=True)
 class Resources:
-    workers_per_trial: int = 1
-    cpus_per_worker: int = 1
-    gpus_per_worker: float = 0
-    max_concurrent_trials: int = 2
-    max_failures: int = 2  # restarts of a failed trial, each from its last checkpoint
+    __pydantic_config__ = _FORBID
+    workers_per_trial: PosInt = 1
+    cpus_per_worker: PosInt = 1
+    gpus_per_worker: NonNegFloat = 0
+    max_concurrent_trials: PosInt = 2
+    max_failures: NonNegInt = 2  # restarts of a failed trial, each from its last checkpoint
 
 
 @dataclass(frozen=True)
 class CheckpointSpec:
-    every_tokens: int = 0  # 0: no checkpoints (a failed trial then restarts from scratch)
+    __pydantic_config__ = _FORBID
+    every_tokens: NonNegInt = 0  # 0: no checkpoints (a failed trial restarts from scratch)
 
 
 @dataclass(frozen=True)
 class WandbSpec:
-    mode: str = "auto"  # online when WANDB_API_KEY is set where the sweep runs, else offline
-    project: str = "ctx-schedules"
-    entity: str | None = None
+    __pydantic_config__ = _FORBID
+    mode: WandbMode = "auto"  # online when WANDB_API_KEY is set where the sweep runs
+    project: Annotated[Str, Field(min_length=1)] = "ctx-schedules"
+    entity: Str | None = None
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    name: str
+    __pydantic_config__ = _FORBID
+    name: Name
     budget: Budget
     model: ModelSpec
     data: DataSpec
     schedules: SchedulesSpec
     eval: EvalSpec
     optim: OptimSpec = OptimSpec()
-    seeds: tuple[int, ...] = (0,)
+    seeds: Annotated[tuple[Seed, ...], Field(min_length=1), AfterValidator(_unique)] = (0,)
     deepspeed: DeepSpeedSpec = DeepSpeedSpec()
     resources: Resources = Resources()
     wandb: WandbSpec = WandbSpec()
     checkpoint: CheckpointSpec = CheckpointSpec()
-    log_every_steps: int = 5
+    log_every_steps: PosInt = 5
 
     def to_dict(self) -> dict:
         """The spec in its YAML form: ``parse(spec.to_dict()) == spec``."""
@@ -232,6 +409,13 @@ class TrialSpec:
             return "reference"
         return "control" if self.schedule.control else "candidate"
 
+    def plan(self):
+        """The step table this trial trains on (``schedules.Plan``)."""
+        from sweep import schedules  # schedules imports this module, never the reverse
+
+        b = self.sweep.budget
+        return schedules.plan(self.schedule, b.tokens, b.tokens_per_step, self.seed)
+
     def to_dict(self) -> dict:
         return {
             "trial_id": self.trial_id,
@@ -242,11 +426,8 @@ class TrialSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrialSpec:
-        sched = dict(d["schedule"])
-        sched["stages"] = tuple(tuple(s) for s in sched.get("stages", ()))
-        for key in ("mixture_lengths", "mixture_start", "mixture_end"):
-            sched[key] = tuple(sched.get(key, ()))
-        return cls(d["trial_id"], d["seed"], ScheduleSpec(**sched), parse(d["sweep"]))
+        sched = _validated(ScheduleSpec, d["schedule"], "schedule")
+        return cls(d["trial_id"], d["seed"], sched, parse(d["sweep"]))
 
 
 def _plain(obj: Any) -> Any:
@@ -267,257 +448,296 @@ def load(path: str | Path) -> SweepSpec:
         raise SpecError("spec", str(path), "file not found")
     try:
         raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise SpecError("spec", str(path), f"not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise SpecError("spec", str(path), "must be a YAML mapping")
     return parse(raw)
 
 
-def _section(raw: dict, key: str, required: bool = False) -> dict:
-    val = raw.get(key)
-    if val is None:
-        if required:
-            raise SpecError(key, None, "section is required")
-        return {}
-    if not isinstance(val, dict):
-        raise SpecError(key, val, "must be a mapping")
-    return val
-
-
-def _build(cls: type, raw: dict, prefix: str, **overrides: Any) -> Any:
-    """Construct dataclass ``cls`` from ``raw``, rejecting unknown keys and wrong types."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, val in raw.items():
-        if key not in fields:
-            raise SpecError(f"{prefix}.{key}", val, f"unknown field (known: {', '.join(fields)})")
-        kwargs[key] = _coerce(f"{prefix}.{key}", val, fields[key])
-    kwargs.update(overrides)
-    missing = [
-        n
-        for n, f in fields.items()
-        if n not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise SpecError(f"{prefix}.{missing[0]}", None, "is required")
-    return cls(**kwargs)
-
-
-def _coerce(name: str, val: Any, f: dataclasses.Field) -> Any:
-    t = str(f.type)
-    if t == "int":
-        if isinstance(val, bool) or not isinstance(val, int):
-            if isinstance(val, float) and val.is_integer():
-                return int(val)
-            raise SpecError(name, val, "must be an integer")
-        return val
-    if t == "float":
-        if isinstance(val, bool) or not isinstance(val, (int, float)):
-            raise SpecError(name, val, "must be a number")
-        return float(val)
-    if t == "str":
-        if not isinstance(val, str):
-            raise SpecError(name, val, "must be a string")
-        return val
-    if t == "tuple":
-        if not isinstance(val, (list, tuple)):
-            raise SpecError(name, val, "must be a list")
-        return tuple(val)
-    return val
-
-
 def parse(raw: dict) -> SweepSpec:
-    name = raw.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise SpecError("name", name, "must be a non-empty name of letters, digits, '_', '.', '-'")
-    known = {f.name for f in dataclasses.fields(SweepSpec)}
-    for key in raw:
-        if key not in known:
-            raise SpecError(key, raw[key], f"unknown field (known: {', '.join(sorted(known))})")
-
-    budget_raw = _section(raw, "budget", True)
-    if "batching" in budget_raw:
+    """The one validated ``SweepSpec`` of a spec in its YAML form, or a ``SpecError``."""
+    if not isinstance(raw, dict):
+        raise SpecError("spec", raw, "must be a mapping")
+    budget = raw.get("budget")
+    if isinstance(budget, dict) and "batching" in budget:
         raise SpecError(
             "budget.batching",
-            budget_raw["batching"],
+            budget["batching"],
             f"moved to schedules.modes (a sweep axis: {', '.join(MODES)})",
         )
-    budget = _build(Budget, budget_raw, "budget")
-    model = _build(ModelSpec, _section(raw, "model"), "model")
-    data = _build(DataSpec, _section(raw, "data"), "data")
-    optim = _build(OptimSpec, _section(raw, "optim"), "optim")
-    ev = _build(EvalSpec, _section(raw, "eval"), "eval")
-    ds = _build(DeepSpeedSpec, _section(raw, "deepspeed"), "deepspeed")
-    res = _build(Resources, _section(raw, "resources"), "resources")
-    wb = _build(WandbSpec, _section(raw, "wandb"), "wandb")
-    ck = _build(CheckpointSpec, _section(raw, "checkpoint"), "checkpoint")
-    scheds = _parse_schedules(_section(raw, "schedules", True))
-
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
-        raise SpecError("seeds", seeds, "must be a non-empty list of integers")
-    if len(set(seeds)) != len(seeds):
-        raise SpecError("seeds", seeds, "must not repeat")
-    log_every = raw.get("log_every_steps", 5)
-    if type(log_every) is not int or log_every < 1:
-        raise SpecError("log_every_steps", log_every, "must be a positive integer")
-
-    spec = SweepSpec(
-        name=name,
-        budget=budget,
-        model=model,
-        data=data,
-        schedules=scheds,
-        eval=ev,
-        optim=optim,
-        seeds=tuple(seeds),
-        deepspeed=ds,
-        resources=res,
-        wandb=wb,
-        checkpoint=ck,
-        log_every_steps=log_every,
-    )
+    data = dict(raw)
+    for key in ("budget", "schedules", *_SECTIONS):  # an empty section: its defaults
+        if key in data and data[key] is None:
+            del data[key]
+    for key in ("model", "data", "eval"):
+        data.setdefault(key, {})
+    sched = data.get("schedules")
+    if isinstance(sched, dict):  # shape parameters sit beside the fields in YAML
+        own = {f.name for f in dataclasses.fields(SchedulesSpec)} - {"params"}
+        data["schedules"] = {k: v for k, v in sched.items() if k in own}
+        data["schedules"]["params"] = {k: v for k, v in sched.items() if k not in own}
+    spec = _validated(SweepSpec, data, "")
     _check(spec)
     return spec
 
 
-SCALAR_PARAMS = {"switch": "sw", "l_short": "ls", "degree": "d", "cycles": "c", "reverse_of": ""}
-LIST_PARAMS = ("stages", "mixture_lengths", "mixture_start", "mixture_end")
+@functools.cache
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
 
 
-def _rates(val: Any, name: str) -> tuple[float, ...]:
-    rates = val if isinstance(val, list) else [val]
-    if not rates:
-        raise SpecError(name, val, "must list at least one ramp rate")
-    for r in rates:
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not (0 < r <= 1):
-            raise SpecError(name, r, "each ramp rate must be in (0, 1]")
-    return tuple(float(r) for r in rates)
+def _validated(cls: type, data: Any, prefix: str) -> Any:
+    try:
+        return _adapter(cls).validate_python(data)
+    except ValidationError as exc:
+        raise _spec_error(exc.errors()[0], data, prefix) from None
 
 
-def _modes(val: Any) -> tuple[str, ...]:
-    modes = [val] if isinstance(val, str) else val
-    if not isinstance(modes, list) or not modes:
-        raise SpecError("schedules.modes", val, f"must list one or more of {', '.join(MODES)}")
-    for m in modes:
-        if m not in MODES:
-            raise SpecError("schedules.modes", m, f"unknown mode (known: {', '.join(MODES)})")
-    if len(set(modes)) != len(modes):
-        raise SpecError("schedules.modes", modes, "must not repeat")
-    return tuple(modes)
+# What a pydantic error type means, in the words of a SpecError.
+_WHY = {
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "dict_type": "must be a mapping",
+    "dataclass_type": "must be a mapping",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "too_short": "must not be empty",
+    "missing": "is required",
+    "missing_keyword_argument": "is required",
+}
 
 
-def _shape_params(raw: dict, prefix: str) -> dict:
-    out = {}
-    for key, val in raw.items():
-        if key not in SCALAR_PARAMS and key not in LIST_PARAMS:
-            raise SpecError(f"{prefix}.{key}", val, "unknown field")
-        out[key] = val
-    return out
+def _spec_error(err: dict, data: Any, prefix: str) -> SpecError:
+    """The first pydantic error as a SpecError naming the field's dotted path."""
+    kind, loc, ctx = err["type"], err["loc"], err.get("ctx", {})
+    name = _where(loc, data, prefix)
+    value = None if kind.startswith("missing") else _plain(err["input"])
+    bounds = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    if loc[-1:] == ("shape",) and kind == "missing":
+        value, why = _plain(err["input"]), "an entry needs a shape"
+    elif "[key]" in loc:
+        why = "keys must be strings"
+    elif kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        known = _known_fields(loc, prefix)
+        why = f"unknown field (known: {', '.join(known)})"
+    elif kind in _WHY:
+        why = _WHY[kind]
+    elif kind == "literal_error":
+        why = f"must be one of {ctx['expected'].replace(chr(39), '')}"
+    elif kind == "value_error":
+        why = str(ctx["error"])
+    elif set(ctx) & set(bounds):
+        limit = {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in ctx.items()}
+        why = " and ".join(f"must be {bounds[k]} {limit[k]}" for k in bounds if k in ctx)
+    elif kind == "too_long":
+        why = f"must have at most {ctx['max_length']} items"
+    else:
+        why = err["msg"].splitlines()[0]
+    return SpecError(name, value, why)
 
 
-def _entries(shapes: Any, name: str, required: bool) -> list[dict]:
-    """``shapes`` / ``controls`` entries: names or mappings ``{shape: NAME, ramp_rates:
-    [...], PARAM: value-or-list}``; a list-valued scalar parameter is a grid axis."""
-    if isinstance(shapes, str):
-        shapes = [shapes]
-    if not isinstance(shapes, list) or (required and not shapes):
-        raise SpecError(name, shapes, "must be a non-empty list of shape names")
-    entries = []
-    for entry in shapes:
-        entry = {"shape": entry} if isinstance(entry, str) else entry
-        if not isinstance(entry, dict) or entry.get("shape") not in SHAPES:
-            bad = entry.get("shape") if isinstance(entry, dict) else entry
-            raise SpecError(name, bad, f"unknown shape (known: {', '.join(SHAPES)})")
-        rest = {k: v for k, v in entry.items() if k not in ("shape", "ramp_rates")}
-        _shape_params(rest, f"{name}[{entry['shape']}]")
-        if "ramp_rates" in entry:
-            entry = {**entry, "ramp_rates": list(_rates(entry["ramp_rates"], f"{name}.ramp_rates"))}
-        entries.append(entry)
-    return entries
+def _where(loc: tuple, data: Any, prefix: str) -> str:
+    """``('schedules', 'shapes', 1, 'switch', 0)`` -> ``schedules.shapes[two_stage].switch``:
+    list positions dropped, except that an entry of shapes / controls is named by its shape;
+    ``params`` (the YAML's schedules level) dropped."""
+    parts = [prefix] if prefix else []
+    node = data
+    for i, key in enumerate(loc):
+        child = _child(node, key)
+        if isinstance(key, int):
+            nxt = loc[i + 1] if i + 1 < len(loc) else None
+            shape = child.get("shape") if isinstance(child, dict) else None
+            if parts and parts[-1] in ("shapes", "controls") and nxt not in (None, "shape"):
+                if isinstance(shape, str):
+                    parts[-1] += f"[{shape}]"
+        elif key == "params" and i == 1 and parts == ["schedules"]:
+            pass
+        elif key == "shape" and parts and parts[-1] in ("shapes", "controls"):
+            pass
+        elif key != "[key]":  # a bad key of a mapping: named by the mapping
+            parts.append(str(key))
+        node = child
+    return ".".join(parts) or "spec"
 
 
-def _parse_schedules(raw: dict) -> SchedulesSpec:
-    raw = dict(raw)
-    entries = _entries(raw.pop("shapes", None), "schedules.shapes", required=True)
-    controls = _entries(raw.pop("controls", []), "schedules.controls", required=False)
-    out: dict[str, Any] = {
-        "shapes": tuple(entries),
-        "controls": tuple(controls),
-        "ramp_rates": _rates(raw.pop("ramp_rates", [1.0]), "schedules.ramp_rates"),
-        "modes": _modes(raw.pop("modes", ["reshape"])),
-    }
-    for key in ("l_min", "l_max", "multiple_of"):
-        if key in raw:
-            v = raw.pop(key)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise SpecError(f"schedules.{key}", v, "must be an integer")
-            out[key] = v
-    for key in ("l_min", "l_max"):
-        if key not in out:
-            raise SpecError(f"schedules.{key}", None, "is required")
-    if "reference" in raw:
-        out["reference"] = raw.pop("reference")
-    out["params"] = _shape_params(raw, "schedules")
-    return SchedulesSpec(**out)
+def _child(node: Any, key: Any) -> Any:
+    if isinstance(key, int) and isinstance(node, (list, tuple)) and -len(node) <= key < len(node):
+        return _entry(node[key])
+    if isinstance(node, dict):
+        return node.get(key)
+    return None
 
 
-def _positive(name: str, val: float) -> None:
-    if val <= 0:
-        raise SpecError(name, val, "must be positive")
+def _known_fields(loc: tuple, prefix: str) -> list[str]:
+    """The keys allowed where ``loc`` names an unknown one."""
+    path = [k for k in loc[:-1] if isinstance(k, str)]
+    if prefix == "schedule":
+        return _field_names(ScheduleSpec)
+    if path[-1:] in (["shapes"], ["controls"]):
+        return list(ShapeEntry.__annotations__)
+    if path[:1] == ["schedules"]:
+        own = [n for n in _field_names(SchedulesSpec) if n != "params"]
+        return own + list(ShapeParams.__annotations__)
+    if path:
+        return _field_names(_SECTIONS[path[0]])
+    return _field_names(SweepSpec)
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+_SECTIONS = {
+    "budget": Budget,
+    "model": ModelSpec,
+    "data": DataSpec,
+    "eval": EvalSpec,
+    "optim": OptimSpec,
+    "deepspeed": DeepSpeedSpec,
+    "resources": Resources,
+    "wandb": WandbSpec,
+    "checkpoint": CheckpointSpec,
+}
+
+
+# ----------------------------------------------------------------------------- checks
+# What the field types cannot say: how fields relate to each other.
 
 
 def _check(spec: SweepSpec) -> None:
-    b, m, s, e = spec.budget, spec.model, spec.schedules, spec.eval
-    _positive("budget.tokens", b.tokens)
-    _positive("budget.tokens_per_step", b.tokens_per_step)
-    _positive("budget.micro_batches", b.micro_batches)
+    _check_budget(spec)
+    _check_model(spec.model)
+    _check_data(spec)
+    _check_schedules(spec)
+    _check_eval(spec)
+    _check_resources(spec)
+
+
+def _check_budget(spec: SweepSpec) -> None:
+    b, s = spec.budget, spec.schedules
     if b.tokens < b.tokens_per_step:
         raise SpecError("budget.tokens", b.tokens, "is smaller than one step (tokens_per_step)")
-    if m.arch not in ARCHS:
-        from sweep.model import causal_lm_types
+    if b.tokens > MAX_STEPS * b.tokens_per_step:
+        raise SpecError(
+            "budget.tokens", b.tokens, f"is more than {MAX_STEPS:,} steps of tokens_per_step"
+        )
+    if b.tokens_per_step % s.l_max:  # every mode: a step holds whole rows of l_max
+        raise SpecError(
+            "budget.tokens_per_step", b.tokens_per_step, f"is not a multiple of l_max={s.l_max}"
+        )
 
-        if m.arch not in causal_lm_types():
-            raise SpecError(
-                "model.arch",
-                m.arch,
-                "unknown architecture (btlm-proxy or a transformers causal-LM "
-                "model type such as falcon or llama)",
-            )
-    if m.attention not in ("auto", "sdpa", "flex"):
-        raise SpecError("model.attention", m.attention, "must be auto, sdpa or flex")
-    if not isinstance(m.hf_config, dict):
-        raise SpecError("model.hf_config", m.hf_config, "must be a mapping")
-    if m.position not in POSITIONS:
-        raise SpecError("model.position", m.position, f"must be one of {', '.join(POSITIONS)}")
-    for key in ("d_model", "n_layers", "n_heads", "mup_base_width"):
-        _positive(f"model.{key}", getattr(m, key))
+
+def _check_model(m: ModelSpec) -> None:
     if m.d_model % m.n_heads:
         raise SpecError("model.d_model", m.d_model, f"is not divisible by n_heads={m.n_heads}")
-    if spec.data.corpus != "stdlib" and not spec.data.corpus.startswith(("files:", "hf:")):
-        raise SpecError("data.corpus", spec.data.corpus, "must be stdlib, files:PATH or hf:NAME")
-    _positive("data.max_documents", spec.data.max_documents)
-    if not isinstance(spec.data.doc_mask, bool):
-        raise SpecError("data.doc_mask", spec.data.doc_mask, "must be true or false")
-    if spec.data.doc_mask and m.arch != "btlm-proxy":
-        raise SpecError("data.doc_mask", True, f"is supported by btlm-proxy only, not {m.arch}")
-    if spec.data.corpus.startswith("files:") and not Path(spec.data.corpus[6:]).exists():
-        raise SpecError("data.corpus", spec.data.corpus, "path does not exist")
-    tk = spec.data.tokenizer
-    if tk not in ("byte", "bpe") and not tk.startswith("hf:") and not tk.endswith(".json"):
+    if m.arch not in ARCHS:
+        _check_transformers_arch(m)
+        return
+    if m.hf_config:
+        raise SpecError("model.hf_config", m.hf_config, "configures a transformers arch only")
+    if m.position == "rope" and (m.d_model // m.n_heads) % 2:
+        raise SpecError(
+            "model.position",
+            "rope",
+            f"needs an even head width (d_model / n_heads = {m.d_model // m.n_heads})",
+        )
+    if m.position != "rope" and m.rope_base != ModelSpec.rope_base:
+        raise SpecError("model.rope_base", m.rope_base, f"is unused with position {m.position}")
+
+
+# hf_config keys the spec sets itself, from d_model, n_layers, n_heads and the tokenizer.
+_HF_SET = {
+    "hidden_size": "model.d_model",
+    "num_hidden_layers": "model.n_layers",
+    "num_attention_heads": "model.n_heads",
+    "vocab_size": "the tokenizer",
+}
+
+
+def _check_transformers_arch(m: ModelSpec) -> None:
+    from sweep.model import causal_lm_types
+
+    if m.arch not in causal_lm_types():
+        raise SpecError(
+            "model.arch",
+            m.arch,
+            "unknown architecture (btlm-proxy or a transformers causal-LM "
+            "model type such as falcon or llama)",
+        )
+    for key in PROXY_ONLY:
+        value = getattr(m, key)
+        if value != getattr(ModelSpec, key):
+            raise SpecError(f"model.{key}", value, f"is a btlm-proxy field, unused by {m.arch}")
+    from transformers import AutoConfig
+
+    base = AutoConfig.for_model(m.arch)
+    aliases = {v: k for k, v in getattr(base, "attribute_map", {}).items()}
+    for key in m.hf_config:
+        owner = _HF_SET.get(aliases.get(key, key))
+        if owner:
+            raise SpecError(f"model.hf_config.{key}", m.hf_config[key], f"is set by {owner}")
+        if key not in base.to_dict() and key not in aliases:
+            raise SpecError(
+                f"model.hf_config.{key}",
+                m.hf_config[key],
+                f"is not a field of {type(base).__name__}",
+            )
+    try:
+        AutoConfig.for_model(
+            m.arch,
+            hidden_size=m.d_model,
+            num_hidden_layers=m.n_layers,
+            num_attention_heads=m.n_heads,
+            **m.hf_config,
+        )
+    except Exception as exc:  # transformers' own check of the values, in its words
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SpecError("model.hf_config", m.hf_config, f"refused by {m.arch}: {why}") from None
+
+
+def _check_data(spec: SweepSpec) -> None:
+    d, default = spec.data, DataSpec()
+    corpus, tk = d.corpus, d.tokenizer
+    if corpus != "stdlib" and not re.fullmatch(r"(files|hf):.+", corpus):
+        raise SpecError("data.corpus", corpus, "must be stdlib, files:PATH or hf:NAME")
+    if corpus.startswith("files:") and not Path(corpus[6:]).exists():
+        raise SpecError("data.corpus", corpus, "path does not exist")
+    if tk not in ("byte", "bpe") and not re.fullmatch(r"hf:.+|.+\.json", tk):
         raise SpecError("data.tokenizer", tk, "must be byte, bpe, hf:NAME or a tokenizer.json")
     if tk.endswith(".json") and not Path(tk).is_file():
         raise SpecError("data.tokenizer", tk, "file not found")
-    if tk == "bpe" and spec.data.vocab_size < 260:
-        raise SpecError("data.vocab_size", spec.data.vocab_size, "must be at least 260 for BPE")
-    if not 0 < spec.data.held_out_fraction < 1:
-        raise SpecError("data.held_out_fraction", spec.data.held_out_fraction, "must be in (0, 1)")
-    _positive("schedules.l_min", s.l_min)
-    _positive("schedules.l_max", s.l_max)
-    _positive("schedules.multiple_of", s.multiple_of)
+    if tk == "bpe" and d.vocab_size < 260:
+        raise SpecError("data.vocab_size", d.vocab_size, "must be at least 260 for BPE")
+    unused = [
+        ("vocab_size", tk != "bpe", "is used by tokenizer bpe only"),
+        ("max_documents", not corpus.startswith("hf:"), "is used by hf: corpora only"),
+        ("text_field", corpus == "stdlib", "is used by files: and hf: corpora only"),
+        ("sets", corpus == "stdlib", "is used by files: and hf: corpora only"),
+    ]
+    for key, idle, why in unused:
+        if idle and getattr(d, key) != getattr(default, key):
+            raise SpecError(f"data.{key}", _plain(getattr(d, key)), why)
+    if d.repeat_max_distance and d.repeat_max_distance < d.repeat_span:
+        raise SpecError(
+            "data.repeat_max_distance", d.repeat_max_distance, "must be 0 (E) or >= repeat_span"
+        )
+    if d.doc_mask and spec.model.arch != "btlm-proxy":
+        raise SpecError(
+            "data.doc_mask", True, f"is supported by btlm-proxy only, not {spec.model.arch}"
+        )
+    if d.doc_mask and "doc_buckets" in spec.schedules.modes:
+        raise SpecError(
+            "data.doc_mask", True, "is redundant with doc_buckets (its rows hold one document)"
+        )
+
+
+def _check_schedules(spec: SweepSpec) -> None:
+    s = spec.schedules
     if s.l_min > s.l_max:
         raise SpecError("schedules.l_min", s.l_min, f"is larger than l_max={s.l_max}")
     if s.multiple_of > s.l_min:
@@ -527,78 +747,105 @@ def _check(spec: SweepSpec) -> None:
             raise SpecError(
                 f"schedules.{key}", getattr(s, key), f"is not a multiple of {s.multiple_of}"
             )
-    if b.tokens_per_step % s.l_max:  # every mode: a step holds whole rows of l_max
+    if "window" in s.modes and spec.model.arch != "btlm-proxy":
         raise SpecError(
-            "budget.tokens_per_step", b.tokens_per_step, f"is not a multiple of l_max={s.l_max}"
-        )
-    if "doc_buckets" in s.modes and spec.data.doc_mask:
-        raise SpecError(
-            "data.doc_mask", True, "is redundant with doc_buckets (its rows hold one document)"
-        )
-    if "window" in s.modes and m.arch != "btlm-proxy":
-        raise SpecError(
-            "schedules.modes", "window", f"is supported by btlm-proxy only, not {m.arch}"
+            "schedules.modes", "window", f"is supported by btlm-proxy only, not {spec.model.arch}"
         )
     trials = expand(spec)
+    for t in trials:
+        validate_schedule(t.schedule)
     if s.reference not in {t.schedule.label for t in trials} and s.reference not in SHAPES:
         raise SpecError("schedules.reference", s.reference, "names no schedule of this sweep")
     if any(t.schedule.control and t.role == "reference" for t in trials):
         raise SpecError("schedules.reference", s.reference, "is one of the controls")
-    d = spec.data
-    if not 0 <= d.repeat_share < 1:
-        raise SpecError("data.repeat_share", d.repeat_share, "must be in [0, 1)")
-    if d.repeat_span < 2:
-        raise SpecError("data.repeat_span", d.repeat_span, "must be at least 2 tokens")
-    if d.repeat_max_distance < 0 or 0 < d.repeat_max_distance < d.repeat_span:
-        raise SpecError(
-            "data.repeat_max_distance", d.repeat_max_distance, "must be 0 (E) or >= repeat_span"
-        )
-    stride = e.window_stride or s.l_max // 4
-    if e.window_stride < 0 or stride < 1 or s.l_max % stride:
-        raise SpecError("eval.window_stride", e.window_stride, f"must divide l_max={s.l_max}")
-    if not 2 <= e.copy_span <= s.l_max // 2:
-        raise SpecError("eval.copy_span", e.copy_span, f"must be in [2, l_max/2={s.l_max // 2}]")
-    _positive("eval.probe_sequences", e.probe_sequences)
-    _positive("eval.multiple", e.multiple)
-    _positive("eval.sequences", e.sequences)
-    _positive("eval.batch_size", e.batch_size)
-    _positive("eval.intermediate_sequences", e.intermediate_sequences)
-    if not 0 <= e.every_fraction < 1:
-        raise SpecError(
-            "eval.every_fraction", e.every_fraction, "must be in [0, 1) (0: final only)"
-        )
-    if spec.deepspeed.zero_stage not in (0, 1, 2, 3):
-        raise SpecError("deepspeed.zero_stage", spec.deepspeed.zero_stage, "must be 0, 1, 2 or 3")
-    r = spec.resources
-    for key in ("workers_per_trial", "cpus_per_worker", "max_concurrent_trials"):
-        _positive(f"resources.{key}", getattr(r, key))
-    if r.max_failures < 0:
-        raise SpecError("resources.max_failures", r.max_failures, "must be >= 0")
-    if spec.checkpoint.every_tokens < 0:
-        raise SpecError("checkpoint.every_tokens", spec.checkpoint.every_tokens, "must be >= 0")
-    if r.gpus_per_worker < 0:
-        raise SpecError("resources.gpus_per_worker", r.gpus_per_worker, "must be >= 0")
-    if spec.wandb.mode not in WANDB_MODES:
-        raise SpecError("wandb.mode", spec.wandb.mode, f"must be one of {', '.join(WANDB_MODES)}")
-    from sweep import schedules
+    _check_unused_parameters(s)
 
-    for t in trials:
-        schedules.validate(t.schedule)
+
+def _check_unused_parameters(s: SchedulesSpec) -> None:
+    """No silent knobs: a shape parameter or ramp rate that no listed shape reads."""
+    entries = [(e, "shapes") for e in s.shapes] + [(e, "controls") for e in s.controls]
+    for entry, where in entries:
+        shape = entry["shape"]
+        for key, value in entry.items():
+            if key in ("shape", "ramp_rates"):
+                continue
+            if key not in SHAPE_PARAMS.get(shape, ()):
+                raise SpecError(
+                    f"schedules.{where}[{shape}].{key}", _plain(value), f"is unused by {shape}"
+                )
+        rates = entry.get("ramp_rates", (1.0,))
+        if shape in RATE_FREE_SHAPES and tuple(rates) != (1.0,):
+            raise SpecError(
+                f"schedules.{where}[{shape}].ramp_rates",
+                _plain(rates),
+                f"is unused: {shape} does not depend on the ramp rate",
+            )
+    readers = {k for e, _ in entries for k in SHAPE_PARAMS.get(e["shape"], ())}
+    for key, value in s.params.items():
+        if key not in readers:
+            raise SpecError(f"schedules.{key}", _plain(value), "is unused by every shape listed")
+    rated = [e for e, _ in entries if e["shape"] not in RATE_FREE_SHAPES and "ramp_rates" not in e]
+    if not rated and s.ramp_rates != (1.0,):
+        raise SpecError(
+            "schedules.ramp_rates", list(s.ramp_rates), "is unused by every shape listed"
+        )
+
+
+def validate_schedule(s: ScheduleSpec) -> None:
+    """Checks of one schedule: its field types and bounds, then the shape's own rules;
+    raises SpecError naming the schedule field (``schedules.stages``, ...)."""
+    _validated(ScheduleSpec, dataclasses.asdict(s), "schedules")
+    if s.l_min > s.l_max:
+        raise SpecError("schedules.l_min", s.l_min, f"is larger than l_max={s.l_max}")
+    if s.shape in ("two_stage", "short_only") and s.l_short:
+        if not s.l_min <= s.l_short <= s.l_max:
+            raise SpecError("schedules.l_short", s.l_short, "must lie in [l_min, l_max]")
+    if s.shape == "multi_stage":
+        if not s.stages:
+            raise SpecError(
+                "schedules.stages", [], "multi_stage needs a list of [fraction, length]"
+            )
+        fracs = [f for f, _ in s.stages]
+        if any(b <= a for a, b in zip(fracs, fracs[1:])):
+            raise SpecError("schedules.stages", fracs, "fractions must increase")
+        if not math.isclose(fracs[-1], 1.0):
+            raise SpecError("schedules.stages", fracs, "fractions must end at 1")
+        for _, length in s.stages:
+            if not s.l_min <= length <= s.l_max:
+                raise SpecError("schedules.stages", length, "stage length outside [l_min, l_max]")
+    if s.shape == "mixture":
+        n = len(s.mixture_lengths)
+        if n == 0:
+            raise SpecError("schedules.mixture_lengths", [], "mixture needs a list of lengths")
+        for length in s.mixture_lengths:
+            if not s.l_min <= length <= s.l_max:
+                raise SpecError("schedules.mixture_lengths", length, "outside [l_min, l_max]")
+        for key in ("mixture_start", "mixture_end"):
+            probs = getattr(s, key)
+            if not probs:
+                continue
+            if len(probs) != n:
+                raise SpecError(f"schedules.{key}", list(probs), f"needs {n} probabilities")
+            if not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
+                raise SpecError(f"schedules.{key}", list(probs), "probabilities must sum to 1")
+
+
+def _check_eval(spec: SweepSpec) -> None:
+    e, l_max = spec.eval, spec.schedules.l_max
+    stride = e.window_stride or l_max // 4
+    if stride < 1 or l_max % stride:
+        raise SpecError("eval.window_stride", e.window_stride, f"must divide l_max={l_max}")
+    if not 2 <= e.copy_span <= l_max // 2:
+        raise SpecError("eval.copy_span", e.copy_span, f"must be in [2, l_max/2={l_max // 2}]")
+
+
+def _check_resources(spec: SweepSpec) -> None:
+    g = spec.resources.gpus_per_worker
+    if g > 1 and not float(g).is_integer():
+        raise SpecError("resources.gpus_per_worker", g, "a share of a GPU must be below 1")
 
 
 # ----------------------------------------------------------------------------- grid
-
-
-def _list_param(key: str, val: Any) -> tuple:
-    if key == "stages":
-        if not isinstance(val, list) or not all(
-            isinstance(x, (list, tuple)) and len(x) == 2 for x in val
-        ):
-            raise SpecError("schedules.stages", val, "must be a list of [fraction, length]")
-        return tuple((float(a), int(b)) for a, b in val)
-    if not isinstance(val, (list, tuple)):
-        raise SpecError(f"schedules.{key}", val, "must be a list")
-    return tuple(val)
 
 
 def _fmt(v: Any) -> str:
@@ -609,33 +856,37 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
     """The grid: for every mode and shape entry, its scalar-parameter axes x ramp rates, x
     seeds; then the controls the same way. Rate-free shapes run once per seed, not once per
     rate; ``constant`` under truncate or window trains exactly as under reshape, so it runs
-    once (as ``constant``); duplicates collapse; a schedule may not be both a candidate and
-    a control."""
+    once (as ``constant``). A schedule listed twice, or both as a candidate and a control,
+    is refused."""
     s = spec.schedules
-    seen: dict[str, ScheduleSpec] = {}
-    for control, entries in ((False, s.shapes), (True, s.controls)):
-        for entry, mode in itertools.product(entries, s.modes):
-            for sched in _entry_schedules(s, entry, control):
-                if not (sched.shape == "constant" and mode in ("truncate", "window")):
-                    sched = dataclasses.replace(sched, mode=mode)
-                old = seen.setdefault(sched.label, sched)
-                if old.control != control:
-                    raise SpecError(
-                        "schedules.controls", sched.label, "is also one of the sweep's shapes"
-                    )
+    seen: dict[str, tuple[ScheduleSpec, int]] = {}
+    entries = [(False, e) for e in s.shapes] + [(True, e) for e in s.controls]
+    for index, (control, entry) in enumerate(entries):
+        for mode, sched in itertools.product(s.modes, _entry_schedules(s, entry, control)):
+            if not (sched.shape == "constant" and mode in ("truncate", "window")):
+                sched = dataclasses.replace(sched, mode=mode)
+            old, where = seen.setdefault(sched.label, (sched, index))
+            if old.control != control:
+                raise SpecError(
+                    "schedules.controls", sched.label, "is also one of the sweep's shapes"
+                )
+            if where != index:
+                name = "schedules.controls" if control else "schedules.shapes"
+                raise SpecError(name, sched.label, "is listed twice")
     return [
         TrialSpec(f"{label}-s{seed}", seed, sched, spec)
-        for label, sched in seen.items()
+        for label, (sched, _) in seen.items()
         for seed in spec.seeds
     ]
 
 
 def _entry_schedules(s: SchedulesSpec, entry: dict, control: bool) -> list[ScheduleSpec]:
     shape = entry["shape"]
-    own = {k: v for k, v in entry.items() if k not in ("shape", "ramp_rates")}
-    params = {**s.params, **own}
-    fixed = {k: _list_param(k, v) for k, v in params.items() if k in LIST_PARAMS}
-    axes = {k: (v if isinstance(v, list) else [v]) for k, v in params.items() if k in SCALAR_PARAMS}
+    reads = SHAPE_PARAMS.get(shape, ())
+    own = {k: v for k, v in entry.items() if k in reads}
+    params = {k: v for k, v in {**s.params, **own}.items() if k in reads}
+    fixed = {k: tuple(v) for k, v in params.items() if k in LIST_PARAMS}
+    axes = {k: list(v) for k, v in params.items() if k in SCALAR_PARAMS}
     tagged = [k for k, v in axes.items() if len(v) > 1 or k in own]
     rates = [1.0] if shape in RATE_FREE_SHAPES else entry.get("ramp_rates", s.ramp_rates)
     out = []
@@ -643,20 +894,17 @@ def _entry_schedules(s: SchedulesSpec, entry: dict, control: bool) -> list[Sched
         chosen = dict(zip(axes, combo))
         tag = "".join(f"-{SCALAR_PARAMS[k]}{_fmt(chosen[k])}" for k in tagged)
         for rate in rates:
-            try:
-                out.append(
-                    ScheduleSpec(
-                        shape=shape,
-                        l_min=s.l_min,
-                        l_max=s.l_max,
-                        ramp_rate=float(rate),
-                        multiple_of=s.multiple_of,
-                        tag=tag,
-                        control=control,
-                        **fixed,
-                        **chosen,
-                    )
+            out.append(
+                ScheduleSpec(
+                    shape=shape,
+                    l_min=s.l_min,
+                    l_max=s.l_max,
+                    ramp_rate=float(rate),
+                    multiple_of=s.multiple_of,
+                    tag=tag,
+                    control=control,
+                    **fixed,
+                    **chosen,
                 )
-            except TypeError as exc:
-                raise SpecError("schedules.shapes", shape, str(exc)) from None
+            )
     return out

@@ -1,24 +1,28 @@
-"""Bad input: one clear line naming the field and value, exit 2, no Ray process started."""
+"""Bad input: one clear line naming the field and value, exit 2, no Ray process started
+(the processes the command starts are watched: /tmp/ray/session_latest moves whenever any
+other Ray on the machine starts)."""
 
-import os
-from pathlib import Path
+import subprocess
 
 import pytest
 import yaml
 from support import ROOT, run_sweep
+from test_bad_specs import RAY_PROCESSES, run_watched
 
 
 def smoke() -> dict:
     return yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
 
 
-def ray_session() -> str | None:
-    p = Path("/tmp/ray/session_latest")
-    return os.path.realpath(p) if p.exists() else None
-
-
-def run_cli(args, cwd):
+def run_cli(args, cwd) -> subprocess.CompletedProcess:
     return run_sweep(*args, cwd=cwd, timeout=120)
+
+
+def run_cli_watched(args, cwd) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """The command's result and the Ray processes it started (none, we hope)."""
+    rc, out, err, started = run_watched(args, cwd)
+    ray = [p for p in started if any(name in p for name in RAY_PROCESSES)]
+    return subprocess.CompletedProcess(args, rc, out, err), ray
 
 
 CASES = [
@@ -78,14 +82,23 @@ def test_bad_spec_exits_2_with_one_line(tmp_path, why, path, value, field, shown
     spec[path[0]][path[1]] = value
     f = tmp_path / "bad.yaml"
     f.write_text(yaml.safe_dump(spec))
-    before = ray_session()
-    r = run_cli(["run", str(f), "--results", str(tmp_path / "res")], tmp_path)
+    r, ray = run_cli_watched(["run", str(f), "--results", str(tmp_path / "res")], tmp_path)
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, r.stderr
     assert field in lines[0] and shown in lines[0]
-    assert ray_session() == before  # no Ray started
+    assert ray == []  # no Ray started
     assert not (tmp_path / "res").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("lr", [".nan", ".inf", "0"])
+def test_dry_run_refuses_a_learning_rate_that_cannot_train(tmp_path, lr):
+    text = (ROOT / "configs" / "local.yaml").read_text()
+    f = tmp_path / "lr.yaml"
+    f.write_text(text.replace("lr: 0.003", f"lr: {lr}"))
+    r = run_cli(["run", str(f), "--dry-run"], tmp_path)
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.strip().startswith("spec error: optim.lr=") and "\n" not in r.stderr.strip()
 
 
 def test_missing_spec_file(tmp_path):
@@ -100,11 +113,10 @@ def test_report_on_empty_dir_exits_2(tmp_path):
 
 
 def test_dry_run_lists_trials_and_starts_nothing(tmp_path):
-    before = ray_session()
-    r = run_cli(["run", str(ROOT / "configs" / "local.yaml"), "--dry-run"], tmp_path)
+    r, ray = run_cli_watched(["run", str(ROOT / "configs" / "local.yaml"), "--dry-run"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "linear-r0.25-s0" in r.stdout and "7 trials" in r.stdout and "estimated" in r.stdout
-    assert ray_session() == before and not (tmp_path / "results").exists()
+    assert ray == [] and not (tmp_path / "results").exists()
 
 
 def test_schedules_show_writes_png(tmp_path):
