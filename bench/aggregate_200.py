@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from sweep import aggregate, spec
+from sweep.records import read_record, write_record
 from sweep.report import write_report
-from sweep.trial import read_record, write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -33,6 +33,28 @@ def bf16_peak() -> float:
     return 20 * 2 * 8192**3 / (time.perf_counter() - t0)
 
 
+def check_specs() -> list[dict]:
+    """The sweeps the check runs: one trial with NCCL, ZeRO-2 and bf16 at a size where MFU
+    means something; then one step's worth of a two-worker trial, both workers on the one
+    GPU (0.5 each), so the step loss's all-reduce runs through NCCL on device tensors."""
+    base = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
+    one = {**base, "name": "gpu-check", "seeds": [0]}
+    one["budget"] = {"tokens": 8_388_608, "tokens_per_step": 65536}
+    one["model"] = {**base["model"], "d_model": 512, "n_layers": 8, "n_heads": 8,
+                    "mup_base_width": 128}  # fmt: skip
+    one["schedules"] = {**base["schedules"], "shapes": ["linear"], "ramp_rates": [0.5],
+                        "l_max": 1024, "l_min": 128, "multiple_of": 128, "controls": [],
+                        "reference": "linear-r0.5"}  # fmt: skip
+    one["deepspeed"] = {"zero_stage": 2}
+    one["resources"] = {"workers_per_trial": 1, "cpus_per_worker": 4, "gpus_per_worker": 1,
+                        "max_concurrent_trials": 1}  # fmt: skip
+    one["wandb"] = {"mode": "offline", "project": "ctx-schedules"}
+    two = {**one, "name": "gpu-check-2w", "budget": {"tokens": 262_144, "tokens_per_step": 65536}}
+    two["resources"] = {**one["resources"], "workers_per_trial": 2, "cpus_per_worker": 2,
+                        "gpus_per_worker": 0.5}  # fmt: skip
+    return [one, two]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default="/tmp/gpu-check")
@@ -67,38 +89,34 @@ def main() -> None:
         f"{(flex - ref).abs().max().item():.2e}"
     )
 
-    spec = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
-    spec.update(name="gpu-check", seeds=[0])
-    spec["budget"] = {"tokens": 8_388_608, "tokens_per_step": 65536}
-    spec["model"].update(d_model=512, n_layers=8, n_heads=8, mup_base_width=128)
-    spec["schedules"].update(
-        shapes=["linear"], ramp_rates=[0.5], l_max=1024, l_min=128, multiple_of=128
-    )
-    spec["deepspeed"] = {"zero_stage": 2}
-    spec["resources"] = {
-        "workers_per_trial": 1,
-        "cpus_per_worker": 4,
-        "gpus_per_worker": 1,
-        "max_concurrent_trials": 1,
-    }
-    spec["wandb"] = {"mode": "offline", "project": "ctx-schedules"}
-    path = Path(a.results) / "gpu-check.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(spec))
-    r = subprocess.run(
-        [sys.executable, "-m", "sweep", "run", str(path), "--results", a.results, "--overwrite"],
-        text=True,
-    )
-    rec_path = next(Path(a.results, "gpu-check", "trials").glob("*/record.json"))
+    codes = []
+    for spec in check_specs():
+        path = Path(a.results) / f"{spec['name']}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(spec))
+        r = subprocess.run(
+            [sys.executable, "-m", "sweep", "run", str(path), "--results", a.results,
+             "--overwrite"],
+            text=True,
+        )  # fmt: skip
+        codes.append(r.returncode)
+        for rec_path in sorted(Path(a.results, spec["name"], "trials").glob("*/record.json")):
+            rec = json.loads(rec_path.read_text())
+            losses = [round(h["loss"], 3) for h in rec.get("history", [])][-3:]
+            print(
+                f"{spec['name']} {rec['trial_id']}: {rec['status']} on {rec.get('workers')} "
+                f"worker(s), last losses {losses}, error {rec.get('error')}"
+            )
+    rec_path = next(Path(a.results, "gpu-check", "trials").glob("linear*/record.json"))
     rec = json.loads(rec_path.read_text())
     peak = bf16_peak()
     achieved = rec["metrics"]["flops"] / rec["train_wall_s"]
     print(
         f"trial {rec['trial_id']}: {rec['status']}, {rec['tokens_per_s']:.0f} tokens/s, "
         f"{achieved / 1e12:.2f} TFLOP/s of a {peak / 1e12:.1f} TFLOP/s bf16 matmul peak "
-        f"(MFU {100 * achieved / peak:.1f}%), exit {r.returncode}"
+        f"(MFU {100 * achieved / peak:.1f}%), exits {codes}"
     )
-    sys.exit(r.returncode)
+    sys.exit(max(codes))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import numpy as np
 
 from sweep import metrics
 from sweep.intervals import Interval, paired_interval
+from sweep.records import read_record, write_json_atomic
 from sweep.spec import MODES, NEGATIVE_CONTROL
-from sweep.trial import read_record, write_json_atomic
 
 EPSILON = 0.01  # nats of id_loss a pick may give up against the reference
 OBJECTIVE = "far_loss"

@@ -63,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
 def _one_trial(args: argparse.Namespace) -> int:
     """A trial exactly as a sweep runs it, minus Ray: for debugging and baselines."""
     from sweep import orchestrate, spec
-    from sweep.trial import local_session, read_record, train, trial_dir
+    from sweep.records import read_record, trial_dir
+    from sweep.sessions import local_session
+    from sweep.trial import train
 
     sw = spec.load(args.spec)
     trials = {t.trial_id: t for t in sw.trials()}
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "schedules":
             from sweep import spec
-            from sweep.report import plot_schedule_specs
+            from sweep.figures import plot_schedule_specs
 
             sw = spec.load(args.spec)
             out = Path(args.out or f"{sw.name}-schedules.png")

@@ -37,8 +37,9 @@ import numpy as np
 import yaml
 
 from sweep import schedules
+from sweep.dsconfig import deepspeed_config
+from sweep.records import write_text_atomic
 from sweep.spec import ScheduleSpec, SweepSpec, TrialSpec
-from sweep.trial import deepspeed_config, write_text_atomic
 
 # The curriculum metric of the exported config. Megatron-DeepSpeed's data post-process
 # function cuts rows to the current difficulty of a metric of this name.
@@ -349,8 +350,7 @@ def export_schedule(
     """Write the folder of one schedule (see the module docstring); ``echo`` gets one line
     saying what ``deepspeed.json`` trains, or why it has no curriculum. Returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
-    b = trial.sweep.budget
-    proxy = schedules.plan(trial.schedule, b.tokens, b.tokens_per_step, trial.seed)
+    proxy = trial.plan()
     tplan = target_plan(trial, target)
     ds = deepspeed_export(trial, target, tplan)
     texts = {

@@ -38,6 +38,7 @@ class BtlmProxyConfig(PreTrainedConfig):
         norm_eps: float = 1e-5,
         attention: str = "auto",
         attn_window: int = 0,
+        rope_base: float = 10000.0,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -53,6 +54,7 @@ class BtlmProxyConfig(PreTrainedConfig):
         self.norm_eps = norm_eps
         self.attention = attention  # sdpa | flex | auto (flex on CUDA, sdpa elsewhere)
         self.attn_window = attn_window  # > 0: each query sees only its last this many keys
+        self.rope_base = rope_base  # position "rope": the base of its frequencies
         super().__init__(**kwargs)
 
     @property
@@ -258,7 +260,9 @@ class BtlmProxyForCausalLM(PreTrainedModel):
             raise ValueError("document masking is for training; evaluate without doc_ids")
         x = self.embed(input_ids) * cfg.embeddings_scale
         t = input_ids.shape[1]
-        rope = rope_tables(cfg.d_head, t, x.device) if cfg.position == "rope" else None
+        rope = None
+        if cfg.position == "rope":
+            rope = rope_tables(cfg.d_head, t, x.device, cfg.rope_base)
 
         def bias_rows(s: int, e: int) -> torch.Tensor:
             return position_bias(cfg.position, cfg.n_heads, s, e, e, x.device, x.dtype, window)
@@ -380,6 +384,8 @@ def build(m, vocab_size: int) -> PreTrainedModel:
                 init_std=m.init_std,
                 embeddings_scale=m.embeddings_scale,
                 attention=m.attention,
+                mup_output_alpha=m.mup_output_alpha,
+                rope_base=m.rope_base,
             )
         )
     from transformers import AutoConfig, AutoModelForCausalLM

@@ -8,7 +8,8 @@ import numpy as np
 import yaml
 
 from sweep import spec
-from sweep.trial import local_session, train
+from sweep.sessions import local_session
+from sweep.trial import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

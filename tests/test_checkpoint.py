@@ -4,7 +4,7 @@ moment a crash interrupted the publisher."""
 import os
 from pathlib import Path
 
-from sweep.trial import STATE_FILE, latest_published, publish_dir
+from sweep.sessions import STATE_FILE, latest_published, publish_dir
 
 
 def checkpoint(step: int):

@@ -1,0 +1,77 @@
+"""The shape of the code base: every module imports on its own (no import cycle), the
+offline stages (aggregate, report, export, orchestration, the CLI) import no training
+code, and the step loss is reduced on the training device (NCCL reduces only device
+tensors)."""
+
+import subprocess
+import sys
+
+import torch
+from support import ROOT
+
+from sweep.trial import reduced_loss_sum
+
+MODULES = sorted(p.stem for p in (ROOT / "sweep").glob("*.py") if p.stem != "__main__")
+TRAINING = ("sweep.trial", "sweep.sessions", "sweep.model", "sweep.data", "deepspeed", "torch")
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def test_every_module_imports_alone():
+    # each module first, in a fresh set of sweep.* modules: an import cycle shows as an
+    # ImportError for whichever module of the cycle comes first
+    code = f"""
+import importlib, sys
+for name in {MODULES!r}:
+    for m in [m for m in sys.modules if m == "sweep" or m.startswith("sweep.")]:
+        del sys.modules[m]
+    importlib.import_module("sweep." + name)
+print("ok")
+"""
+    r = _run(code)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+    assert len(MODULES) >= 15
+
+
+def test_offline_stages_import_no_training_code():
+    r = _run(
+        "import sys\n"
+        "import sweep.aggregate, sweep.report, sweep.export, sweep.records, sweep.orchestrate\n"
+        "import sweep.cli, sweep.schedules, sweep.spec, sweep.metrics, sweep.intervals\n"
+        f"print([m for m in {TRAINING!r} if m in sys.modules])"
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
+
+
+def test_step_loss_is_reduced_on_the_training_device():
+    seen = []
+
+    def all_reduce(t):
+        seen.append(t.device)
+
+    parts = [torch.tensor(2.0), torch.tensor(3.5)]  # losses as a CPU model returns them
+    total = reduced_loss_sum(parts, 2, torch.device("meta"), all_reduce)
+    assert seen == [torch.device("meta")]  # built where the engine trains, not on the CPU
+    assert total.device == torch.device("meta") and total.dtype == torch.float64
+    one = reduced_loss_sum(parts, 1, torch.device("cpu"), all_reduce)
+    assert len(seen) == 1 and one.item() == 5.5  # one worker: no collective
+
+
+def test_gpu_check_specs_are_valid_sweeps():
+    # scripts/gpu_check.py runs only where a GPU is lent: its specs must not rot meanwhile
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.pop(0)
+    from sweep import spec
+
+    one, two = (spec.parse(d) for d in gpu_check.check_specs())
+    assert one.resources.gpus_per_worker == 1 and one.deepspeed.zero_stage == 2
+    assert two.resources.workers_per_trial == 2 and two.resources.gpus_per_worker == 0.5
+    assert [t.trial_id for t in two.trials()] == ["linear-r0.5-s0"]
