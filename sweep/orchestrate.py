@@ -3,7 +3,10 @@ TrialSpec), terminal progress, and the hand-off to the aggregator and report."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -14,8 +17,8 @@ from typing import TextIO
 import yaml
 
 from sweep import schedules
+from sweep.records import read_record, trial_dir, write_text_atomic
 from sweep.spec import SpecError, SweepSpec, TrialSpec, parse
-from sweep.trial import read_record, trial_dir, write_text_atomic
 
 # A multi-worker trial's Tune function only drives its Ray Train worker group, so it
 # holds no CPU the workers need; Tune rejects an empty request, so it asks for a little
@@ -30,8 +33,57 @@ def trial_resources(spec: SweepSpec) -> dict:
     return {"cpu": r.cpus_per_worker} | ({"gpu": r.gpus_per_worker} if r.gpus_per_worker else {})
 
 
+def job_working_dir() -> str | None:
+    """The ``working_dir`` of the Ray job this process drives (``ray job submit
+    --working-dir``), when Ray unpacked it into a directory of its own: a per-node copy
+    under the session's ``runtime_resources/``, gone with the session. None otherwise
+    (not a job, no working_dir, or a ``local://`` one Ray uses in place)."""
+    try:
+        env = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+        wd = (env.get("runtime_env") or {}).get("working_dir")
+    except (ValueError, AttributeError):
+        return None
+    return wd if isinstance(wd, str) and wd and not wd.startswith("local://") else None
+
+
 def sweep_dir_for(spec: SweepSpec, results_root: Path) -> Path:
+    """``<results_root>/<name>``, absolute. A relative root in a ``--working-dir`` job
+    would resolve into Ray's temporary copy of the code: refused."""
+    wd = job_working_dir()
+    if wd and not Path(results_root).is_absolute():
+        raise SpecError(
+            "--results",
+            str(results_root),
+            f"is relative, and this Ray job runs in Ray's temporary copy of its working_dir "
+            f"({wd}), deleted with the session: pass an absolute path every node can write",
+        )
     return Path(results_root).resolve() / spec.name
+
+
+@contextlib.contextmanager
+def working_directory(path: Path):
+    """Run the block in ``path``, then return to the directory it started in, by name.
+
+    A ``--working-dir`` job's driver starts in Ray's unpacked copy of the code, and that
+    copy can be deleted under it: a node's runtime-env agent that has not unpacked a
+    package itself unpacks it with overwrite, deleting what is at that path first
+    (ray/_private/runtime_env/working_dir.py:265, packaging.py:934-936), and raylets on
+    one machine share the session directory (ray/_private/node.py:771). At the end of
+    ``fit`` Tune lists its experiment through ``os.path.relpath`` on two relative paths
+    (ray/train/_internal/storage.py:261), which calls ``os.getcwd()``: FileNotFoundError
+    in a deleted directory. The results directory is the driver's own."""
+    try:
+        before = os.getcwd()
+    except FileNotFoundError:  # already deleted: nothing to return to
+        before = None
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        if before is not None:
+            # By name: a working_dir unpacked again is a new directory at the same path.
+            with contextlib.suppress(OSError):
+                os.chdir(before)
 
 
 def prepare(spec: SweepSpec, sweep_dir: Path, overwrite: bool = False) -> None:
@@ -40,8 +92,7 @@ def prepare(spec: SweepSpec, sweep_dir: Path, overwrite: bool = False) -> None:
     if sweep_dir.exists() and overwrite:
         shutil.rmtree(sweep_dir)
     elif spec_path.exists():
-        old = yaml.safe_load(spec_path.read_text())
-        if old != spec.to_dict():
+        if not _same(lambda: parse(yaml.safe_load(spec_path.read_text())), spec):
             raise SpecError(
                 "--results",
                 str(sweep_dir),
@@ -52,8 +103,22 @@ def prepare(spec: SweepSpec, sweep_dir: Path, overwrite: bool = False) -> None:
         raise SpecError(
             "--results", str(sweep_dir), "exists and is not a sweep's results directory"
         )
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(spec_path, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(spec_path, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    except OSError as exc:
+        why = f"cannot be written ({exc.strerror or type(exc).__name__})"
+        raise SpecError("--results", str(sweep_dir), why) from None
+
+
+def _same(load, want) -> bool:
+    """Whether a stored spec (or trial config) parses to ``want``: compared as parsed
+    specs, so fields added with defaults since it was written do not count as changes;
+    one that no longer parses is a different spec."""
+    try:
+        return load() == want
+    except (SpecError, KeyError, TypeError, ValueError):
+        return False
 
 
 def load_sweep_dir(sweep_dir: Path) -> SweepSpec:
@@ -71,7 +136,7 @@ def finished_ids(trials: list[TrialSpec], sweep_dir: Path) -> set[str]:
         if (
             rec
             and rec.get("status") in ("finished", "diverged")
-            and rec.get("config") == t.to_dict()
+            and _same(lambda rec=rec: TrialSpec.from_dict(rec["config"]), t)
         ):
             done.add(t.trial_id)
     return done
@@ -257,17 +322,40 @@ def refuse_unfit(
             )
 
 
+def non_embedding_params(m) -> int:
+    """N of a ``ModelSpec`` without building it (no torch on the driver): exact for the
+    btlm-proxy (per layer qkv and output 4 d^2, SwiGLU 3 d d_ff, two LayerNorms 4 d; a
+    final LayerNorm 2 d; tests/test_orchestrate.py checks it against the built model),
+    Kaplan's 12 n_layers d^2 for a transformers architecture."""
+    if m.arch != "btlm-proxy":
+        return 12 * m.n_layers * m.d_model**2
+    d_ff = 32 * math.ceil(m.ffn_mult * m.d_model / 32)  # as BtlmProxyConfig.d_ff
+    return m.n_layers * (4 * m.d_model**2 + 3 * m.d_model * d_ff + 4 * m.d_model) + 2 * m.d_model
+
+
+def sparse_attention(spec: SweepSpec) -> bool:
+    """Whether window mode's masked keys are skipped: only under a block-sparse kernel
+    (FlexAttention, the proxy's default on CUDA); SDPA with a mask scores every key."""
+    m = spec.model
+    return m.arch == "btlm-proxy" and (
+        m.attention == "flex" or (m.attention == "auto" and spec.resources.gpus_per_worker > 0)
+    )
+
+
+def trial_flops(t: TrialSpec) -> float:
+    """Training FLOPs of a trial (Kaplan, attention included): what the dry run shows and
+    what the sweep orders its trials by."""
+    m = t.sweep.model
+    return t.plan().flops(
+        non_embedding_params(m), m.n_layers, m.d_model, sparse=sparse_attention(t.sweep)
+    )
+
+
 def longest_first(trials: list[TrialSpec]) -> list[TrialSpec]:
     """Trials by estimated training FLOPs, largest first (LPT scheduling): packed k at a
     time, a long trial then never runs alone at the end while the other slots idle.
     Ties keep the spec's order."""
-
-    def cost(t: TrialSpec) -> float:
-        m, b = t.sweep.model, t.sweep.budget
-        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, t.seed)
-        return p.flops(12 * m.n_layers * m.d_model**2, m.n_layers, m.d_model)
-
-    return sorted(trials, key=cost, reverse=True)
+    return sorted(trials, key=trial_flops, reverse=True)
 
 
 def run_sweep(
@@ -331,7 +419,9 @@ def run_sweep(
                 failure_config=tune.FailureConfig(max_failures=r.max_failures if single else 0),
             ),
         )
-        tuner.fit()
+        # Tune's end-of-run analysis needs a working directory that still exists.
+        with working_directory(sweep_dir):
+            tuner.fit()
     finally:
         if started_here:
             ray.shutdown()
@@ -371,24 +461,17 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
     """List the trials with token budget, FLOPs and estimated time here; start nothing.
     Time is the measured step time at l_max scaled by each trial's FLOPs, plus the
     per-trial start-up overhead, with trials packed ``max_concurrent_trials`` at a time."""
-    from sweep.model import build, non_embedding_params
+    from sweep.model import build
 
-    model = build(spec.model, 257)
-    n_params = non_embedding_params(model)
     m, b = spec.model, spec.budget
-    step_s = measure_step_seconds(spec, model) if measure else float("nan")
+    step_s = measure_step_seconds(spec, build(m, 257)) if measure else float("nan")
     const = schedules.plan(
         schedules.ScheduleSpec("constant", spec.schedules.l_min, spec.schedules.l_max),
         b.tokens_per_step,
         b.tokens_per_step,
     )
-    flops_per_step_at_lmax = const.flops(n_params, m.n_layers, m.d_model)
+    flops_per_step_at_lmax = const.flops(non_embedding_params(m), m.n_layers, m.d_model)
     overhead = trial_overhead_s(spec)
-    # Window mode saves attention FLOPs only where a block-sparse kernel runs (FlexAttention,
-    # the proxy's default on CUDA); SDPA with a mask scores every key.
-    sparse = m.arch == "btlm-proxy" and (
-        m.attention == "flex" or (m.attention == "auto" and spec.resources.gpus_per_worker > 0)
-    )
     rows = []
     trials = spec.trials()
     w = max(24, *(len(t.trial_id) for t in trials))
@@ -398,8 +481,7 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
         file=out,
     )
     for t in trials:
-        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, t.seed)
-        flops = p.flops(n_params, m.n_layers, m.d_model, sparse=sparse)
+        p, flops = t.plan(), trial_flops(t)
         est = overhead + step_s * flops / flops_per_step_at_lmax
         rows.append(
             {

@@ -110,6 +110,36 @@ def test_sweep_through_ray_job_submit_spreads_over_two_nodes(cluster, tmp_path):
     assert (res / "smoke" / "report.html").exists()
 
 
+def test_sweep_through_ray_job_submit_with_working_dir(cluster, tmp_path):
+    """Issue 12: `--working-dir` ships the code the way Ray's docs do. Ray unpacks it on
+    each node into the session's runtime_resources; on one machine both raylets share
+    that directory, so the second node's unpack replaces the one the driver started in."""
+    res = tmp_path / "results"
+    r = ray_cli(
+        "job",
+        "submit",
+        f"--address=http://127.0.0.1:{DASH}",
+        f"--working-dir={ROOT}",
+        "--",
+        sys.executable,
+        "-m",
+        "sweep",
+        "run",
+        "configs/smoke.yaml",  # relative: read from the unpacked working dir
+        "--results",
+        str(res),
+        env=cluster,
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "2 node(s)" in r.stdout and "4/4 done" in r.stdout
+    recs = [json.loads(p.read_text()) for p in (res / "smoke").glob("trials/*/record.json")]
+    assert len(recs) == 4 and {x["status"] for x in recs} == {"finished"}
+    assert len({x["node_id"] for x in recs}) == 2
+    assert (res / "smoke" / "summary.json").exists()
+    assert (res / "smoke" / "report.html").exists()
+
+
 def test_unreachable_address_is_one_line_exit_2(tmp_path):
     t0 = time.time()
     r = run_sweep(

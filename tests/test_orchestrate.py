@@ -3,9 +3,10 @@ resources it asks for."""
 
 from pathlib import Path
 
+import pytest
 import yaml
 
-from sweep import orchestrate, schedules, spec
+from sweep import orchestrate, spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,10 +21,9 @@ def test_longest_first_orders_by_training_flops():
     sw = local_spec()
     order = orchestrate.longest_first(sw.trials())
     assert sorted(t.trial_id for t in order) == sorted(t.trial_id for t in sw.trials())
-    b = sw.budget
 
     def attention_tokens(t) -> float:
-        p = schedules.plan(t.schedule, b.tokens, b.tokens_per_step, t.seed)
+        p = t.plan()
         return float((p.tokens * p.lengths).sum())
 
     costs = [attention_tokens(t) for t in order]
@@ -38,3 +38,21 @@ def test_one_worker_trials_hold_their_cpus_in_tune():
     # a worker group's Tune function only drives it: no CPU taken from the workers
     group = orchestrate.trial_resources(local_spec(workers_per_trial=2))
     assert group.get("cpu", 0) == 0
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {},
+        {"d_model": 96, "n_layers": 3, "n_heads": 3, "ffn_mult": 3.5},
+        {"d_model": 64, "n_layers": 1, "n_heads": 2, "position": "rope"},
+    ],
+)
+def test_flops_params_match_the_built_model(model):
+    from sweep.model import build
+    from sweep.model import non_embedding_params as built_params
+
+    raw = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
+    raw["model"].update(model)
+    m = spec.parse(raw).model
+    assert orchestrate.non_embedding_params(m) == built_params(build(m, 257))
