@@ -74,11 +74,15 @@ def test_report_summary_and_progress(smoke_sweep):
     assert "overlap the train split" in r.stdout  # held-out documents removed, counted
 
 
-def test_wandb_offline_runs_grouped(smoke_sweep):
+def test_wandb_offline_run_per_trial_named_by_sweep(smoke_sweep):
     d, _ = smoke_sweep
-    runs = list((d / "wandb").glob("wandb/offline-run-*"))
-    assert len(runs) == 4
-    assert all(list(run.glob("*.wandb")) for run in runs)
+    runs = sorted((d / "wandb").glob("wandb/offline-run-*"))
+    # one run per trial, its id the sweep (the W&B group) and the trial
+    ids = sorted(p.name.split("-", 3)[-1] for p in runs)
+    assert ids == sorted(f"smoke-{r['trial_id']}".replace(".", "_") for r in records(d))
+    for run in runs:
+        (log,) = run.glob("*.wandb")
+        assert log.stat().st_size > 1000  # the run's history, not an empty file
 
 
 def test_report_rebuilds_from_directory_alone(smoke_sweep):
@@ -91,10 +95,10 @@ def test_report_rebuilds_from_directory_alone(smoke_sweep):
     assert "constant" in r.stdout
 
 
-def test_rerun_keeps_finished_trials(smoke_sweep):
-    d, _ = smoke_sweep
+def test_rerun_keeps_finished_trials(smoke_sweep, tmp_path):
+    d = shutil.copytree(smoke_sweep[0], tmp_path / "smoke")  # the fixture stays as it was
     before = {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")}
-    r = run_sweep("run", ROOT / "configs" / "smoke.yaml", "--results", d.parent, timeout=300)
+    r = run_sweep("run", ROOT / "configs" / "smoke.yaml", "--results", tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "4 already finished" in r.stdout
     assert {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")} == before

@@ -12,8 +12,9 @@ import yaml
 from support import ROOT
 
 from sweep import aggregate, metrics, schedules, spec
-from sweep.report import exposure_survival, write_report
-from sweep.trial import write_record
+from sweep.figures import exposure_survival
+from sweep.records import write_record
+from sweep.report import write_report
 
 # schedule -> (far_loss shift, id_loss shift, ctx_gain, copy drop beyond l_max, flops)
 EFFECTS = {
