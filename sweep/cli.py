@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 def _one_trial(args: argparse.Namespace) -> int:
     """A trial exactly as a sweep runs it, minus Ray: for debugging and baselines."""
     from sweep import orchestrate, spec
-    from sweep.records import read_record, trial_dir
+    from sweep.records import read_record, record_path
     from sweep.sessions import local_session
     from sweep.trial import train
 
@@ -73,7 +73,7 @@ def _one_trial(args: argparse.Namespace) -> int:
         raise SpecError("--trial", args.trial, f"not in this sweep ({', '.join(trials)})")
     sweep_dir = orchestrate.sweep_dir_for(sw, Path(args.results))
     train({"trial": trials[args.trial].to_dict(), "sweep_dir": str(sweep_dir)}, local_session())
-    rec = read_record(trial_dir(sweep_dir, args.trial) / "record.json")
+    rec = read_record(record_path(sweep_dir, args.trial))
     print(
         f"{args.trial}: {rec['status']}, id_loss {rec['metrics']['id_loss']:.4f}, "
         f"far_loss {rec['metrics']['far_loss']:.4f}, ctx_gain {rec['metrics']['ctx_gain']:+.4f}, "

@@ -17,7 +17,7 @@ from typing import TextIO
 import yaml
 
 from sweep import schedules
-from sweep.records import read_record, trial_dir, write_text_atomic
+from sweep.records import read_record, record_path, write_text_atomic
 from sweep.spec import SpecError, SweepSpec, TrialSpec, parse
 
 # A multi-worker trial's Tune function only drives its Ray Train worker group, so it
@@ -132,7 +132,7 @@ def finished_ids(trials: list[TrialSpec], sweep_dir: Path) -> set[str]:
     """Trials whose record is finished (or diverged) for exactly this trial config."""
     done = set()
     for t in trials:
-        rec = read_record(trial_dir(sweep_dir, t.trial_id) / "record.json")
+        rec = read_record(record_path(sweep_dir, t.trial_id))
         if (
             rec
             and rec.get("status") in ("finished", "diverged")
@@ -200,7 +200,7 @@ class Progress:
             def on_trial_complete(self, iteration, trials, trial, **info):
                 tid = self._id(trial)
                 self.state[tid] = "done"
-                rec = read_record(trial_dir(Path(trial.config["sweep_dir"]), tid) / "record.json")
+                rec = read_record(record_path(Path(trial.config["sweep_dir"]), tid))
                 msg = f"{tid} {rec.get('status')}" if rec else f"{tid} ended"
                 if rec and rec.get("metrics"):
                     m = rec["metrics"]
@@ -213,7 +213,7 @@ class Progress:
             def on_trial_error(self, iteration, trials, trial, **info):
                 tid = self._id(trial)
                 self.state[tid] = "failed"
-                rec = read_record(trial_dir(Path(trial.config["sweep_dir"]), tid) / "record.json")
+                rec = read_record(record_path(Path(trial.config["sweep_dir"]), tid))
                 self._say(f"{tid} FAILED: {(rec or {}).get('error', '?')}; {self.status()}")
 
         return _Progress(*args, **kwargs)

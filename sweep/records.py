@@ -20,6 +20,11 @@ def trial_dir(sweep_dir: Path, trial_id: str) -> Path:
     return Path(sweep_dir) / "trials" / trial_id
 
 
+def record_path(sweep_dir: Path, trial_id: str) -> Path:
+    """Where a trial's record lives: the one place that knows."""
+    return trial_dir(sweep_dir, trial_id) / "record.json"
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write to a temporary sibling, fsync, then rename: readers never see half a file."""
     path = Path(path)
@@ -64,7 +69,7 @@ def write_record(sweep_dir: Path, trial: TrialSpec, status: str, **fields: Any) 
         "config": trial.to_dict(),
         **fields,
     }
-    write_json_atomic(trial_dir(sweep_dir, trial.trial_id) / "record.json", record)
+    write_json_atomic(record_path(sweep_dir, trial.trial_id), record)
     return record
 
 

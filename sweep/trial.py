@@ -22,7 +22,7 @@ import numpy as np
 
 from sweep import metrics, schedules
 from sweep.dsconfig import deepspeed_config
-from sweep.records import read_record, trial_dir, write_record
+from sweep.records import read_record, record_path, write_record
 from sweep.sessions import Session, ray_session, restore, save_checkpoint, tune_session
 from sweep.spec import TrialSpec
 
@@ -459,7 +459,7 @@ def run_trial(config: dict) -> None:
             traceback=traceback.format_exc()[-4000:],
         )
         raise
-    rec = read_record(trial_dir(sweep_dir, trial.trial_id) / "record.json")
+    rec = read_record(record_path(sweep_dir, trial.trial_id))
     if rec is None or rec.get("status") == "running":
         write_record(
             sweep_dir,

@@ -182,3 +182,34 @@ def test_alibi_slopes_for_heads_not_a_power_of_two(n_heads, expect):
     from sweep.model import alibi_slopes
 
     assert alibi_slopes(n_heads).tolist() == pytest.approx(expect)
+
+
+def test_every_model_field_of_the_spec_reaches_the_built_model():
+    import yaml
+
+    from sweep import spec
+    from sweep.model import build
+
+    raw = yaml.safe_load(open(__file__.replace("tests/test_model.py", "configs/local.yaml")))
+    fields = dict(
+        d_model=96, n_layers=3, n_heads=4, position="rope", ffn_mult=3.0,
+        mup_base_width=48, init_std=0.01, embeddings_scale=5.0, mup_output_alpha=2.5,
+        rope_base=500000.0, attention="sdpa",
+    )  # fmt: skip
+    raw["model"].update(fields)
+    cfg = build(spec.parse(raw).model, 257).config
+    for key, val in fields.items():
+        assert getattr(cfg, key) == val, key
+    # rope_base is used, not only stored: another base gives other logits
+    torch.manual_seed(0)
+    x = torch.randint(0, 257, (1, 64))
+    outs = []
+    for base in (10000.0, 500000.0):
+        raw["model"]["rope_base"] = base
+        torch.manual_seed(1)
+        m = build(spec.parse(raw).model, 257).eval()
+        with torch.no_grad():
+            for block in m.blocks:  # sharpen attention: a fresh model's is near uniform
+                block.attn.qkv.weight.mul_(30)
+            outs.append(m(x).logits)
+    assert (outs[0] - outs[1]).abs().max() > 1e-2
