@@ -284,7 +284,7 @@ def check_controls(rows: list[dict], reference: str) -> dict:
     order = {m: i for i, m in enumerate(MODES)}
     for neg in sorted(negs, key=lambda r: order.get(r.get("mode", "reshape"), len(MODES))):
         by_mode.setdefault(neg.get("mode", "reshape"), _control(neg, reference))
-    first = by_mode.get("reshape") or next(iter(by_mode.values()))
+    first = next(iter(by_mode.values()))  # reshape's when there is one: modes in order
     parts = [c["summary"] for c in by_mode.values()]
     # the advice once, from the first control not told apart (it reads alike for all)
     parts += [c["advice"] for c in by_mode.values() if c["advice"]][:1]

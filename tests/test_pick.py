@@ -394,3 +394,59 @@ def test_each_mode_is_vouched_for_by_its_own_control():
     c2 = aggregate.check_controls([neg("window", *bad), neg("reshape", *bad)], "constant")
     picks, verdict = aggregate.decide([dict(REF), *cands], "constant", c2)
     assert picks == [] and verdict.startswith("underpowered, no pick")
+
+
+def _neg(mode, far, gain, with_mode=True):
+    name = "short_only" if mode == "reshape" else f"short_only-{mode}"
+    vs = {k: v for k, v in (("far_loss", far), ("ctx_gain", gain)) if v}
+    row = {"schedule": name, "shape": "short_only", "role": "control", "seeds": 1, "vs_ref": vs}
+    return row | ({"mode": mode} if with_mode else {})
+
+
+GOOD = (iv(0.05, 0.04, 0.06), iv(-0.03, -0.04, -0.02))
+BAD = (iv(0.01, -0.01, 0.03), None)
+
+
+def test_records_without_a_mode_are_reshape():
+    c = aggregate.check_controls([_neg("reshape", *BAD, with_mode=False)], "constant")
+    assert list(c["by_mode"]) == ["reshape"] and c["discriminates"] is False
+    # a reshape candidate from such a record is left out with its blind mode ...
+    cands = [
+        cand("linear-r1", (-0.02, -0.03, -0.01)),  # no "mode" key: reshape
+        {**cand("linear-r1-window", (-0.02, -0.03, -0.01), flops=0.6), "mode": "window"},
+    ]
+    ok = aggregate.check_controls(
+        [_neg("reshape", *BAD, with_mode=False), _neg("window", *GOOD)], "constant"
+    )
+    picks, verdict = aggregate.decide([dict(REF), *cands], "constant", ok)
+    assert [p["schedule"] for p in picks] == ["linear-r1-window"]
+    assert "mode(s) reshape left out" in verdict
+    # ... and cannot push the others off the front
+    rows = [dict(REF), *cands]
+    aggregate.decide(rows, "constant", ok)
+    assert [r["schedule"] for r in rows if r["pareto"]] == ["linear-r1-window"]
+
+
+def test_without_a_reshape_control_the_first_mode_leads():
+    c = aggregate.check_controls([_neg("doc_buckets", *GOOD), _neg("window", *GOOD)], "constant")
+    assert c["negative"] == "short_only-window"  # the modes' order: window before doc_buckets
+    assert list(c["by_mode"]) == ["window", "doc_buckets"] and c["discriminates"] is True
+
+
+def test_advice_once_and_every_blind_mode_named():
+    rows = [_neg("reshape", *GOOD), _neg("window", *BAD), _neg("doc_buckets", *BAD)]
+    c = aggregate.check_controls(rows, "constant")
+    assert c["summary"].count("add eval sequences") == 1
+    cands = [{**cand("linear-r1", (-0.02, -0.03, -0.01)), "mode": "reshape"}]
+    _, verdict = aggregate.decide([dict(REF), *cands], "constant", c)
+    assert "mode(s) doc_buckets, window left out" in verdict
+
+
+def test_exposure_fractions_of_a_record():
+    rec = {"exposure": {"edges": [0, 1, 2, 4], "counts": [1, 1, 2, 4]}}
+    assert aggregate.exposure_fractions(rec).tolist() == [0.125, 0.125, 0.25, 0.5]
+    assert aggregate.exposure_fractions({}) is None
+    assert aggregate.exposure_fractions({"exposure": {"counts": [0, 0]}}) is None
+    assert aggregate.exposure_fractions({"exposure": {"counts": [0, 1]}}).tolist() == [0, 1]
+    m, _ = aggregate.trial_units(known_record(exposure={"edges": [0, 1], "counts": [1, 3]}))
+    assert m["exposure_far"] == 0.75  # l_max 2: the bin from l_max / 2 = 1 on
