@@ -143,10 +143,9 @@ def trial_units(rec: dict) -> tuple[dict[str, float], dict[str, tuple]]:
     for key in ("tokens_trained", "train_wall_s"):
         if _finite(rec.get(key)):
             m[key] = float(rec[key])
-    frac = exposure_fractions(rec)
-    if frac is not None:
-        edges = rec["exposure"]["edges"]
-        m["exposure_far"] = float(sum(f for e, f in zip(edges, frac) if e >= l_max // 2))
+    if exposure_fractions(rec) is not None:
+        exp = rec["exposure"]
+        m["exposure_far"] = metrics.exposure_far(exp["edges"], exp["counts"], l_max)
     return m, units
 
 

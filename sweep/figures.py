@@ -580,18 +580,6 @@ def exposure_survival(edges, counts) -> tuple[np.ndarray, np.ndarray] | None:
     return e, tail / tail[0]
 
 
-def _exposure_far(row: dict, l_max: int | None) -> float:
-    """The row's exposure_far, or, for a row without it, the survival at l_max / 2."""
-    v = _num(row.get("exposure_far"))
-    if math.isfinite(v) or l_max is None:
-        return v
-    ex = row.get("exposure") or {}
-    sv = exposure_survival(ex.get("edges"), ex.get("fractions"))
-    if sv is None or l_max // 2 not in sv[0]:
-        return math.nan
-    return float(sv[1][list(sv[0]).index(l_max // 2)])
-
-
 def _key(summary: Summary, names: list[str], lines: bool = False, extra=()) -> list:
     """Legend handles for points (and, with ``lines``, the lines) of ``names``: with
     several modes a colour per schedule shape and rate, then one entry per mode (fill,
@@ -972,7 +960,7 @@ def plot_exposure(summary: Summary, path: Path) -> Path | None:
     picked = {p["schedule"] for p in summary.picks}
     pts = []  # (x, y, bar, name)
     for name in curves:
-        x = _exposure_far(rows[name], l_max)
+        x = _num(rows[name].get("exposure_far"))
         y, yh = (
             _vs(rows[name], ref, "far_loss")
             if ref is not None

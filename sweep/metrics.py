@@ -109,3 +109,11 @@ def exposure_counts(distances: np.ndarray, l_max: int) -> np.ndarray:
     edges = np.asarray(exposure_edges(l_max))
     bins = np.searchsorted(edges, np.asarray(distances, dtype=np.int64), side="right") - 1
     return np.bincount(bins, minlength=len(edges))
+
+
+def exposure_far(edges: list[int], counts, l_max: int) -> float:
+    """The share of trained query tokens whose farthest attended key is at least l_max / 2
+    away: the bins of ``exposure_edges`` from l_max // 2 on (0 for no tokens)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    far = sum(c for e, c in zip(edges, counts) if e >= l_max // 2)
+    return float(far / max(1.0, counts.sum()))

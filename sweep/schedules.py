@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.spec import ScheduleSpec
-from sweep.spec import validate_schedule as validate  # noqa: F401 (checks live in spec.py)
 
 
 def _ramp(shape: str, s: ScheduleSpec, u: float) -> float:

@@ -290,7 +290,7 @@ def after_step(run: Run, state: LoopState, step: int, loss: float, last: bool, t
             logged = {f"train/{k}": v for k, v in point.items() if k != "tokens"}
             run.tracker.log({"tokens": state.seen, **logged})
         run.session.report({**point, "budget": spec.budget.tokens, "phase": "train"})
-    if last or not math.isfinite(loss):
+    if last:  # the final step, or a diverged one: nothing more to evaluate or save
         return
     done = int(p.progress[step + 1])  # nominal tokens after this step
     if done >= state.next_eval:
@@ -336,11 +336,8 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
     result = metrics.all_metrics(curve, sched.l_max)
     sparse = hasattr(module, "use_flex") and module.use_flex(run.device)
     result["flops"] = p.flops(run.n_params, spec.model.n_layers, spec.model.d_model, sparse)
-    # What the schedule let the model see: the share of trained query tokens whose
-    # farthest attended key is at least l_max / 2 away.
     edges, exposure = metrics.exposure_edges(sched.l_max), np.asarray(state.exposure)
-    far = sum(c for e, c in zip(edges, exposure) if e >= sched.l_max // 2)
-    result["exposure_far"] = float(far / max(1, exposure.sum()))
+    result["exposure_far"] = metrics.exposure_far(edges, exposure, sched.l_max)
     t_probe = time.time()
     natural = evset.natural()
     probes = evaluate.context_probes(

@@ -7,26 +7,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from support import ROOT
+from support import ROOT, tiny_proxy
 
 from sweep import data, metrics, schedules, spec
-from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM
 from sweep.trial import token_loss_sum
 
 L_MAX = 32
-
-
-def tiny(n_layers=1, seed=0, vocab=64, attention="sdpa"):
-    torch.manual_seed(seed)
-    cfg = BtlmProxyConfig(
-        vocab_size=vocab,
-        d_model=32,
-        n_layers=n_layers,
-        n_heads=4,
-        mup_base_width=32,
-        attention=attention,
-    )
-    return BtlmProxyForCausalLM(cfg)
 
 
 def local(**schedules_kw):
@@ -93,7 +79,7 @@ def test_window_at_l_max_trains_exactly_like_reshape_at_l_max():
     rows = np.arange(4)
     grads, losses = [], []
     for window in (0, L_MAX):  # reshape at l_max, then window mode with the window at l_max
-        m = tiny(n_layers=2)
+        m = tiny_proxy(n_layers=2)
         loss = token_loss_sum(m, x, y, rows, "cpu", None, window)
         loss.backward()
         losses.append(loss.detach())
@@ -114,7 +100,7 @@ def test_window_at_l_max_trains_exactly_like_reshape_at_l_max():
 def test_window_limits_each_query_to_its_last_keys(attention):
     # One layer: with a window of w, position p's output depends on tokens p-w+1..p only,
     # and (ALiBi being relative) equals the output on that span alone.
-    m = tiny(n_layers=1, attention=attention).eval()
+    m = tiny_proxy(n_layers=1, attention=attention).eval()
     x = torch.as_tensor(np.random.default_rng(1).integers(0, 64, (2, L_MAX)))
     w = 8
     with torch.no_grad():

@@ -85,29 +85,24 @@ def stop_processes_marked(marker: str) -> None:
             pass
 
 
-def test_sweep_through_ray_job_submit_spreads_over_two_nodes(cluster, tmp_path):
-    res = tmp_path / "results"
+def submit_smoke(cluster, res: Path, spec: str, *submit_args: str):
+    """`ray job submit` of the smoke sweep to the two-node cluster; asserts it finished
+    every trial with trials on both nodes (one CPU a node: they had to spread)."""
     r = ray_cli(
-        "job",
-        "submit",
-        f"--address=http://127.0.0.1:{DASH}",
-        "--",
-        sys.executable,
-        "-m",
-        "sweep",
-        "run",
-        str(ROOT / "configs" / "smoke.yaml"),
-        "--results",
-        str(res),
-        env=cluster,
-        check=False,
-    )
+        "job", "submit", f"--address=http://127.0.0.1:{DASH}", *submit_args, "--",
+        sys.executable, "-m", "sweep", "run", spec, "--results", str(res),
+        env=cluster, check=False,
+    )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "2 node(s)" in r.stdout and "4/4 done" in r.stdout
     recs = [json.loads(p.read_text()) for p in (res / "smoke").glob("trials/*/record.json")]
     assert len(recs) == 4 and {x["status"] for x in recs} == {"finished"}
-    assert len({x["node_id"] for x in recs}) == 2  # one CPU a node: trials had to spread
+    assert len({x["node_id"] for x in recs}) == 2
     assert (res / "smoke" / "report.html").exists()
+
+
+def test_sweep_through_ray_job_submit_spreads_over_two_nodes(cluster, tmp_path):
+    submit_smoke(cluster, tmp_path / "results", str(ROOT / "configs" / "smoke.yaml"))
 
 
 def test_sweep_through_ray_job_submit_with_working_dir(cluster, tmp_path):
@@ -115,29 +110,9 @@ def test_sweep_through_ray_job_submit_with_working_dir(cluster, tmp_path):
     each node into the session's runtime_resources; on one machine both raylets share
     that directory, so the second node's unpack replaces the one the driver started in."""
     res = tmp_path / "results"
-    r = ray_cli(
-        "job",
-        "submit",
-        f"--address=http://127.0.0.1:{DASH}",
-        f"--working-dir={ROOT}",
-        "--",
-        sys.executable,
-        "-m",
-        "sweep",
-        "run",
-        "configs/smoke.yaml",  # relative: read from the unpacked working dir
-        "--results",
-        str(res),
-        env=cluster,
-        check=False,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "2 node(s)" in r.stdout and "4/4 done" in r.stdout
-    recs = [json.loads(p.read_text()) for p in (res / "smoke").glob("trials/*/record.json")]
-    assert len(recs) == 4 and {x["status"] for x in recs} == {"finished"}
-    assert len({x["node_id"] for x in recs}) == 2
+    # the spec path is relative: read from the unpacked working dir
+    submit_smoke(cluster, res, "configs/smoke.yaml", f"--working-dir={ROOT}")
     assert (res / "smoke" / "summary.json").exists()
-    assert (res / "smoke" / "report.html").exists()
 
 
 def test_unreachable_address_is_one_line_exit_2(tmp_path):

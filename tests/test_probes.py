@@ -5,6 +5,7 @@ model trained here to copy."""
 import numpy as np
 import pytest
 import torch
+from support import tiny_proxy
 
 from sweep import evaluate, metrics
 from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM
@@ -12,17 +13,8 @@ from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM
 L_MAX, E, STRIDE = 32, 128, 8
 
 
-def tiny(n_layers=1, window=0, seed=0, vocab=64):
-    torch.manual_seed(seed)
-    cfg = BtlmProxyConfig(
-        vocab_size=vocab,
-        d_model=32,
-        n_layers=n_layers,
-        n_heads=4,
-        mup_base_width=32,
-        attn_window=window,
-    )
-    return BtlmProxyForCausalLM(cfg).eval()
+def tiny(n_layers=1, window=0):
+    return tiny_proxy(n_layers, attn_window=window).eval()
 
 
 def seqs(n=6, vocab=64, seed=1):

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sweep import export, schedules
-from sweep.spec import SHAPES, ScheduleSpec, SpecError
+from sweep.spec import SHAPES, ScheduleSpec, SpecError, validate_schedule
 
 SIMPLE = [s for s in SHAPES if s not in ("multi_stage", "mixture")]
 
@@ -183,7 +183,7 @@ def test_flops_include_attention():
 )
 def test_bad_shape_parameters(kw, field):
     with pytest.raises(SpecError) as e:
-        schedules.validate(make(**kw))
+        validate_schedule(make(**kw))
     assert e.value.field == field
 
 
