@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--address", default=None)
     rep = sub.add_parser("report", help="rebuild summary and report from a results directory")
     rep.add_argument("dir")
+    rep.add_argument(
+        "--out", default=None, help="a study's document folder (default: the study's directory)"
+    )
     sch = sub.add_parser("schedules", help="inspect schedules")
     sch_sub = sch.add_subparsers(dest="action", required=True)
     show = sch_sub.add_parser("show", help="trial count and a PNG of length versus tokens")
@@ -167,12 +170,40 @@ def _run(spec, sweep_dir: Path, address: str | None) -> int:
     return _report(sweep_dir)
 
 
+def _yaml(path: str) -> object:
+    """The spec file's YAML, or None when it cannot be read (spec.load then says why)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    """A study file (one with ``arms``): every arm in turn, then the study document."""
+    from sweep import data, orchestrate, study
+
+    st = study.load(args.spec)
+    if args.dry_run:
+        study.dry_run(st)
+        return 0
+    study_dir = orchestrate.sweep_dir_for_name(st.name, Path(args.results))
+    main = st.arm_spec(st.main, [])
+    orchestrate.preflight(main, args.address)
+    data.check_eval_feasible(main.data, main.eval, main.schedules.l_max)
+    study.prepare(st, study_dir, args.overwrite)
+    return study.run(st, study_dir, args.address)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "run":
-            from sweep import orchestrate, spec
+            from sweep import orchestrate, spec, study
 
+            if study.is_study(_yaml(args.spec)):
+                return _run_study(args)
             sw = spec.load(args.spec)
             if args.dry_run:
                 orchestrate.dry_run(sw)
@@ -192,8 +223,13 @@ def main(argv: list[str] | None = None) -> int:
             orchestrate.prepare(sw, sweep_dir, args.overwrite)
             return _run(sw, sweep_dir, args.address)
         if args.cmd == "resume":
-            from sweep import orchestrate
+            from sweep import orchestrate, study
 
+            if study.is_study_dir(Path(args.dir)):
+                st_dir = Path(args.dir).resolve()
+                st = study.load_dir(st_dir)
+                orchestrate.preflight(st.arm_spec(st.main, []), args.address)
+                return study.run(st, st_dir, args.address)
             sweep_dir = Path(args.dir).resolve()
             sw = orchestrate.load_sweep_dir(sweep_dir)
             orchestrate.preflight(sw, args.address)
@@ -201,7 +237,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "report":
             from sweep.aggregate import EmptyResults
 
+            from sweep import study
+
             try:
+                if study.is_study_dir(Path(args.dir)):
+                    from sweep.findings import write_study
+
+                    print(f"study document: {write_study(Path(args.dir), args.out)}")
+                    return 0
+                if args.out:
+                    raise SpecError("--out", args.out, "is for a study's results directory")
                 return _report(Path(args.dir))
             except EmptyResults as e:
                 print(f"error: {e}", file=sys.stderr)

@@ -1297,3 +1297,105 @@ FIGURES = (
         "no training history recorded",
     ),
 )
+
+
+# ----------------------------------------------------------------------------- study
+
+
+def plot_study_curves(curves: dict, study, found: dict, l_max: int, path: Path) -> Path | None:
+    """The study's per-position loss: the main arm's reference, negative control, two
+    stages and best ramp (left), and the same schedules with rotary positions beside
+    ALiBi (right), out to E, log-binned."""
+    main = curves.get(study.main) or {}
+    f = study.findings
+    ref = found.get("reference")
+    best = (found.get("best_ramps") or [None])[0]
+    names = [n for n in (ref, f.get("btlm"), best, f.get("negative")) if n in main]
+    if not names:
+        return None
+    plt = _plt()
+    rope = curves.get(f.get("rope_arm")) or {}
+    fig, axes = plt.subplots(1, 2 if rope else 1, figsize=(11 if rope else 6.5, 4.2), squeeze=False)
+    pal = _palette(len(names))
+    colours = {n: pal(i) for i, n in enumerate(names)}
+    ax = axes[0][0]
+    for n in names:
+        x, y, _ = _binned(main[n], split=l_max + 1)
+        ax.plot(x, y, color=colours[n], label=n)
+    ax.set_title(f"{study.main}: loss versus position (seed mean)")
+    if rope:
+        ax2 = axes[0][1]
+        for n in [n for n in names if n in rope]:
+            for arm, c, ls in ((main, colours[n], "-"), (rope, colours[n], "--")):
+                x, y, _ = _binned(arm[n], split=l_max + 1)
+                ax2.plot(x, y, color=c, ls=ls, label=f"{n} ({'alibi' if arm is main else 'rope'})")
+        ax2.set_title("ALiBi (solid) against rotary (dashed)")
+        ax2.set_yscale("log")
+    for a in axes[0]:
+        a.set_xscale("log", base=2)
+        a.set_xlabel("token position")
+        a.set_ylabel("held-out loss, nats")
+        a.axvline(l_max, color="k", ls="--", lw=0.8)
+        _mark_l_max(a, l_max)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    return _finish(fig, path)
+
+
+def plot_study_bands(found: dict, study, path: Path) -> Path | None:
+    """Paired difference from two stages per far band, for the negative control, the
+    reference and every ramp of the main arm, with 95% intervals."""
+    bands_ = found.get("bands") or []
+    c = found.get("ramp_vs_btlm", {}).get("main", {})
+    a = found.get("btlm", {})
+    series = {}
+    if a.get("negative_vs_btlm"):
+        series[study.findings.get("negative")] = a["negative_vs_btlm"]
+    if a.get("btlm_vs_reference"):  # reference - btlm: the sign flipped
+        flip = {
+            k: {"mean": -v["mean"], "lo": -v["hi"], "hi": -v["lo"]}
+            for k, v in a["btlm_vs_reference"].items()
+            if v.get("lo") is not None
+        }
+        series[found.get("reference")] = flip
+    series.update(c)
+    series = {k: v for k, v in series.items() if v}
+    if not series or not bands_:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    x = np.arange(len(bands_))
+    for i, (name, d) in enumerate(series.items()):
+        m = np.array([_num((d.get(b) or {}).get("mean")) for b in bands_])
+        lo = np.array([_num((d.get(b) or {}).get("lo")) for b in bands_])
+        hi = np.array([_num((d.get(b) or {}).get("hi")) for b in bands_])
+        off = 0.6 * (i - (len(series) - 1) / 2) / max(len(series), 1)
+        ax.errorbar(x + off, m, yerr=[m - lo, hi - m], fmt="o", ms=4, capsize=2, label=name)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(x, [b.replace("far_x", "≤ ") + "×l_max" for b in bands_])
+    ax.set_ylabel(f"loss minus {study.findings.get('btlm')}, nats\n(below 0: better)")
+    return _save(fig, ax, path, f"Far bands against {study.findings.get('btlm')} (paired 95%)", fontsize=7, ncol=2)
+
+
+def plot_transfer(t: dict, path: Path) -> Path | None:
+    """Each schedule's far_loss gain over the reference at the two widths."""
+    labels = t.get("labels") or []
+    if not labels:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    xs = np.array([t["gain_a"][k] for k in labels])
+    ys = np.array([t["gain_b"][k] for k in labels])
+    ax.scatter(xs, ys)
+    for x, y, k in zip(xs, ys, labels):
+        ax.annotate(k, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    lo, hi = _pad(min(xs.min(), ys.min(), 0), max(xs.max(), ys.max(), 0))
+    ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls=":")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_xlabel("far_loss gain over the reference, width 1 (nats)")
+    ax.set_ylabel("far_loss gain over the reference, width 2 (nats)")
+    rho = "n/a" if t.get("rho") is None else f"{t['rho']:+.2f} [{t['lo']:+.2f}, {t['hi']:+.2f}]"
+    ax.set_title(f"Width transfer: Spearman {rho}")
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)

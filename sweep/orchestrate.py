@@ -47,6 +47,10 @@ def job_working_dir() -> str | None:
 
 
 def sweep_dir_for(spec: SweepSpec, results_root: Path) -> Path:
+    return sweep_dir_for_name(spec.name, results_root)
+
+
+def sweep_dir_for_name(name: str, results_root: Path) -> Path:
     """``<results_root>/<name>``, absolute. A relative root in a ``--working-dir`` job
     would resolve into Ray's temporary copy of the code: refused."""
     wd = job_working_dir()
@@ -57,7 +61,7 @@ def sweep_dir_for(spec: SweepSpec, results_root: Path) -> Path:
             f"is relative, and this Ray job runs in Ray's temporary copy of its working_dir "
             f"({wd}), deleted with the session: pass an absolute path every node can write",
         )
-    return Path(results_root).resolve() / spec.name
+    return Path(results_root).resolve() / name
 
 
 @contextlib.contextmanager
@@ -446,10 +450,13 @@ def measure_step_seconds(spec: SweepSpec, model, steps: int = 2) -> float:
     L = spec.schedules.l_max
     rows = max(1, spec.budget.tokens_per_step // L // spec.resources.workers_per_trial)
     x = torch.randint(0, 256, (rows, L))
+    cast = spec.deepspeed.cpu_autocast(False)
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        model(input_ids=x, labels=x).loss.backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cast):
+            loss = model(input_ids=x, labels=x).loss
+        loss.backward()
         opt.step()
         opt.zero_grad()
         if i:
@@ -464,6 +471,11 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
     from sweep.model import build
 
     m, b = spec.model, spec.budget
+    if measure and spec.resources.gpus_per_worker > 0:
+        import torch
+
+        # A GPU-sized step on this machine's CPU would take minutes and say nothing.
+        measure = torch.cuda.is_available()
     step_s = measure_step_seconds(spec, build(m, 257)) if measure else float("nan")
     const = schedules.plan(
         schedules.ScheduleSpec("constant", spec.schedules.l_min, spec.schedules.l_max),

@@ -342,6 +342,15 @@ class EvalSpec:
 class DeepSpeedSpec:
     __pydantic_config__ = _FORBID
     zero_stage: Annotated[Int, Field(ge=0, le=3)] = 1
+    # auto: bf16 weights on GPU, fp32 on CPU. bf16 on CPU: DeepSpeed's torch_autocast
+    # (bf16 matmuls, fp32 weights, optimizer and loss); fp32: no reduced precision anywhere.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    def bf16_weights(self, use_gpu: bool) -> bool:
+        return use_gpu and self.precision != "fp32"
+
+    def cpu_autocast(self, use_gpu: bool) -> bool:
+        return not use_gpu and self.precision == "bf16"
 
 
 @dataclass(frozen=True)

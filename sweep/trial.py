@@ -126,6 +126,17 @@ class Run:
     def sched(self):
         return self.trial.schedule
 
+    def eval_precision(self):
+        """Evaluate in the precision the model trained in (bf16 autocast on CPU when the
+        spec asks for it): the same numerics, and most of the eval's cost is matmuls."""
+        import contextlib
+
+        import torch
+
+        if self.spec.deepspeed.cpu_autocast(self.device.type == "cuda"):
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
 
 def setup(config: dict, session: Session) -> Run:
     """Data, model and DeepSpeed engine of the trial; every trial with the same seed reads
@@ -298,12 +309,13 @@ def after_step(run: Run, state: LoopState, step: int, loss: float, last: bool, t
         while state.next_eval <= done:
             state.next_eval += every
         t_mid = time.time()
-        mid = evaluate.per_position_losses(
-            run.engine.module,
-            run.evset.tokens[: spec.eval.intermediate_sequences],
-            spec.eval.batch_size,
-            run.device,
-        )
+        with run.eval_precision():
+            mid = evaluate.per_position_losses(
+                run.engine.module,
+                run.evset.tokens[: spec.eval.intermediate_sequences],
+                spec.eval.batch_size,
+                run.device,
+            )
         m_mid = metrics.all_metrics(mid.mean(axis=0), run.sched.l_max)
         state.evals.append(
             {"tokens": state.seen, "fraction": done / spec.budget.tokens,
@@ -330,7 +342,10 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
     spec, sched, p = run.spec, run.sched, run.plan
     module, evset, seen = run.engine.module, run.evset, state.seen
     t_eval = time.time()
-    losses = evaluate.per_position_losses(module, evset.tokens, spec.eval.batch_size, run.device)
+    with run.eval_precision():
+        losses = evaluate.per_position_losses(
+            module, evset.tokens, spec.eval.batch_size, run.device
+        )
     eval_wall = time.time() - t_eval
     curve = losses.mean(axis=0)
     result = metrics.all_metrics(curve, sched.l_max)
@@ -340,9 +355,10 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
     result["exposure_far"] = metrics.exposure_far(edges, exposure, sched.l_max)
     t_probe = time.time()
     natural = evset.natural()
-    probes = evaluate.context_probes(
-        module, evset.tokens, natural, losses, spec.eval, sched.l_max, run.device
-    )
+    with run.eval_precision():
+        probes = evaluate.context_probes(
+            module, evset.tokens, natural, losses, spec.eval, sched.l_max, run.device
+        )
     probe_wall = time.time() - t_probe
     result["ctx_gain"] = float(np.mean(probes["ctx_gain"]))
     for d, drops in zip(probes["copy_distances"], np.asarray(probes["copy"]).T):

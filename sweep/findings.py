@@ -1,0 +1,236 @@
+"""A study's findings, from its arms' records: the numbers (``findings.json``) and the
+document (``study.md`` with its figures), rebuilt whole by ``sweep report STUDY_DIR``.
+
+Cross-arm comparisons pair trials by seed and evaluation document: every arm evaluates the
+same held-out windows (same data spec and eval seed), so rope minus alibi, or window mode
+minus two-stage, are paired differences like those within one sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from sweep.aggregate import Summary, Trial, _iv, _paired, aggregate, units_matrix
+from sweep.intervals import Interval
+from sweep.metrics import bands
+from sweep.records import write_text_atomic
+from sweep.study import RUNS_FILE, Study, best_ramps, load_dir
+
+BOOT = 4000  # bootstrap resamples of the transfer correlation
+
+
+def _by_schedule(summary: Summary) -> dict[str, list[Trial]]:
+    out: dict[str, list[Trial]] = {}
+    for t in summary.finished:
+        out.setdefault(t.record["schedule"], []).append(t)
+    return out
+
+
+def _band_keys(summary: Summary) -> list[str]:
+    t = summary.finished[0]
+    return [name for name, _, _ in bands(int(t.record["eval_length"]), int(t.record["l_max"]))]
+
+
+def _diff(a: list[Trial] | None, b: list[Trial] | None, keys: list[str]) -> dict:
+    """Paired a - b per metric (seed- and document-paired), as interval dicts."""
+    if not a or not b:
+        return {}
+    out = {}
+    for k in keys:
+        iv = _paired(a, b, k)
+        if iv is not None:
+            out[k] = iv.to_dict()
+    return out
+
+
+def _sign(iv: dict | None, worse: str = "worse", better: str = "better") -> str:
+    """The honest reading of a difference (lower loss is better)."""
+    if not iv or iv.get("mean") is None:
+        return "not measured"
+    if iv.get("lo") is None:
+        return "no interval"
+    if iv["lo"] > 0:
+        return worse
+    if iv["hi"] < 0:
+        return better
+    return "not told apart"
+
+
+def spearman_transfer(
+    a: dict[str, np.ndarray],
+    ref_a: np.ndarray,
+    b: dict[str, np.ndarray],
+    ref_b: np.ndarray,
+    level: float = 0.95,
+    n_boot: int = BOOT,
+    seed: int = 0,
+) -> dict:
+    """Rank correlation of the schedules' gains over the reference at two widths.
+
+    ``a[label]`` and ``ref_a`` are (seeds x documents) far_loss matrices of one width, ``b``
+    and ``ref_b`` of the other, on the same seeds and documents. The gain of a schedule is
+    its mean minus the reference's. The interval is a percentile bootstrap that resamples
+    seeds and documents together (both are sources of noise, and the same seed and
+    document index every schedule and both widths, which keeps the pairing):
+    scipy.stats.bootstrap resamples one axis only, hence the two-level loop here."""
+    labels = sorted(set(a) & set(b))
+    if len(labels) < 3:
+        return {"labels": labels, "rho": None, "lo": None, "hi": None, "why": "fewer than 3 schedules"}
+    A = np.stack([a[k] - ref_a for k in labels])  # schedules x seeds x docs
+    B = np.stack([b[k] - ref_b for k in labels])
+    ga, gb = A.mean(axis=(1, 2)), B.mean(axis=(1, 2))
+    rho = float(stats.spearmanr(ga, gb).statistic)
+    rng = np.random.default_rng(seed)
+    n_s, n_d = A.shape[1], A.shape[2]
+    rhos = []
+    for _ in range(n_boot):
+        si = rng.integers(0, n_s, n_s)
+        di = rng.integers(0, n_d, n_d)
+        xa = A[:, si][:, :, di].mean(axis=(1, 2))
+        xb = B[:, si][:, :, di].mean(axis=(1, 2))
+        if np.ptp(xa) == 0 or np.ptp(xb) == 0:
+            continue
+        rhos.append(stats.spearmanr(xa, xb).statistic)
+    rhos = np.asarray(rhos, dtype=float)
+    alpha = (1 - level) / 2
+    lo, hi = (np.quantile(rhos, [alpha, 1 - alpha]) if len(rhos) else (math.nan, math.nan))
+    return {
+        "labels": labels,
+        "gain_a": dict(zip(labels, map(float, ga))),
+        "gain_b": dict(zip(labels, map(float, gb))),
+        "rho": rho,
+        "lo": float(lo),
+        "hi": float(hi),
+        "boot": int(len(rhos)),
+        "method": f"percentile bootstrap over seeds and documents ({len(rhos)} resamples)",
+        "best_a": labels[int(np.argmin(ga))],
+        "best_b": labels[int(np.argmin(gb))],
+    }
+
+
+def _far_matrix(trials: list[Trial], seeds: list[int]) -> np.ndarray | None:
+    by_seed = {t.record["seed"]: t for t in trials}
+    if not all(s in by_seed for s in seeds):
+        return None
+    return units_matrix([by_seed[s] for s in seeds], "far_loss")
+
+
+def compute(study: Study, study_dir: Path) -> dict:
+    """Every number the document states, from the arms' records."""
+    f = study.findings
+    arms: dict[str, Summary] = {}
+    for arm in study.arm_names:
+        d = Path(study_dir) / arm
+        if any(d.glob("trials/*/record.json")):
+            arms[arm] = aggregate(d)
+    main = arms.get(study.main)
+    if main is None or not main.finished:
+        return {"arms": {}, "missing": study.main}
+    S = {arm: _by_schedule(s) for arm, s in arms.items()}
+    M = S[study.main]
+    ref = main.reference
+    keys = ["id_loss", "near_loss", "far_loss", *_band_keys(main), "ctx_gain"]
+    spec = study.arm_spec(study.main, [])
+    ramps = best_ramps(Path(study_dir) / study.main, spec)
+    best = ramps[0] if ramps else None
+    out: dict = {
+        "reference": ref,
+        "best_ramps": ramps,
+        "bands": _band_keys(main),
+        "arms": {arm: s.to_dict() for arm, s in arms.items()},
+    }
+    btlm, neg = f.get("btlm"), f.get("negative")
+    out["btlm"] = {
+        "negative_vs_reference": _diff(M.get(neg), M.get(ref), keys),
+        "negative_vs_btlm": _diff(M.get(neg), M.get(btlm), keys),
+        "btlm_vs_reference": _diff(M.get(btlm), M.get(ref), keys),
+        "controls": main.controls,
+    }
+    rope = f.get("rope_arm")
+    if rope in S:
+        out["rope"] = {
+            label: _diff(S[rope].get(label), M.get(label), keys)
+            for label in S[rope]
+            if label in M
+        }
+    ramp_rows = {r: _diff(M.get(r), M.get(btlm), keys) for r in ramps}
+    out["ramp_vs_btlm"] = {"main": ramp_rows, "best": best}
+    win = f.get("window_arm")
+    if win in S and best:
+        wlabel = next((lab for lab in S[win] if lab.startswith(best) and lab != best), None)
+        if wlabel:
+            out["ramp_vs_btlm"]["window"] = {
+                "label": wlabel,
+                "vs_btlm": _diff(S[win].get(wlabel), M.get(btlm), keys),
+                "vs_reshape": _diff(S[win].get(wlabel), M.get(best), keys),
+            }
+    wide = f.get("wide_arm")
+    if wide in S:
+        W = S[wide]
+        out["ramp_vs_btlm"]["wide"] = {
+            r: _diff(W.get(r), W.get(btlm), keys) for r in ramps if r in W
+        }
+        seeds = sorted({t.record["seed"] for t in main.finished} & {t.record["seed"] for t in arms[wide].finished})
+        common = [lab for lab in W if lab in M and lab != ref]
+        mats_a = {lab: _far_matrix(M[lab], seeds) for lab in common}
+        mats_b = {lab: _far_matrix(W[lab], seeds) for lab in common}
+        ra, rb = _far_matrix(M.get(ref, []), seeds), _far_matrix(W.get(ref, []), seeds)
+        ok = [lab for lab in common if mats_a[lab] is not None and mats_b[lab] is not None]
+        if ra is not None and rb is not None:
+            out["transfer"] = spearman_transfer(
+                {k: mats_a[k] for k in ok}, ra, {k: mats_b[k] for k in ok}, rb
+            )
+            out["transfer"]["picks"] = {
+                study.main: [p["schedule"] for p in main.picks],
+                wide: [p["schedule"] for p in arms[wide].picks],
+            }
+            out["transfer"]["verdicts"] = {study.main: main.verdict, wide: arms[wide].verdict}
+    out["cost"] = _cost(arms, Path(study_dir))
+    return out
+
+
+def _cost(arms: dict[str, Summary], study_dir: Path) -> dict:
+    per = {}
+    for arm, s in arms.items():
+        recs = [t.record for t in s.trials]
+        per[arm] = {
+            "trials": len(recs),
+            "finished": len(s.finished),
+            "trial_wall_s": float(sum(r.get("wall_s") or 0 for r in recs)),
+            "tokens": float(sum(r.get("tokens_trained") or 0 for r in recs)),
+            "flops": float(sum(t.metrics.get("flops", 0) for t in s.finished)),
+        }
+    runs = []
+    path = study_dir / RUNS_FILE
+    if path.is_file():
+        runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {"arms": per, "runs": runs, "wall_s": float(sum(r["wall_s"] for r in runs))}
+
+
+def write_study(study_dir: Path, out: str | Path | None = None) -> Path:
+    """Compute the findings and write ``study.md``, its figures and ``findings.json`` to
+    ``out`` (default: the study's directory)."""
+    from sweep.report_study import write_document
+
+    study_dir = Path(study_dir)
+    study = load_dir(study_dir)
+    found = compute(study, study_dir)
+    dest = Path(out) if out else study_dir
+    dest.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(study_dir / "findings.json", json.dumps(found, indent=1, default=_num))
+    return write_document(study, found, study_dir, dest)
+
+
+def _num(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, Interval):
+        return x.to_dict()
+    raise TypeError(type(x))
+
+
+__all__ = ["compute", "spearman_transfer", "write_study", "_iv", "_sign"]

@@ -1,0 +1,319 @@
+"""The study document (``study.md``) and its figures, from the findings (sweep/findings.py).
+Every sentence that states a result reads its sign from the interval: a difference whose
+95% interval holds zero is "not told apart", whatever its mean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sweep.aggregate import load_trials
+from sweep.findings import _iv, _sign
+from sweep.records import write_text_atomic
+from sweep.study import Study
+
+FIG_DIR = "study"
+
+
+def _f(v, nd: int = 4) -> str:
+    return "n/a" if v is None else f"{v:+.{nd}f}"
+
+
+def _row_iv(d: dict, key: str) -> str:
+    return _iv(d.get(key)) if d else "n/a"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+    ]
+
+
+def _curves(study_dir: Path, arm: str) -> dict[str, np.ndarray]:
+    """Seed-mean per-position loss of every finished schedule of an arm."""
+    trials, _ = load_trials(study_dir / arm)
+    by: dict[str, list] = {}
+    for t in trials:
+        if t.status == "finished":
+            by.setdefault(t.record["schedule"], []).append(np.asarray(t.record["curve"]))
+    return {k: np.mean(v, axis=0) for k, v in by.items()}
+
+
+def _setup(study: Study, found: dict) -> list[str]:
+    spec = study.arm_spec(study.main, [])
+    m, b, e, s = spec.model, spec.budget, spec.eval, spec.schedules
+    lines = [
+        "## Setup",
+        "",
+        f"- Model: btlm-proxy ({m.position}, SwiGLU, muP base width {m.mup_base_width}), "
+        f"d_model {m.d_model}, {m.n_layers} layers, {m.n_heads} heads; "
+        f"precision {spec.deepspeed.precision} (DeepSpeed ZeRO-{spec.deepspeed.zero_stage}).",
+        f"- Data: `{spec.data.corpus}` corpus, `{spec.data.tokenizer}` tokenizer; "
+        f"{spec.data.repeat_share:.0%} of documents carry a copied span "
+        f"(span {spec.data.repeat_span}, up to {spec.data.repeat_max_distance} tokens back).",
+        f"- Budget: {b.tokens:,} tokens per trial, {b.tokens_per_step:,} tokens per step "
+        f"(every schedule trains the same tokens); l_max {s.l_max}, l_min {s.l_min}.",
+        f"- Evaluation: {e.sequences} held-out windows of E = {e.multiple} x l_max = "
+        f"{e.length(s.l_max):,} tokens, the same windows for every trial of every arm; "
+        f"far_loss is the mean loss over positions (l_max, E], also per band "
+        f"({', '.join(found.get('bands', []))}).",
+        f"- Seeds: {', '.join(map(str, spec.seeds))}. Intervals are paired 95% intervals over "
+        "seeds and evaluation documents (docs/design.md, Intervals).",
+        "",
+        "Arms (each an ordinary sweep under the study's directory):",
+        "",
+    ]
+    for arm in study.arm_names:
+        rep = found.get("arms", {}).get(arm)
+        scheds = sorted({t["schedule"] for t in rep["trials"]}) if rep else []
+        lines.append(f"- `{arm}`: {', '.join(f'`{x}`' for x in scheds) or 'not run'}")
+    lines.append("")
+    return lines
+
+
+def _finding_a(found: dict, study: Study) -> list[str]:
+    a = found.get("btlm", {})
+    f = study.findings
+    neg, btlm, ref = f.get("negative"), f.get("btlm"), found.get("reference")
+    nr, nb, br = a.get("negative_vs_reference", {}), a.get("negative_vs_btlm", {}), a.get(
+        "btlm_vs_reference", {}
+    )
+    keys = ["id_loss", "far_loss", *found.get("bands", []), "ctx_gain"]
+    lines = [
+        f"## (a) Short-only training against two stages and constant at {found['bands'][-1][5:] if found.get('bands') else '?'}x l_max (BTLM)",
+        "",
+        f"BTLM: a model trained at 2,048 only does not extrapolate well; two stages (75% of "
+        f"tokens at l_max/4, then l_max) do. Here `{neg}` trains at l_max/4 throughout, "
+        f"`{btlm}` is BTLM's schedule, `{ref}` trains at l_max throughout.",
+        "",
+        f"- `{neg}` - `{ref}`, far_loss: {_row_iv(nr, 'far_loss')}: **{_sign(nr.get('far_loss'))}**.",
+        f"- `{neg}` - `{btlm}`, far_loss: {_row_iv(nb, 'far_loss')}: **{_sign(nb.get('far_loss'))}**.",
+        f"- `{btlm}` - `{ref}`, far_loss: {_row_iv(br, 'far_loss')}: **{_sign(br.get('far_loss'))}**; "
+        f"id_loss {_row_iv(br, 'id_loss')}.",
+        f"- The sweep's own control check: {a.get('controls', {}).get('summary', 'n/a')}.",
+        "",
+    ]
+    rows = [
+        [f"`{k}`", _row_iv(nr, k), _row_iv(nb, k), _row_iv(br, k)] for k in keys if k in nr or k in br
+    ]
+    lines += _table(
+        ["metric", f"{neg} - {ref}", f"{neg} - {btlm}", f"{btlm} - {ref}"], rows
+    )
+    reproduced = _sign(nr.get("far_loss")) == "worse" and _sign(nb.get("far_loss")) == "worse"
+    lines += [
+        "Reading: "
+        + (
+            "reproduced at this scale: short-only training is worse past l_max than both "
+            "two stages and constant, each interval excluding zero."
+            if reproduced
+            else "NOT reproduced at this scale with intervals excluding zero; see the "
+            "controls' verdict above and 'What scale reproduces it' below."
+        ),
+        "",
+    ]
+    return lines
+
+
+def _finding_b(found: dict, study: Study) -> list[str]:
+    rope = found.get("rope")
+    if not rope:
+        return ["## (b) ALiBi against rotary positions past l_max", "", "The rope arm has not run.", ""]
+    keys = ["id_loss", *found.get("bands", []), "far_loss"]
+    rows = [[f"`{lab}`", *(_row_iv(d, k) for k in keys)] for lab, d in rope.items()]
+    far = {lab: _sign(d.get("far_loss")) for lab, d in rope.items()}
+    idl = {lab: _sign(d.get("id_loss")) for lab, d in rope.items()}
+    lines = [
+        "## (b) ALiBi against rotary positions past l_max (Press et al.)",
+        "",
+        "Each schedule trained again with rotary positions (`rope` arm; same data, seeds "
+        "and evaluation windows), paired with its ALiBi trial: rope minus alibi, positive "
+        "means rotary is worse.",
+        "",
+        *_table(["schedule", *keys], rows),
+        "Reading: past l_max rotary is "
+        + ", ".join(f"{far[lab]} (`{lab}`)" for lab in far)
+        + "; within l_max (id_loss) it is "
+        + ", ".join(f"{idl[lab]} (`{lab}`)" for lab in idl)
+        + ".",
+        "",
+    ]
+    return lines
+
+
+def _finding_c(found: dict, study: Study) -> list[str]:
+    c = found.get("ramp_vs_btlm", {})
+    btlm = study.findings.get("btlm")
+    best = c.get("best")
+    lines = [
+        "## (c) A steady ramp against two stages (the open question)",
+        "",
+        f"Every increasing ramp of the main arm minus `{btlm}` (negative: the ramp is better), "
+        f"best far_loss first. The best, `{best}`, was chosen on these same trials, so its "
+        "own row is optimistic (a winner among several); the width arm and the window arm "
+        "train it again on fresh trials, free of that selection.",
+        "",
+    ]
+    rows = [
+        [f"`{r}`", _row_iv(d, "far_loss"), _sign(d.get("far_loss")), _row_iv(d, "id_loss")]
+        for r, d in c.get("main", {}).items()
+    ]
+    lines += _table(["ramp", "far_loss - two_stage", "reading", "id_loss - two_stage"], rows)
+    wide = c.get("wide") or {}
+    if wide:
+        lines += [
+            f"At the second width (`{study.findings.get('wide_arm')}` arm, fresh trials):",
+            "",
+            *_table(
+                ["ramp", "far_loss - two_stage", "reading", "id_loss - two_stage"],
+                [
+                    [f"`{r}`", _row_iv(d, "far_loss"), _sign(d.get("far_loss")), _row_iv(d, "id_loss")]
+                    for r, d in wide.items()
+                ],
+            ),
+        ]
+    win = c.get("window")
+    if win:
+        vb, vr = win["vs_btlm"], win["vs_reshape"]
+        lines += [
+            f"In window mode (`{win['label']}`: rows of l_max, attention limited to the "
+            f"schedule's length, SkyLadder's way): minus `{btlm}` far_loss "
+            f"{_row_iv(vb, 'far_loss')} ({_sign(vb.get('far_loss'))}); minus the same ramp "
+            f"reshaped {_row_iv(vr, 'far_loss')} ({_sign(vr.get('far_loss'))}).",
+            "",
+        ]
+    main_best = c.get("main", {}).get(best, {})
+    wide_best = wide.get(best, {})
+    said = {
+        "better": "better than",
+        "worse": "worse than",
+        "not told apart": "not told apart from",
+    }
+
+    def vs(d: dict) -> str:
+        s = _sign(d.get("far_loss"))
+        return f"{said.get(s, s + ' against')} two stages"
+
+    lines += [
+        f"Reading: past l_max the best ramp `{best}` is {vs(main_best)} in the main arm"
+        + (f", and {vs(wide_best)} at the second width (fresh trials)." if wide_best else "."),
+        "",
+    ]
+    return lines
+
+
+def _transfer(found: dict, study: Study) -> list[str]:
+    t = found.get("transfer")
+    if not t:
+        return ["## Width transfer", "", "The width arm has not run.", ""]
+    wide = study.findings.get("wide_arm")
+    main_spec = study.arm_spec(study.main, [])
+    rows = [
+        [f"`{lab}`", _f(t["gain_a"][lab]), _f(t["gain_b"][lab])] for lab in t["labels"]
+    ]
+    rho = "n/a" if t["rho"] is None else f"{t['rho']:+.2f} [{t['lo']:+.2f}, {t['hi']:+.2f}]"
+    picks = t.get("picks", {})
+    same = t["best_a"] == t["best_b"]
+    return [
+        "## Width transfer",
+        "",
+        f"The reference, the negative control, two stages and the two best ramps again at "
+        f"d_model x2 (`{wide}` arm: muP base width {main_spec.model.mup_base_width} kept, "
+        "the same tokens, not the same tokens per parameter). Gain = the schedule's far_loss "
+        "minus the reference's at that width (seed means).",
+        "",
+        *_table(["schedule", f"gain at d_model {main_spec.model.d_model}", "gain at x2"], rows),
+        f"- Spearman rank correlation of the gains across widths: {rho} "
+        f"({t.get('method', '')}; {len(t['labels'])} schedules, so the statistic takes few values).",
+        f"- Best schedule among these at each width: `{t['best_a']}` and `{t['best_b']}`: "
+        + ("**the same**." if same else "**different**."),
+        f"- The sweeps' own picks: {study.main}: {', '.join(picks.get(study.main, [])) or 'none'}; "
+        f"{wide}: {', '.join(picks.get(wide, [])) or 'none'}.",
+        "",
+    ]
+
+
+def _cost(found: dict, command: str) -> list[str]:
+    c = found.get("cost", {})
+    rows = [
+        [
+            f"`{arm}`",
+            f"{v['finished']}/{v['trials']}",
+            f"{v['tokens'] / 1e6:,.1f}M",
+            f"{v['flops'] / 1e12:,.1f}",
+            f"{v['trial_wall_s'] / 60:,.1f}",
+        ]
+        for arm, v in c.get("arms", {}).items()
+    ]
+    tot = c.get("arms", {}).values()
+    runs = c.get("runs", [])
+    return [
+        "## What it cost",
+        "",
+        *_table(["arm", "trials finished", "tokens trained", "TFLOPs", "trial minutes (sum)"], rows),
+        f"In all {sum(v['tokens'] for v in tot) / 1e6:,.1f}M tokens and "
+        f"{sum(v['flops'] for v in tot) / 1e12:,.0f} TFLOPs; wall time of the study "
+        f"command: {c.get('wall_s', 0) / 60:.1f} min over {len(runs)} run(s) on this "
+        "machine (2 CPU cores, two trials at a time).",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        command,
+        f"sweep report results/{found.get('study', 'study')} --out docs",
+        "```",
+        "",
+    ]
+
+
+def write_document(study: Study, found: dict, study_dir: Path, dest: Path) -> Path:
+    from sweep.figures import plot_study_bands, plot_study_curves, plot_transfer
+
+    found = {**found, "study": study.name}
+    figdir = dest / FIG_DIR
+    figdir.mkdir(parents=True, exist_ok=True)
+    figs = []
+    if found.get("arms"):
+        rope = study.findings.get("rope_arm")
+        curves = {study.main: _curves(study_dir, study.main)}
+        if rope and (study_dir / rope).is_dir():
+            curves[rope] = _curves(study_dir, rope)
+        spec = study.arm_spec(study.main, [])
+        figs.append(
+            plot_study_curves(
+                curves, study, found, spec.schedules.l_max, figdir / "positions.png"
+            )
+        )
+        figs.append(plot_study_bands(found, study, figdir / "bands.png"))
+        if found.get("transfer"):
+            figs.append(plot_transfer(found["transfer"], figdir / "transfer.png"))
+    figs = [p for p in figs if p is not None]
+    lines = [
+        f"# Study `{study.name}`: does a steady context-length ramp beat two stages?",
+        "",
+        "Written by `sweep report` from the study's results; do not edit by hand.",
+        "",
+        "BTLM-3B-8K trained 470B tokens at 2,048 and then 157B at 8,192 with ALiBi; its "
+        "2,048-only model does not extrapolate well, the two-stage model extrapolates to "
+        "about 10k. Would increasing the context length steadily through training flatten "
+        "the loss-versus-position curve further? This study asks the question of a small "
+        "proxy, checks first that the proxy reproduces what is already known, and then "
+        "that its answer holds at a second width.",
+        "",
+    ]
+    if not found.get("arms"):
+        lines += ["The main arm has no finished trials yet.", ""]
+    else:
+        lines += _setup(study, found)
+        lines += [f"![{p.stem}]({FIG_DIR}/{p.name})" for p in figs] + [""]
+        lines += _finding_a(found, study)
+        lines += _finding_b(found, study)
+        lines += _finding_c(found, study)
+        lines += _transfer(found, study)
+    lines += _cost(found, f"sweep run configs/{study.name}.yaml")
+    md = dest / f"{study.name}.md"
+    write_text_atomic(md, "\n".join(lines))
+    return md

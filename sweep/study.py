@@ -1,0 +1,327 @@
+"""A study: several sweeps (arms) run by one command and compared in one document.
+
+Every arm is an ordinary sweep spec, written as changes to the study's ``base`` spec; its
+results are an ordinary sweep directory (``<results>/<study>/<arm>/``), so ``sweep report``
+and ``sweep resume`` work on one arm as on any sweep. The first arm is the main grid;
+later arms may name the schedules it found best (``best_ramp:1``, ``best_ramp:2`` in their
+``schedules.shapes``), resolved once the main arm has finished: the increasing ramps of the
+main arm's candidates, best far_loss first. The study's findings are in sweep/findings.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from sweep.records import write_text_atomic
+from sweep.spec import (
+    RAMPS,
+    SCALAR_PARAMS,
+    SHAPE_PARAMS,
+    SpecError,
+    SweepSpec,
+    _fmt,
+    parse,
+)
+
+STUDY_FILE = "study.yaml"
+RUNS_FILE = "runs.jsonl"
+PLACEHOLDER = re.compile(r"^best_ramp:(\d+)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# What the findings need to know about the arms: their names, checked against ``arms``.
+FINDINGS_KEYS = {
+    "btlm": "the BTLM two-stage schedule's label in the main arm",
+    "negative": "the negative control's label (short-only training)",
+    "rope_arm": "the arm that repeats schedules with rotary positions",
+    "window_arm": "the arm that trains the best ramp in window mode",
+    "wide_arm": "the arm at a second muP width (scale transfer)",
+}
+
+
+def is_study(raw: object) -> bool:
+    return isinstance(raw, dict) and "arms" in raw
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: mappings merge key by key, anything else replaces."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    raw: dict  # the study file as written (stored with the results, compared on resume)
+
+    @property
+    def arm_names(self) -> list[str]:
+        return list(self.raw["arms"])
+
+    @property
+    def main(self) -> str:
+        return self.arm_names[0]
+
+    @property
+    def findings(self) -> dict:
+        return dict(self.raw.get("findings") or {})
+
+    def placeholders(self, arm: str) -> list[int]:
+        shapes = (self.raw["arms"][arm].get("schedules") or {}).get("shapes") or []
+        shapes = shapes if isinstance(shapes, list) else [shapes]
+        return [int(m.group(1)) for s in shapes if isinstance(s, str) and (m := PLACEHOLDER.match(s))]
+
+    def arm_raw(self, arm: str, ramps: list[dict]) -> dict:
+        """The arm's spec in YAML form, ``best_ramp:k`` replaced by ``ramps[k-1]``."""
+        raw = _merge(self.raw.get("base") or {}, self.raw["arms"][arm] or {})
+        raw["name"] = f"{self.name}-{arm}"
+        sched = raw.get("schedules")
+        if isinstance(sched, dict) and isinstance(sched.get("shapes"), list):
+            shapes = []
+            for s in sched["shapes"]:
+                m = PLACEHOLDER.match(s) if isinstance(s, str) else None
+                shapes.append(copy.deepcopy(ramps[int(m.group(1)) - 1]) if m else s)
+            sched["shapes"] = shapes
+        return raw
+
+    def arm_spec(self, arm: str, ramps: list[dict]) -> SweepSpec:
+        try:
+            return parse(self.arm_raw(arm, ramps))
+        except SpecError as e:
+            raise SpecError(f"arms.{arm}.{e.field}", e.value, e.why) from None
+
+
+def ramp_entry(spec: SweepSpec, label: str) -> dict:
+    """A shape entry that reproduces schedule ``label`` of ``spec`` under the same label
+    (its tagged parameters as its own, so the tag comes out the same)."""
+    sched = next(t.schedule for t in spec.trials() if t.schedule.label == label)
+    entry: dict = {"shape": sched.shape, "ramp_rates": [sched.ramp_rate]}
+    for k in SHAPE_PARAMS.get(sched.shape, ()):
+        if k in SCALAR_PARAMS and f"-{SCALAR_PARAMS[k]}{_fmt(getattr(sched, k))}" in sched.tag:
+            entry[k] = [getattr(sched, k)]
+    return entry
+
+
+def ramp_labels(spec: SweepSpec) -> list[str]:
+    """The main arm's increasing-ramp candidates in grid order (the stand-ins a dry run and
+    the validation use before the main arm has results)."""
+    out = []
+    for t in spec.trials():
+        s = t.schedule
+        if s.shape in RAMPS and not s.control and s.mode == "reshape" and s.label not in out:
+            out.append(s.label)
+    return out
+
+
+def best_ramps(main_dir: Path, spec: SweepSpec) -> list[str]:
+    """The main arm's increasing ramps, best (lowest seed-mean far_loss) first: the
+    schedules later arms repeat. Ties go to lower id_loss."""
+    from sweep.aggregate import aggregate
+
+    summary = aggregate(main_dir, spec.schedules.reference)
+    allowed = set(ramp_labels(spec))
+    rows = [r for r in summary.schedules if r["schedule"] in allowed and "far_loss" in r]
+    rows.sort(key=lambda r: (r["far_loss"], r.get("id_loss", 0.0)))
+    return [r["schedule"] for r in rows]
+
+
+def load(path: str | Path) -> Study:
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError("spec", str(path), "file not found")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SpecError("spec", str(path), f"not valid YAML ({str(e).splitlines()[0]})") from None
+    return parse_study(raw)
+
+
+def parse_study(raw: dict) -> Study:
+    """The validated study: every arm parses as a sweep spec (placeholders stood in for by
+    the main arm's ramps), placeholders only in later arms and within the ramps there are."""
+    unknown = set(raw) - {"study", "base", "arms", "findings"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise SpecError(key, raw[key], "unknown study key (study, base, arms, findings)")
+    name = raw.get("study")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SpecError("study", name, "must be a name (letters, digits, _ . -)")
+    if not isinstance(raw.get("base", {}), dict):
+        raise SpecError("base", raw.get("base"), "must be a mapping")
+    arms = raw.get("arms")
+    if not isinstance(arms, dict) or not arms:
+        raise SpecError("arms", arms, "must be a non-empty mapping of arm name to spec changes")
+    for arm, over in arms.items():
+        if not isinstance(arm, str) or not _NAME.match(arm):
+            raise SpecError("arms", arm, "an arm's name must be letters, digits, _ . -")
+        if not isinstance(over, dict):
+            raise SpecError(f"arms.{arm}", over, "must be a mapping of spec changes")
+        if "name" in over:
+            raise SpecError(f"arms.{arm}.name", over["name"], "is set by the study")
+    findings = raw.get("findings") or {}
+    if not isinstance(findings, dict):
+        raise SpecError("findings", findings, "must be a mapping")
+    for key, value in findings.items():
+        if key not in FINDINGS_KEYS:
+            raise SpecError(f"findings.{key}", value, f"unknown ({', '.join(FINDINGS_KEYS)})")
+        if key.endswith("_arm") and value not in arms:
+            raise SpecError(f"findings.{key}", value, f"not an arm ({', '.join(arms)})")
+    study = Study(name, copy.deepcopy(raw))
+    if study.placeholders(study.main):
+        raise SpecError(
+            f"arms.{study.main}.schedules.shapes",
+            "best_ramp",
+            "the main (first) arm cannot name its own best ramps",
+        )
+    main = study.arm_spec(study.main, [])
+    ramps = ramp_labels(main)
+    labels = {t.schedule.label for t in main.trials()}
+    for key in ("btlm", "negative"):
+        if key in findings and findings[key] not in labels:
+            raise SpecError(f"findings.{key}", findings[key], f"not a schedule of arm {study.main}")
+    for arm in study.arm_names[1:]:
+        want = study.placeholders(arm)
+        if want and max(want) > len(ramps) or 0 in want:
+            raise SpecError(
+                f"arms.{arm}.schedules.shapes",
+                f"best_ramp:{max(want)}",
+                f"arm {study.main} has {len(ramps)} increasing ramps",
+            )
+        study.arm_spec(arm, [ramp_entry(main, r) for r in ramps])
+    return study
+
+
+def prepare(study: Study, study_dir: Path, overwrite: bool) -> None:
+    path = study_dir / STUDY_FILE
+    if study_dir.exists() and overwrite:
+        import shutil
+
+        shutil.rmtree(study_dir)
+    elif path.exists():
+        if yaml.safe_load(path.read_text()) != study.raw:
+            raise SpecError(
+                "--results",
+                str(study_dir),
+                "already holds a study with a different spec (pass --overwrite or another --results)",
+            )
+    elif study_dir.exists() and any(study_dir.iterdir()):
+        raise SpecError("--results", str(study_dir), "exists and is not a study's results directory")
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, yaml.safe_dump(study.raw, sort_keys=False))
+    except OSError as exc:
+        why = f"cannot be written ({exc.strerror or type(exc).__name__})"
+        raise SpecError("--results", str(study_dir), why) from None
+
+
+def load_dir(study_dir: Path) -> Study:
+    path = Path(study_dir) / STUDY_FILE
+    if not path.is_file():
+        raise SpecError("DIR", str(study_dir), f"is not a study's results directory (no {STUDY_FILE})")
+    return parse_study(yaml.safe_load(path.read_text()))
+
+
+def is_study_dir(path: Path) -> bool:
+    return (Path(path) / STUDY_FILE).is_file()
+
+
+def resolved_specs(study: Study, study_dir: Path) -> dict[str, SweepSpec]:
+    """Every arm's spec, placeholders resolved from the main arm's results (an arm whose
+    placeholders cannot be resolved yet is left out)."""
+    main = study.arm_spec(study.main, [])
+    out = {study.main: main}
+    best: list[str] | None = None
+    for arm in study.arm_names[1:]:
+        if study.placeholders(arm):
+            if best is None:
+                try:
+                    best = best_ramps(study_dir / study.main, main)
+                except Exception:  # no results yet
+                    best = []
+            if max(study.placeholders(arm)) > len(best):
+                continue
+            out[arm] = study.arm_spec(arm, [ramp_entry(main, r) for r in best])
+        else:
+            out[arm] = study.arm_spec(arm, [])
+    return out
+
+
+def run(study: Study, study_dir: Path, address: str | None, out: TextIO = sys.stdout) -> int:
+    """Run every arm in order (the main arm first: later arms repeat its best ramps), each
+    arm's report after it, then the study document. Finished trials are never rerun."""
+    from sweep import orchestrate
+
+    t0 = time.time()
+    codes = []
+    main = study.arm_spec(study.main, [])
+    for i, arm in enumerate(study.arm_names):
+        if i and study.placeholders(arm):
+            best = best_ramps(study_dir / study.main, main)
+            need = max(study.placeholders(arm))
+            if len(best) < need:
+                print(f"arm {arm}: skipped, the main arm has {len(best)} finished ramps", file=out)
+                codes.append(1)
+                continue
+            print(
+                f"arm {arm}: best ramps of {study.main}: "
+                + ", ".join(f"best_ramp:{k} = {best[k - 1]}" for k in sorted(set(study.placeholders(arm)))),
+                file=out,
+                flush=True,
+            )
+            sw = study.arm_spec(arm, [ramp_entry(main, r) for r in best])
+        else:
+            sw = main if i == 0 else study.arm_spec(arm, [])
+        arm_dir = study_dir / arm
+        orchestrate.prepare(sw, arm_dir)
+        orchestrate.run_sweep(sw, arm_dir, address, out)
+        codes.append(_arm_report(arm_dir))
+    wall = time.time() - t0
+    with open(study_dir / RUNS_FILE, "a") as f:
+        f.write(json.dumps({"started": t0, "wall_s": round(wall, 1)}) + "\n")
+    from sweep.findings import write_study
+
+    md = write_study(study_dir, study_dir)
+    print(f"study {study.name}: {wall / 60:.1f} min this run; document: {md}", file=out)
+    return max(codes, default=0)
+
+
+def _arm_report(arm_dir: Path) -> int:
+    from sweep.aggregate import aggregate, format_table, write_summary
+    from sweep.report import write_report
+
+    summary = aggregate(arm_dir)
+    write_summary(summary)
+    write_report(summary)
+    print(format_table(summary))
+    return 0 if all(t.status in ("finished", "diverged") for t in summary.trials) else 1
+
+
+def dry_run(study: Study, out: TextIO = sys.stdout, measure: bool = True) -> None:
+    from sweep import orchestrate
+
+    main = study.arm_spec(study.main, [])
+    ramps = ramp_labels(main)
+    total = 0.0
+    for i, arm in enumerate(study.arm_names):
+        sw = main if i == 0 else study.arm_spec(arm, [ramp_entry(main, r) for r in ramps])
+        note = ""
+        if study.placeholders(arm):
+            note = " (best_ramp:k stood in for by the main arm's k-th ramp in grid order)"
+        print(f"\n== arm {arm}: {sw.name}{note}", file=out)
+        rows = orchestrate.dry_run(sw, out, measure)
+        slots = min(sw.resources.max_concurrent_trials, len(rows))
+        total += sum(r["est_s"] for r in rows) / slots
+    print(
+        f"\nstudy {study.name}: {len(study.arm_names)} arms; estimated {total / 60:.0f} min "
+        "of training here (evaluation not included); nothing started (--dry-run)",
+        file=out,
+    )
