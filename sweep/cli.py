@@ -235,9 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             orchestrate.preflight(sw, args.address)
             return _run(sw, sweep_dir, args.address)
         if args.cmd == "report":
-            from sweep.aggregate import EmptyResults
-
             from sweep import study
+            from sweep.aggregate import EmptyResults
 
             try:
                 if study.is_study_dir(Path(args.dir)):

@@ -1374,7 +1374,8 @@ def plot_study_bands(found: dict, study, path: Path) -> Path | None:
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(x, [b.replace("far_x", "≤ ") + "×l_max" for b in bands_])
     ax.set_ylabel(f"loss minus {study.findings.get('btlm')}, nats\n(below 0: better)")
-    return _save(fig, ax, path, f"Far bands against {study.findings.get('btlm')} (paired 95%)", fontsize=7, ncol=2)
+    title = f"Far bands against {study.findings.get('btlm')} (paired 95%)"
+    return _save(fig, ax, path, title, fontsize=7, ncol=2)
 
 
 def plot_transfer(t: dict, path: Path) -> Path | None:

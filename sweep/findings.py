@@ -79,7 +79,7 @@ def spearman_transfer(
     scipy.stats.bootstrap resamples one axis only, hence the two-level loop here."""
     labels = sorted(set(a) & set(b))
     if len(labels) < 3:
-        return {"labels": labels, "rho": None, "lo": None, "hi": None, "why": "fewer than 3 schedules"}
+        return {"labels": labels, "rho": None, "lo": None, "hi": None, "why": "under 3 schedules"}
     A = np.stack([a[k] - ref_a for k in labels])  # schedules x seeds x docs
     B = np.stack([b[k] - ref_b for k in labels])
     ga, gb = A.mean(axis=(1, 2)), B.mean(axis=(1, 2))
@@ -97,7 +97,7 @@ def spearman_transfer(
         rhos.append(stats.spearmanr(xa, xb).statistic)
     rhos = np.asarray(rhos, dtype=float)
     alpha = (1 - level) / 2
-    lo, hi = (np.quantile(rhos, [alpha, 1 - alpha]) if len(rhos) else (math.nan, math.nan))
+    lo, hi = np.quantile(rhos, [alpha, 1 - alpha]) if len(rhos) else (math.nan, math.nan)
     return {
         "labels": labels,
         "gain_a": dict(zip(labels, map(float, ga))),
@@ -153,9 +153,7 @@ def compute(study: Study, study_dir: Path) -> dict:
     rope = f.get("rope_arm")
     if rope in S:
         out["rope"] = {
-            label: _diff(S[rope].get(label), M.get(label), keys)
-            for label in S[rope]
-            if label in M
+            label: _diff(S[rope].get(label), M.get(label), keys) for label in S[rope] if label in M
         }
     ramp_rows = {r: _diff(M.get(r), M.get(btlm), keys) for r in ramps}
     out["ramp_vs_btlm"] = {"main": ramp_rows, "best": best}
@@ -174,7 +172,10 @@ def compute(study: Study, study_dir: Path) -> dict:
         out["ramp_vs_btlm"]["wide"] = {
             r: _diff(W.get(r), W.get(btlm), keys) for r in ramps if r in W
         }
-        seeds = sorted({t.record["seed"] for t in main.finished} & {t.record["seed"] for t in arms[wide].finished})
+        seeds = sorted(
+            {t.record["seed"] for t in main.finished}
+            & {t.record["seed"] for t in arms[wide].finished}
+        )
         common = [lab for lab in W if lab in M and lab != ref]
         mats_a = {lab: _far_matrix(M[lab], seeds) for lab in common}
         mats_b = {lab: _far_matrix(W[lab], seeds) for lab in common}

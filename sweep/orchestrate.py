@@ -514,10 +514,15 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
         )
     slots = spec.resources.max_concurrent_trials
     total = sum(r["est_s"] for r in rows) / min(slots, len(rows))
+    when = (
+        f"estimated {total / 60:.1f} min here at {min(slots, len(rows))} at a time "
+        f"(one step at l_max measured at {step_s:.2f}s)"
+        if math.isfinite(step_s)
+        else "time not estimated (the spec asks for GPUs; this machine has none)"
+    )
     print(
         f"{len(rows)} trials; {sum(r['flops'] for r in rows) / 1e12:.2f} TFLOPs in all; "
-        f"estimated {total / 60:.1f} min here at {min(slots, len(rows))} at a time "
-        f"(one step at l_max measured at {step_s:.2f}s); nothing started (--dry-run)",
+        f"{when}; nothing started (--dry-run)",
         file=out,
     )
     return rows

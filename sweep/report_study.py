@@ -43,6 +43,17 @@ def _curves(study_dir: Path, arm: str) -> dict[str, np.ndarray]:
     return {k: np.mean(v, axis=0) for k, v in by.items()}
 
 
+def _said(d: dict, key: str = "far_loss") -> str:
+    return f"{_row_iv(d, key)}: **{_sign(d.get(key))}**"
+
+
+def _ramp_rows(rows: dict) -> list[list[str]]:
+    return [
+        [f"`{r}`", _row_iv(d, "far_loss"), _sign(d.get("far_loss")), _row_iv(d, "id_loss")]
+        for r, d in rows.items()
+    ]
+
+
 def _setup(study: Study, found: dict) -> list[str]:
     spec = study.arm_spec(study.main, [])
     m, b, e, s = spec.model, spec.budget, spec.eval, spec.schedules
@@ -79,30 +90,32 @@ def _finding_a(found: dict, study: Study) -> list[str]:
     a = found.get("btlm", {})
     f = study.findings
     neg, btlm, ref = f.get("negative"), f.get("btlm"), found.get("reference")
-    nr, nb, br = a.get("negative_vs_reference", {}), a.get("negative_vs_btlm", {}), a.get(
-        "btlm_vs_reference", {}
+    nr, nb, br = (
+        a.get("negative_vs_reference", {}),
+        a.get("negative_vs_btlm", {}),
+        a.get("btlm_vs_reference", {}),
     )
     keys = ["id_loss", "far_loss", *found.get("bands", []), "ctx_gain"]
+    top = found["bands"][-1].removeprefix("far_x") if found.get("bands") else "?"
     lines = [
-        f"## (a) Short-only training against two stages and constant at {found['bands'][-1][5:] if found.get('bands') else '?'}x l_max (BTLM)",
+        f"## (a) Short-only training against two stages and constant at {top}x l_max (BTLM)",
         "",
         f"BTLM: a model trained at 2,048 only does not extrapolate well; two stages (75% of "
         f"tokens at l_max/4, then l_max) do. Here `{neg}` trains at l_max/4 throughout, "
         f"`{btlm}` is BTLM's schedule, `{ref}` trains at l_max throughout.",
         "",
-        f"- `{neg}` - `{ref}`, far_loss: {_row_iv(nr, 'far_loss')}: **{_sign(nr.get('far_loss'))}**.",
-        f"- `{neg}` - `{btlm}`, far_loss: {_row_iv(nb, 'far_loss')}: **{_sign(nb.get('far_loss'))}**.",
-        f"- `{btlm}` - `{ref}`, far_loss: {_row_iv(br, 'far_loss')}: **{_sign(br.get('far_loss'))}**; "
-        f"id_loss {_row_iv(br, 'id_loss')}.",
+        f"- `{neg}` - `{ref}`, far_loss: {_said(nr)}.",
+        f"- `{neg}` - `{btlm}`, far_loss: {_said(nb)}.",
+        f"- `{btlm}` - `{ref}`, far_loss: {_said(br)}; id_loss {_row_iv(br, 'id_loss')}.",
         f"- The sweep's own control check: {a.get('controls', {}).get('summary', 'n/a')}.",
         "",
     ]
     rows = [
-        [f"`{k}`", _row_iv(nr, k), _row_iv(nb, k), _row_iv(br, k)] for k in keys if k in nr or k in br
+        [f"`{k}`", _row_iv(nr, k), _row_iv(nb, k), _row_iv(br, k)]
+        for k in keys
+        if k in nr or k in br
     ]
-    lines += _table(
-        ["metric", f"{neg} - {ref}", f"{neg} - {btlm}", f"{btlm} - {ref}"], rows
-    )
+    lines += _table(["metric", f"{neg} - {ref}", f"{neg} - {btlm}", f"{btlm} - {ref}"], rows)
     reproduced = _sign(nr.get("far_loss")) == "worse" and _sign(nb.get("far_loss")) == "worse"
     lines += [
         "Reading: "
@@ -121,7 +134,7 @@ def _finding_a(found: dict, study: Study) -> list[str]:
 def _finding_b(found: dict, study: Study) -> list[str]:
     rope = found.get("rope")
     if not rope:
-        return ["## (b) ALiBi against rotary positions past l_max", "", "The rope arm has not run.", ""]
+        return ["## (b) ALiBi against rotary positions past l_max", "", "Not run.", ""]
     keys = ["id_loss", *found.get("bands", []), "far_loss"]
     rows = [[f"`{lab}`", *(_row_iv(d, k) for k in keys)] for lab, d in rope.items()]
     far = {lab: _sign(d.get("far_loss")) for lab, d in rope.items()}
@@ -157,23 +170,14 @@ def _finding_c(found: dict, study: Study) -> list[str]:
         "train it again on fresh trials, free of that selection.",
         "",
     ]
-    rows = [
-        [f"`{r}`", _row_iv(d, "far_loss"), _sign(d.get("far_loss")), _row_iv(d, "id_loss")]
-        for r, d in c.get("main", {}).items()
-    ]
-    lines += _table(["ramp", "far_loss - two_stage", "reading", "id_loss - two_stage"], rows)
+    head = ["ramp", "far_loss - two_stage", "reading", "id_loss - two_stage"]
+    lines += _table(head, _ramp_rows(c.get("main", {})))
     wide = c.get("wide") or {}
     if wide:
         lines += [
             f"At the second width (`{study.findings.get('wide_arm')}` arm, fresh trials):",
             "",
-            *_table(
-                ["ramp", "far_loss - two_stage", "reading", "id_loss - two_stage"],
-                [
-                    [f"`{r}`", _row_iv(d, "far_loss"), _sign(d.get("far_loss")), _row_iv(d, "id_loss")]
-                    for r, d in wide.items()
-                ],
-            ),
+            *_table(head, _ramp_rows(wide)),
         ]
     win = c.get("window")
     if win:
@@ -211,9 +215,7 @@ def _transfer(found: dict, study: Study) -> list[str]:
         return ["## Width transfer", "", "The width arm has not run.", ""]
     wide = study.findings.get("wide_arm")
     main_spec = study.arm_spec(study.main, [])
-    rows = [
-        [f"`{lab}`", _f(t["gain_a"][lab]), _f(t["gain_b"][lab])] for lab in t["labels"]
-    ]
+    rows = [[f"`{lab}`", _f(t["gain_a"][lab]), _f(t["gain_b"][lab])] for lab in t["labels"]]
     rho = "n/a" if t["rho"] is None else f"{t['rho']:+.2f} [{t['lo']:+.2f}, {t['hi']:+.2f}]"
     picks = t.get("picks", {})
     same = t["best_a"] == t["best_b"]
@@ -227,7 +229,8 @@ def _transfer(found: dict, study: Study) -> list[str]:
         "",
         *_table(["schedule", f"gain at d_model {main_spec.model.d_model}", "gain at x2"], rows),
         f"- Spearman rank correlation of the gains across widths: {rho} "
-        f"({t.get('method', '')}; {len(t['labels'])} schedules, so the statistic takes few values).",
+        f"({t.get('method', '')}; {len(t['labels'])} schedules: the statistic takes few "
+        "values).",
         f"- Best schedule among these at each width: `{t['best_a']}` and `{t['best_b']}`: "
         + ("**the same**." if same else "**different**."),
         f"- The sweeps' own picks: {study.main}: {', '.join(picks.get(study.main, [])) or 'none'}; "
@@ -253,7 +256,7 @@ def _cost(found: dict, command: str) -> list[str]:
     return [
         "## What it cost",
         "",
-        *_table(["arm", "trials finished", "tokens trained", "TFLOPs", "trial minutes (sum)"], rows),
+        *_table(["arm", "finished", "tokens trained", "TFLOPs", "trial minutes (sum)"], rows),
         f"In all {sum(v['tokens'] for v in tot) / 1e6:,.1f}M tokens and "
         f"{sum(v['flops'] for v in tot) / 1e12:,.0f} TFLOPs; wall time of the study "
         f"command: {c.get('wall_s', 0) / 60:.1f} min over {len(runs)} run(s) on this "
@@ -283,9 +286,7 @@ def write_document(study: Study, found: dict, study_dir: Path, dest: Path) -> Pa
             curves[rope] = _curves(study_dir, rope)
         spec = study.arm_spec(study.main, [])
         figs.append(
-            plot_study_curves(
-                curves, study, found, spec.schedules.l_max, figdir / "positions.png"
-            )
+            plot_study_curves(curves, study, found, spec.schedules.l_max, figdir / "positions.png")
         )
         figs.append(plot_study_bands(found, study, figdir / "bands.png"))
         if found.get("transfer"):

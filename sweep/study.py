@@ -78,7 +78,8 @@ class Study:
     def placeholders(self, arm: str) -> list[int]:
         shapes = (self.raw["arms"][arm].get("schedules") or {}).get("shapes") or []
         shapes = shapes if isinstance(shapes, list) else [shapes]
-        return [int(m.group(1)) for s in shapes if isinstance(s, str) and (m := PLACEHOLDER.match(s))]
+        found = [PLACEHOLDER.match(s) for s in shapes if isinstance(s, str)]
+        return [int(m.group(1)) for m in found if m]
 
     def arm_raw(self, arm: str, ramps: list[dict]) -> dict:
         """The arm's spec in YAML form, ``best_ramp:k`` replaced by ``ramps[k-1]``."""
@@ -211,10 +212,12 @@ def prepare(study: Study, study_dir: Path, overwrite: bool) -> None:
             raise SpecError(
                 "--results",
                 str(study_dir),
-                "already holds a study with a different spec (pass --overwrite or another --results)",
+                "already holds a study with a different spec "
+                "(pass --overwrite or another --results)",
             )
     elif study_dir.exists() and any(study_dir.iterdir()):
-        raise SpecError("--results", str(study_dir), "exists and is not a study's results directory")
+        why = "exists and is not a study's results directory"
+        raise SpecError("--results", str(study_dir), why)
     try:
         study_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, yaml.safe_dump(study.raw, sort_keys=False))
@@ -226,7 +229,8 @@ def prepare(study: Study, study_dir: Path, overwrite: bool) -> None:
 def load_dir(study_dir: Path) -> Study:
     path = Path(study_dir) / STUDY_FILE
     if not path.is_file():
-        raise SpecError("DIR", str(study_dir), f"is not a study's results directory (no {STUDY_FILE})")
+        why = f"is not a study's results directory (no {STUDY_FILE})"
+        raise SpecError("DIR", str(study_dir), why)
     return parse_study(yaml.safe_load(path.read_text()))
 
 
@@ -255,10 +259,12 @@ def resolved_specs(study: Study, study_dir: Path) -> dict[str, SweepSpec]:
     return out
 
 
-def run(study: Study, study_dir: Path, address: str | None, out: TextIO = sys.stdout) -> int:
+def run(study: Study, study_dir: Path, address: str | None, out: TextIO | None = None) -> int:
     """Run every arm in order (the main arm first: later arms repeat its best ramps), each
     arm's report after it, then the study document. Finished trials are never rerun."""
     from sweep import orchestrate
+
+    out = out or sys.stdout
 
     t0 = time.time()
     codes = []
@@ -271,9 +277,10 @@ def run(study: Study, study_dir: Path, address: str | None, out: TextIO = sys.st
                 print(f"arm {arm}: skipped, the main arm has {len(best)} finished ramps", file=out)
                 codes.append(1)
                 continue
+            named = sorted(set(study.placeholders(arm)))
             print(
                 f"arm {arm}: best ramps of {study.main}: "
-                + ", ".join(f"best_ramp:{k} = {best[k - 1]}" for k in sorted(set(study.placeholders(arm)))),
+                + ", ".join(f"best_ramp:{k} = {best[k - 1]}" for k in named),
                 file=out,
                 flush=True,
             )
@@ -305,12 +312,14 @@ def _arm_report(arm_dir: Path) -> int:
     return 0 if all(t.status in ("finished", "diverged") for t in summary.trials) else 1
 
 
-def dry_run(study: Study, out: TextIO = sys.stdout, measure: bool = True) -> None:
+def dry_run(study: Study, out: TextIO | None = None, measure: bool = True) -> None:
     from sweep import orchestrate
+
+    out = out or sys.stdout
 
     main = study.arm_spec(study.main, [])
     ramps = ramp_labels(main)
-    total = 0.0
+    total = flops = 0.0
     for i, arm in enumerate(study.arm_names):
         sw = main if i == 0 else study.arm_spec(arm, [ramp_entry(main, r) for r in ramps])
         note = ""
@@ -320,8 +329,14 @@ def dry_run(study: Study, out: TextIO = sys.stdout, measure: bool = True) -> Non
         rows = orchestrate.dry_run(sw, out, measure)
         slots = min(sw.resources.max_concurrent_trials, len(rows))
         total += sum(r["est_s"] for r in rows) / slots
+        flops += sum(r["flops"] for r in rows)
+    when = (
+        f"estimated {total / 60:.0f} min of training here (evaluation not included)"
+        if total == total
+        else "time not estimated here"
+    )
     print(
-        f"\nstudy {study.name}: {len(study.arm_names)} arms; estimated {total / 60:.0f} min "
-        "of training here (evaluation not included); nothing started (--dry-run)",
+        f"\nstudy {study.name}: {len(study.arm_names)} arms, {flops / 1e15:,.1f} PFLOPs of "
+        f"training; {when}; nothing started (--dry-run)",
         file=out,
     )

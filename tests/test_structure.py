@@ -42,6 +42,7 @@ def test_offline_stages_import_no_training_code():
         "import sys\n"
         "import sweep.aggregate, sweep.report, sweep.export, sweep.records, sweep.orchestrate\n"
         "import sweep.cli, sweep.schedules, sweep.spec, sweep.metrics, sweep.intervals\n"
+        "import sweep.study, sweep.findings, sweep.report_study, sweep.figures\n"
         f"print([m for m in {TRAINING!r} if m in sys.modules])"
     )
     assert r.returncode == 0, r.stderr[-2000:]
