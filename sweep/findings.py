@@ -159,8 +159,8 @@ def compute(study: Study, study_dir: Path) -> dict:
     out["ramp_vs_btlm"] = {"main": ramp_rows, "best": best}
     win = f.get("window_arm")
     if win in S and best:
-        wlabel = next((lab for lab in S[win] if lab.startswith(best) and lab != best), None)
-        if wlabel:
+        wlabel = f"{best}-window"
+        if wlabel in S[win]:
             out["ramp_vs_btlm"]["window"] = {
                 "label": wlabel,
                 "vs_btlm": _diff(S[win].get(wlabel), M.get(btlm), keys),
