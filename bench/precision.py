@@ -82,7 +82,9 @@ def main() -> None:
             f"{key}: bf16 - fp32 per seed {', '.join(f'{d:+.4f}' for d in diff)}; "
             f"fp32 seed sd {noise:.4f} -> {'within' if ok else 'OUTSIDE'} seed noise"
         )
-    loss = {p: {s: [h["loss"] for h in r["history"]] for s, r in rs.items()} for p, rs in recs.items()}
+    loss = {
+        p: {s: [h["loss"] for h in r["history"]] for s, r in rs.items()} for p, rs in recs.items()
+    }
     same_seed = statistics.median(rms(loss["bf16"][s], loss["fp32"][s]) for s in a.seeds)
     seeds = a.seeds
     other_seed = statistics.median(
