@@ -464,6 +464,37 @@ def measure_step_seconds(spec: SweepSpec, model, steps: int = 2) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def measure_eval_seconds(spec: SweepSpec, model) -> float:
+    """Wall seconds of a trial's final evaluation on this machine: one batch of the
+    per-position eval at E and the probes on one sequence, timed with the spec's threads
+    and precision, scaled to ``eval.sequences`` and ``eval.probe_sequences``."""
+    import contextlib
+
+    import numpy as np
+    import torch
+
+    from sweep import evaluate
+
+    torch.set_num_threads(spec.resources.cpus_per_worker)
+    ev, L = spec.eval, spec.schedules.l_max
+    E = ev.length(L)
+    cast = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if spec.deepspeed.cpu_autocast(False)
+        else contextlib.nullcontext()
+    )
+    rng = np.random.default_rng(0)
+    seqs = rng.integers(0, 256, (ev.batch_size, E + 1))
+    with cast:
+        t0 = time.perf_counter()
+        losses = evaluate.per_position_losses(model, seqs, ev.batch_size, "cpu")
+        t_eval = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        evaluate.context_probes(model, seqs[:1], np.ones(1, bool), losses[:1], ev, L, "cpu")
+        t_probe = time.perf_counter() - t0
+    return t_eval * ev.sequences / ev.batch_size + t_probe * min(ev.probe_sequences, ev.sequences)
+
+
 def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> list[dict]:
     """List the trials with token budget, FLOPs and estimated time here; start nothing.
     Time is the measured step time at l_max scaled by each trial's FLOPs, plus the
@@ -476,7 +507,11 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
 
         # A GPU-sized step on this machine's CPU would take minutes and say nothing.
         measure = torch.cuda.is_available()
-    step_s = measure_step_seconds(spec, build(m, 257)) if measure else float("nan")
+    step_s = eval_s = float("nan")
+    if measure:
+        model = build(m, 257)
+        step_s = measure_step_seconds(spec, model)
+        eval_s = measure_eval_seconds(spec, model)
     const = schedules.plan(
         schedules.ScheduleSpec("constant", spec.schedules.l_min, spec.schedules.l_max),
         b.tokens_per_step,
@@ -494,7 +529,7 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
     )
     for t in trials:
         p, flops = t.plan(), trial_flops(t)
-        est = overhead + step_s * flops / flops_per_step_at_lmax
+        est = overhead + step_s * flops / flops_per_step_at_lmax + eval_s
         rows.append(
             {
                 "trial_id": t.trial_id,
@@ -516,7 +551,7 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
     total = sum(r["est_s"] for r in rows) / min(slots, len(rows))
     when = (
         f"estimated {total / 60:.1f} min here at {min(slots, len(rows))} at a time "
-        f"(one step at l_max measured at {step_s:.2f}s)"
+        f"(one step at l_max measured at {step_s:.2f}s, a trial's evaluation at {eval_s:.0f}s)"
         if math.isfinite(step_s)
         else "time not estimated (the spec asks for GPUs; this machine has none)"
     )

@@ -247,9 +247,11 @@ def resolved_specs(study: Study, study_dir: Path) -> dict[str, SweepSpec]:
     for arm in study.arm_names[1:]:
         if study.placeholders(arm):
             if best is None:
+                from sweep.aggregate import EmptyResults
+
                 try:
                     best = best_ramps(study_dir / study.main, main)
-                except Exception:  # no results yet
+                except EmptyResults:  # the main arm has no records yet
                     best = []
             if max(study.placeholders(arm)) > len(best):
                 continue
@@ -330,11 +332,7 @@ def dry_run(study: Study, out: TextIO | None = None, measure: bool = True) -> No
         slots = min(sw.resources.max_concurrent_trials, len(rows))
         total += sum(r["est_s"] for r in rows) / slots
         flops += sum(r["flops"] for r in rows)
-    when = (
-        f"estimated {total / 60:.0f} min of training here (evaluation not included)"
-        if total == total
-        else "time not estimated here"
-    )
+    when = f"estimated {total / 60:.0f} min here" if total == total else "time not estimated here"
     print(
         f"\nstudy {study.name}: {len(study.arm_names)} arms, {flops / 1e15:,.1f} PFLOPs of "
         f"training; {when}; nothing started (--dry-run)",

@@ -56,3 +56,15 @@ def test_flops_params_match_the_built_model(model):
     raw["model"].update(model)
     m = spec.parse(raw).model
     assert orchestrate.non_embedding_params(m) == built_params(build(m, 257))
+
+
+def test_dry_run_eval_estimate_scales_with_the_eval_windows():
+    import dataclasses
+
+    from sweep.model import build
+
+    sw = spec.load(ROOT / "configs" / "smoke.yaml")
+    model = build(sw.model, 257)
+    few = orchestrate.measure_eval_seconds(sw, model)
+    many = dataclasses.replace(sw, eval=dataclasses.replace(sw.eval, sequences=64))
+    assert orchestrate.measure_eval_seconds(many, model) > 3 * few > 0
