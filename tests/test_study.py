@@ -260,19 +260,35 @@ def test_transfer_correlation_reads_order_not_level():
     assert two["rho"] is None
 
 
-def test_transfer_interval_coverage():
+def test_row_spearman_is_scipys_spearman_ties_included():
+    from scipy import stats
+
+    from sweep.findings import _row_spearman
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 3, (50, 5)).astype(float)  # many ties
+    y = rng.standard_normal((50, 5))
+    x, y = x[np.ptp(x, axis=1) > 0], y[np.ptp(x, axis=1) > 0]
+    want = [stats.spearmanr(a, b).statistic for a, b in zip(x, y)]
+    np.testing.assert_allclose(_row_spearman(x, y), want, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "truth,gb", [(0.8, [0.0, 0.02, 0.01, 0.03]), (1.0, [0.0, 0.01, 0.02, 0.03])]
+)
+def test_transfer_interval_coverage(truth, gb):
     """Nominal 95%: how often the interval holds the true correlation of the true gains
-    (0.8: one pair swapped between widths) with training noise of the order of the gaps
-    between schedules. Measured 0.95-0.99 at 150 repeats; the percentile bootstrap with 3
-    seeds under-covers at the bound (true 1.0, 0.89 at seed noise 0.01)."""
+    (0.8: one pair swapped between widths; 1.0: the same order) with training noise of
+    half the gaps between schedules, 3 seeds, 40 documents. Measured 0.997 for both at 300
+    repeats; at seed noise equal to the gaps it under-covers: 0.92 (true 0.8) and 0.88
+    (true 1.0, at the bound): a percentile interval of a bounded, discrete statistic from
+    3 seeds (docs/design.md, Studies)."""
     rng = np.random.default_rng(1)
-    hits = [
-        (t := _sim(rng, [0.0, 0.01, 0.02, 0.03], [0.0, 0.02, 0.01, 0.03], n_boot=300))["lo"] - 1e-9
-        <= 0.8
-        <= t["hi"] + 1e-9
-        for _ in range(80)
-    ]
-    assert np.mean(hits) >= 0.88
+    hits = []
+    for _ in range(300):
+        t = _sim(rng, [0.0, 0.01, 0.02, 0.03], gb, n_boot=1000)
+        hits.append(t["lo"] - 1e-9 <= truth <= t["hi"] + 1e-9)
+    assert np.mean(hits) >= 0.93
 
 
 # ----------------------------------------------------------------------------- e2e
