@@ -377,6 +377,84 @@ class WandbSpec:
     entity: Str | None = None
 
 
+def _range(v: Any) -> Any:
+    """A [low, high] pair, low <= high (one value: a fixed point)."""
+    v = _as_list(v)
+    if isinstance(v, list) and len(v) == 1:
+        v = v * 2
+    if isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+        if v[0] > v[1]:
+            raise ValueError("must be [low, high] with low <= high")
+    return v
+
+
+def Range(t: Any) -> Any:  # noqa: N802 (a type constructor)
+    """A search range: [low, high] of ``t`` (or one value)."""
+    return Annotated[tuple[t, t], BeforeValidator(_range)]
+
+
+# Shapes the search samples: the ramps and BTLM's two stages (the reference and controls
+# run as fixed trials beside it, from ``schedules``).
+SearchShape = Literal["linear", "root", "geometric", "exponential", "cosine", "two_stage"]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What the searcher chooses for each sample: a shape (categorical) and the continuous
+    parameters the chosen shape reads; a range of one value fixes the parameter."""
+
+    __pydantic_config__ = _FORBID
+    shapes: Annotated[
+        tuple[SearchShape, ...],
+        BeforeValidator(_as_list),
+        Field(min_length=1),
+        AfterValidator(_unique),
+    ] = ("linear", "root", "geometric", "two_stage")
+    ramp_rate: Range(Rate) = (0.1, 1.0)  # ramps
+    l_min: Range(PosInt) | None = None  # ramps; default: schedules.l_min, fixed
+    switch: Range(Unit) = (0.5, 0.9)  # two_stage: fraction of tokens at l_short
+    l_short: Range(PosInt) | None = None  # two_stage; default: l_max // 4, fixed
+    degree: Range(PosFloat) = (1.5, 4.0)  # root
+    modes: Annotated[
+        tuple[Mode, ...], BeforeValidator(_as_list), Field(min_length=1), AfterValidator(_unique)
+    ] = ("reshape",)
+
+
+@dataclass(frozen=True)
+class EarlyStopSpec:
+    """Stop a sampled trial whose intermediate evaluation is dominated at a rung; never
+    before its schedule has trained ``min_at_l_max`` of the budget at l_max."""
+
+    __pydantic_config__ = _FORBID
+    enabled: Bool = False
+    rungs: Annotated[
+        tuple[Annotated[Float, Field(gt=0, lt=1)], ...],
+        BeforeValidator(_as_list),
+        Field(min_length=1),
+        AfterValidator(_unique),
+    ] = (0.5, 0.75)  # budget fractions at which trials are compared
+    min_at_l_max: Annotated[Float, Field(gt=0, lt=1)] = 0.1
+    noise_z: PosFloat = 2.0  # dominance beyond z x the SE of the intermediate difference
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """``search:`` in the spec: a multi-objective searcher over schedule parameters in place
+    of the grid (the reference and controls still run, once per seed)."""
+
+    __pydantic_config__ = _FORBID
+    num_samples: PosInt = 16
+    max_concurrent: PosInt = 2
+    seed: Seed = 0
+    sampler: Literal["tpe", "nsga2"] = "tpe"  # Optuna's multi-objective TPE or NSGA-II
+    objectives: tuple[Literal["far_loss"], Literal["id_loss", "flops"]] = (
+        "far_loss",
+        "id_loss",
+    )
+    space: SearchSpace = SearchSpace()
+    early_stop: EarlyStopSpec = EarlyStopSpec()
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     __pydantic_config__ = _FORBID
@@ -393,6 +471,7 @@ class SweepSpec:
     wandb: WandbSpec = WandbSpec()
     checkpoint: CheckpointSpec = CheckpointSpec()
     log_every_steps: PosInt = 5
+    search: SearchSpec | None = None
 
     def to_dict(self) -> dict:
         """The spec in its YAML form: ``parse(spec.to_dict()) == spec``."""
@@ -611,6 +690,7 @@ _SECTIONS = {
     "resources": Resources,
     "wandb": WandbSpec,
     "checkpoint": CheckpointSpec,
+    "search": SearchSpec,
 }
 
 
@@ -624,6 +704,7 @@ def _check(spec: SweepSpec) -> None:
     _check_data(spec)
     _check_schedules(spec)
     _check_eval(spec)
+    _check_search(spec)
     _check_resources(spec)
 
 
@@ -846,6 +927,33 @@ def _check_eval(spec: SweepSpec) -> None:
         raise SpecError("eval.window_stride", e.window_stride, f"must divide l_max={l_max}")
     if not 2 <= e.copy_span <= l_max // 2:
         raise SpecError("eval.copy_span", e.copy_span, f"must be in [2, l_max/2={l_max // 2}]")
+
+
+def _check_search(spec: SweepSpec) -> None:
+    q = spec.search
+    if q is None:
+        return
+    s, sp = spec.schedules, q.space
+    for name, rng in (("l_min", sp.l_min), ("l_short", sp.l_short)):
+        if rng is not None and not s.multiple_of <= rng[0] <= rng[1] <= s.l_max:
+            raise SpecError(
+                f"search.space.{name}",
+                list(rng),
+                f"must lie in [multiple_of={s.multiple_of}, l_max={s.l_max}]",
+            )
+    es = q.early_stop
+    if es.enabled and spec.eval.every_fraction <= 0:
+        raise SpecError(
+            "search.early_stop.enabled",
+            True,
+            "needs intermediate evaluations (eval.every_fraction > 0) to judge a rung",
+        )
+    if es.enabled and min(es.rungs) <= es.min_at_l_max:
+        raise SpecError(
+            "search.early_stop.rungs",
+            list(es.rungs),
+            f"a rung at or before min_at_l_max={es.min_at_l_max:g} can judge no trial",
+        )
 
 
 def _check_resources(spec: SweepSpec) -> None:
