@@ -160,13 +160,29 @@ class Progress:
         class _Progress(tune.Callback):
             def __init__(self, ids: list[str], kept: int, out: TextIO, every_s: float = 15.0):
                 self.state = dict.fromkeys(ids, "pending")
+                self.names: dict[str, str] = {}
                 self.kept, self.out, self.every_s = kept, out, every_s
                 self.live: dict[str, dict] = {}
                 self.t0 = time.time()
                 self.last = 0.0
 
             def _id(self, trial) -> str:
-                return trial.config["trial"]["trial_id"]
+                if "trial" in trial.config:
+                    return trial.config["trial"]["trial_id"]
+                tid = self.names.get(trial.trial_id)
+                if tid is None:  # a searched trial: its id comes from its parameters
+                    from sweep.search import sample_trial
+                    from sweep.spec import parse
+
+                    cfg = trial.config
+                    tid = sample_trial(cfg["params"], cfg["number"], parse(cfg["sweep"])).trial_id
+                    self.names[trial.trial_id] = tid
+                    # a search's trials are known only when asked: take a placeholder's place
+                    slot = next((k for k in self.state if k.startswith("?")), None)
+                    if slot is not None:
+                        del self.state[slot]
+                    self.state[tid] = "pending"
+                return tid
 
             def _say(self, msg: str) -> None:
                 el = int(time.time() - self.t0)
@@ -373,9 +389,6 @@ def run_sweep(
     # duplicate it, and importing TensorBoardX (and with it torch) adds ~2 s to start-up.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     import ray
-    from ray import tune
-
-    from sweep.trial import run_trial
 
     # With those loggers off, Tune's end-of-run analysis warns that it finds no
     # result.json for any trial; the records are the results, so the warning misleads.
@@ -385,6 +398,13 @@ def run_sweep(
     done = finished_ids(trials, sweep_dir)
     pending = longest_first([t for t in trials if t.trial_id not in done])
     r = spec.resources
+    samples = remaining = 0
+    if spec.search is not None:
+        from sweep.search import sample_records
+
+        s_done, s_redo = sample_records(sweep_dir)
+        samples = spec.search.num_samples
+        remaining = max(0, samples - len(s_done))
     print(
         f"sweep {spec.name}: {len(trials)} trials ({len(done)} already finished), "
         f"{_fmt_tokens(spec.budget.tokens)} tokens each, up to {r.max_concurrent_trials} at a "
@@ -392,44 +412,64 @@ def run_sweep(
         file=out,
         flush=True,
     )
-    if not pending:
+    if samples:
+        print(
+            f"search: {samples} sampled schedules ({samples - remaining} already done), "
+            f"{spec.search.sampler} on {' and '.join(spec.search.objectives)}, up to "
+            f"{spec.search.max_concurrent} at a time",
+            file=out,
+            flush=True,
+        )
+    if not pending and not remaining:
         return []
     started_here = start_ray(address, out)
     try:
         check_resources(spec)
-        progress = Progress([t.trial_id for t in pending], len(done), out)
-        single = r.workers_per_trial == 1
-        tuner = tune.Tuner(
-            tune.with_resources(run_trial, trial_resources(spec)),
-            param_space={
-                "trial": tune.grid_search([t.to_dict() for t in pending]),
-                "sweep_dir": str(sweep_dir),
-            },
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=r.max_concurrent_trials,
-                trial_name_creator=lambda t: t.config["trial"]["trial_id"],
-                trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
-                # A finished single-worker trial hands its warm process (imports, process
-                # group) to the next one; worker groups are per trial anyway.
-                reuse_actors=single,
-            ),
-            run_config=tune.RunConfig(
-                name="tune",
-                storage_path=str(sweep_dir / "ray"),
-                verbose=0,
-                callbacks=[progress],
-                # Restarts: Tune's for a trial that trains in its own process, Ray Train's
-                # for a worker group (both would multiply the retries).
-                failure_config=tune.FailureConfig(max_failures=r.max_failures if single else 0),
-            ),
-        )
-        # Tune's end-of-run analysis needs a working directory that still exists.
-        with working_directory(sweep_dir):
-            tuner.fit()
+        if pending:  # the fixed trials first: a search's samples are judged against them
+            _fit_grid(spec, sweep_dir, pending, len(done), out)
+        if remaining:
+            _fit_search(spec, sweep_dir, s_done, s_redo, remaining, out)
     finally:
         if started_here:
             ray.shutdown()
     return [t.trial_id for t in pending]
+
+
+def _fit_grid(spec: SweepSpec, sweep_dir: Path, pending: list, kept: int, out: TextIO) -> None:
+    from ray import tune
+
+    from sweep.trial import run_trial
+
+    r = spec.resources
+    progress = Progress([t.trial_id for t in pending], kept, out)
+    single = r.workers_per_trial == 1
+    tuner = tune.Tuner(
+        tune.with_resources(run_trial, trial_resources(spec)),
+        param_space={
+            "trial": tune.grid_search([t.to_dict() for t in pending]),
+            "sweep_dir": str(sweep_dir),
+        },
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=r.max_concurrent_trials,
+            trial_name_creator=lambda t: t.config["trial"]["trial_id"],
+            trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
+            # A finished single-worker trial hands its warm process (imports, process
+            # group) to the next one; worker groups are per trial anyway.
+            reuse_actors=single,
+        ),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=str(sweep_dir / "ray"),
+            verbose=0,
+            callbacks=[progress],
+            # Restarts: Tune's for a trial that trains in its own process, Ray Train's
+            # for a worker group (both would multiply the retries).
+            failure_config=tune.FailureConfig(max_failures=r.max_failures if single else 0),
+        ),
+    )
+    # Tune's end-of-run analysis needs a working directory that still exists.
+    with working_directory(sweep_dir):
+        tuner.fit()
 
 
 def trial_overhead_s(spec: SweepSpec) -> float:
@@ -561,3 +601,42 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
         file=out,
     )
     return rows
+
+
+def _fit_search(
+    spec: SweepSpec, sweep_dir: Path, done: list, redo_recs: list, remaining: int, out: TextIO
+) -> None:
+    """The searcher's samples, after the fixed trials: Optuna (sweep.search.make_searcher)
+    proposes, Tune runs up to ``search.max_concurrent`` at a time, the rung rule stops
+    (``search.early_stop``)."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from sweep.search import make_searcher, make_stopper, params_of
+    from sweep.trial import run_sample
+
+    q, r = spec.search, spec.resources
+    redo = [params_of(TrialSpec.from_dict(rec["config"]).schedule, spec) for rec in redo_recs]
+    searcher = ConcurrencyLimiter(make_searcher(spec, done, redo), max_concurrent=q.max_concurrent)
+    single = r.workers_per_trial == 1
+    tuner = tune.Tuner(
+        tune.with_resources(run_sample, trial_resources(spec)),
+        param_space={"sweep": spec.to_dict(), "sweep_dir": str(sweep_dir)},
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=remaining,
+            scheduler=make_stopper(spec, sweep_dir) if q.early_stop.enabled else None,
+            trial_name_creator=lambda t: f"q{t.config['number']:03d}",
+            trial_dirname_creator=lambda t: f"q{t.config['number']:03d}",
+            reuse_actors=single,
+        ),
+        run_config=tune.RunConfig(
+            name="search",
+            storage_path=str(sweep_dir / "ray"),
+            verbose=0,
+            callbacks=[Progress([f"?{i}" for i in range(remaining)], len(done), out)],
+            failure_config=tune.FailureConfig(max_failures=r.max_failures if single else 0),
+        ),
+    )
+    with working_directory(sweep_dir):
+        tuner.fit()

@@ -13,7 +13,7 @@ import numpy as np
 
 from sweep.spec import TrialSpec
 
-STATUSES = ("finished", "failed", "diverged", "running")
+STATUSES = ("finished", "failed", "diverged", "running", "stopped")  # stopped: early, by a rung
 
 
 def trial_dir(sweep_dir: Path, trial_id: str) -> Path:

@@ -125,3 +125,234 @@ def dominating(
         if ok:
             return o
     return None
+
+
+# ----------------------------------------------------------------------------- samples
+
+SAMPLE_PREFIX = "q"  # trial ids of sampled trials: q<number>-<label>-s<seed>
+
+
+def sample_trial(params: dict[str, Any], number: int, spec: SweepSpec):
+    """The TrialSpec of sample ``number`` (first seed of the spec: a sample is one
+    schedule, trained once; the fixed reference and controls carry the seeds)."""
+    from sweep.spec import TrialSpec
+
+    sched = schedule_of(params, spec)
+    seed = spec.seeds[0]
+    return TrialSpec(f"{SAMPLE_PREFIX}{number:03d}-{sched.label}-s{seed}", seed, sched, spec)
+
+
+def params_of(sched: ScheduleSpec, spec: SweepSpec) -> dict[str, Any]:
+    """The searched parameters a sampled schedule was made from (inverse of
+    ``schedule_of`` on its rounded values): what a resumed searcher is told."""
+    names = space_params(spec.search.space, spec)
+    values = {
+        "shape": sched.shape,
+        "mode": sched.mode,
+        "ramp_rate": sched.ramp_rate,
+        "l_min": sched.l_min,
+        "degree": sched.degree,
+        "switch": sched.switch,
+        "l_short": sched.l_short,
+    }
+    keep = {"shape", "mode", *reads(sched.shape)}
+    out = {}
+    for k, dist in names.items():
+        if k in keep:
+            v = values[k]
+            out[k] = v if dist[0] == "cat" else min(max(v, dist[1]), dist[2])
+    return out
+
+
+def distributions(params: dict[str, Any], spec: SweepSpec) -> dict:
+    """Optuna distributions of the parameters ``params`` holds (define-by-run: a sample
+    has only those its shape reads)."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    out = {}
+    for k, dist in space_params(spec.search.space, spec).items():
+        if k not in params:
+            continue
+        if dist[0] == "cat":
+            out[k] = CategoricalDistribution(dist[1])
+        elif dist[0] == "int":
+            out[k] = IntDistribution(dist[1], dist[2])
+        else:
+            out[k] = FloatDistribution(dist[1], dist[2])
+    return out
+
+
+def suggest(trial, spec: SweepSpec) -> dict[str, Any]:
+    """Define-by-run: the shape first, then only the parameters that shape reads."""
+    names = space_params(spec.search.space, spec)
+    params: dict[str, Any] = {}
+    for k, dist in names.items():
+        if k == "shape" or k == "mode":
+            params[k] = trial.suggest_categorical(k, dist[1])
+    shape = params.get("shape", spec.search.space.shapes[0])
+    for k in reads(shape):
+        if k in names:
+            kind, lo, hi = names[k]
+            suggest_ = trial.suggest_int if kind == "int" else trial.suggest_float
+            params[k] = suggest_(k, lo, hi)
+    return params
+
+
+def objective_values(rec: dict, spec: SweepSpec) -> list[float] | None:
+    """The objectives of a finished record (None when one is missing or not finite)."""
+    m = rec.get("metrics") or {}
+    vals = [m.get(k) for k in spec.search.objectives]
+    if any(v is None or not math.isfinite(v) for v in vals):
+        return None
+    return [float(v) for v in vals]
+
+
+def make_sampler(spec: SweepSpec):
+    import optuna
+
+    q = spec.search
+    if q.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=q.seed)
+    return optuna.samplers.TPESampler(seed=q.seed, multivariate=True, group=True)
+
+
+def make_searcher(spec: SweepSpec, done: list[dict], redo: list[dict]):
+    """A Ray Tune Searcher over an Optuna study, through Optuna's ask-and-tell.
+
+    Why not ray.tune.search.optuna.OptunaSearch: with a define-by-run space (the shape
+    decides which parameters exist) it cannot be told earlier results, and it passes
+    a single ``value`` where a multi-objective study needs ``values`` (Ray 2.60,
+    optuna_search.py:595-628); both are what ``sweep resume`` needs. ``done``: records of
+    sampled trials already finished or stopped, told to the study before it asks;
+    ``redo``: parameters of samples a killed run left unfinished, asked again first."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+    from ray.tune.search import Searcher
+
+    from sweep.spec import TrialSpec
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    class AskTell(Searcher):
+        def __init__(self):
+            super().__init__()
+            self.study = optuna.create_study(
+                directions=["minimize", "minimize"], sampler=make_sampler(spec)
+            )
+            for rec in done:
+                params = params_of(TrialSpec.from_dict(rec["config"]).schedule, spec)
+                values = objective_values(rec, spec) if rec["status"] == "finished" else None
+                self.study.add_trial(
+                    create_trial(
+                        params=params,
+                        distributions=distributions(params, spec),
+                        values=values,
+                        state=TrialState.COMPLETE if values else TrialState.PRUNED,
+                    )
+                )
+            for params in redo:  # interrupted samples: asked again first, same parameters
+                self.study.enqueue_trial(params)
+            self.live: dict[str, Any] = {}
+
+        def suggest(self, trial_id: str):
+            t = self.study.ask()
+            self.live[trial_id] = t
+            return {"params": suggest(t, spec), "number": t.number}
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
+            t = self.live.pop(trial_id, None)
+            if t is None:
+                return
+            values = None
+            if result and not error and result.get("phase") == "done":
+                vals = [result.get(k) for k in spec.search.objectives]
+                if all(v is not None and math.isfinite(v) for v in vals):
+                    values = [float(v) for v in vals]
+            if values:
+                self.study.tell(t, values)
+            else:  # stopped early, failed or diverged: no objective values
+                self.study.tell(t, state=TrialState.PRUNED if not error else TrialState.FAIL)
+
+    return AskTell()
+
+
+def sample_records(sweep_dir) -> tuple[list[dict], list[dict]]:
+    """Sampled trials on disk: (done: finished, diverged or stopped; unfinished: running
+    or failed, whose parameters a resumed search asks again)."""
+    from pathlib import Path
+
+    from sweep.records import read_record
+
+    done, unfinished = [], []
+    for path in sorted(Path(sweep_dir).glob(f"trials/{SAMPLE_PREFIX}*/record.json")):
+        rec = read_record(path)
+        if not isinstance(rec, dict) or "config" not in rec:
+            continue
+        (done if rec.get("status") in ("finished", "diverged", "stopped") else unfinished).append(
+            rec
+        )
+    return done, unfinished
+
+
+def make_stopper(spec: SweepSpec, sweep_dir):
+    """Tune scheduler for ``search.early_stop``: at each rung (a budget fraction), a
+    sampled trial that the rung rule allows to be judged is compared with the trials that
+    reached the rung before it, and stopped (its record: status ``stopped``, the rung and
+    the reason) when one of them dominates it beyond the noise. Asynchronous, as ASHA: a
+    trial is judged once per rung, on arrival."""
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    from sweep.orchestrate import trial_flops
+    from sweep.records import write_record
+
+    es, b = spec.search.early_stop, spec.budget
+    keys = tuple(spec.search.objectives)
+
+    class RungStopper(FIFOScheduler):
+        def __init__(self):
+            super().__init__()
+            self.at: dict[float, list[dict]] = {r: [] for r in es.rungs}
+            self.judged: dict[str, set] = {}
+
+        def on_trial_result(self, tune_controller, trial, result):
+            cfg = trial.config
+            if result.get("phase") != "eval" or "params" not in cfg:
+                return TrialScheduler.CONTINUE
+            seen = int(result["tokens"])
+            passed = [r for r in es.rungs if r * b.tokens <= seen]
+            judged = self.judged.setdefault(trial.trial_id, set())
+            rung = max((r for r in passed if r not in judged), default=None)
+            if rung is None:
+                return TrialScheduler.CONTINUE
+            judged.update(passed)
+            t = sample_trial(cfg["params"], cfg["number"], spec)
+            if not judgeable(t.plan(), seen, spec.schedules.l_max, b.tokens, es.min_at_l_max):
+                return TrialScheduler.CONTINUE
+            me = {k: result.get(k) for k in ("far_loss", "id_loss", "far_loss_se", "id_loss_se")}
+            me["flops"] = trial_flops(t)
+            me["trial_id"] = t.trial_id
+            by = dominating(me, self.at[rung], keys, es.noise_z)
+            self.at[rung].append(me)
+            if by is None:
+                return TrialScheduler.CONTINUE
+            why = (
+                f"dominated at rung {rung:g} ({seen:,} tokens) by {by['trial_id']}: "
+                + ", ".join(f"{k} {me[k]:.4f} vs {by[k]:.4g}" for k in keys)
+                + f" (beyond {es.noise_z:g} SE)"
+            )
+            write_record(
+                sweep_dir,
+                t,
+                "stopped",
+                rung=rung,
+                reason=why,
+                tokens_trained=seen,
+                metrics={k: me[k] for k in ("far_loss", "id_loss", "flops")},
+            )
+            return TrialScheduler.STOP
+
+    return RungStopper()

@@ -317,6 +317,10 @@ def after_step(run: Run, state: LoopState, step: int, loss: float, last: bool, t
                 run.device,
             )
         m_mid = metrics.all_metrics(mid.mean(axis=0), run.sched.l_max)
+        per = metrics.per_sequence(mid, run.sched.l_max)
+        for key in ("id_loss", "far_loss"):  # the noise a rung's comparison must clear
+            v = np.asarray(per[key], dtype=np.float64)
+            m_mid[f"{key}_se"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
         state.evals.append(
             {"tokens": state.seen, "fraction": done / spec.budget.tokens,
              "seq_len": int(p.context[step]), **m_mid}
@@ -481,6 +485,16 @@ def run_trial(config: dict) -> None:
             error="worker ended without writing a record",
             wall_s=time.time() - t0,
         )
+
+
+def run_sample(config: dict) -> None:
+    """Ray Tune trainable of a searched trial: the searcher's parameters become a
+    schedule (sweep.search.sample_trial), trained exactly as a grid trial."""
+    from sweep.search import sample_trial
+    from sweep.spec import parse
+
+    trial = sample_trial(config["params"], config["number"], parse(config["sweep"]))
+    run_trial({"trial": trial.to_dict(), "sweep_dir": config["sweep_dir"]})
 
 
 def _fit_worker_group(trial: TrialSpec, config: dict, sweep_dir: Path) -> None:
