@@ -160,7 +160,7 @@ def _report(sweep_dir: Path) -> int:
     for s in summary.skipped:
         print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
     print(f"report: {html}\n        {md}")
-    return 0 if all(t.status in ("finished", "diverged") for t in summary.trials) else 1
+    return 0 if all(t.status in ("finished", "diverged", "stopped") for t in summary.trials) else 1
 
 
 def _run(spec, sweep_dir: Path, address: str | None) -> int:

@@ -81,7 +81,7 @@ TRIAL_HEAD = [
 def _trial_rows(summary: Summary) -> list[list[str]]:
     rows = []
     for t in summary.trials:
-        m = t.metrics
+        m = t.metrics or (t.record.get("metrics") or {} if t.status == "stopped" else {})
         rows.append(
             [
                 t.id,
@@ -92,7 +92,7 @@ def _trial_rows(summary: Summary) -> list[list[str]]:
                 _fmt(m.get("delta", "")),
                 _fmt(m.get("ctx_gain", "")),
                 f"{_num(t.record.get('wall_s')):.0f}" if _finite(t.record.get("wall_s")) else "",
-                str(t.record.get("error") or ""),
+                str(t.record.get("error") or t.record.get("reason") or ""),
             ]
         )
     return rows

@@ -311,7 +311,7 @@ def _arm_report(arm_dir: Path) -> int:
     write_summary(summary)
     write_report(summary)
     print(format_table(summary))
-    return 0 if all(t.status in ("finished", "diverged") for t in summary.trials) else 1
+    return 0 if all(t.status in ("finished", "diverged", "stopped") for t in summary.trials) else 1
 
 
 def dry_run(study: Study, out: TextIO | None = None, measure: bool = True) -> None:

@@ -3,10 +3,11 @@ is, and the rung rule that decides when a sampled trial may be stopped."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from sweep import schedules, search, spec
+from sweep import metrics, schedules, search, spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,3 +105,73 @@ def test_dominance_must_clear_the_noise_on_both_objectives():
     cheap = {"far_loss": 2.9, "far_loss_se": 0.01, "flops": 1e9}
     assert search.dominating({**me, "flops": 2e9}, [cheap], ("far_loss", "flops"), 2.0) is cheap
     assert search.dominating({**me, "flops": 1e9}, [cheap], ("far_loss", "flops"), 2.0) is None
+
+
+# ----------------------------------------------------------------------------- the stopper
+
+
+class FakeTrial:
+    def __init__(self, tid: str, params: dict, number: int, sw):
+        self.trial_id = tid
+        self.config = {"params": params, "number": number, "sweep": sw.to_dict()}
+
+
+def _eval(tokens: int, far: float, idl: float, se: float = 0.001) -> dict:
+    return {
+        "phase": "eval",
+        "tokens": tokens,
+        "far_loss": far,
+        "id_loss": idl,
+        "far_loss_se": se,
+        "id_loss_se": se,
+    }
+
+
+def test_the_stopper_stops_only_judgeable_dominated_trials(tmp_path):
+    from ray.tune.schedulers import TrialScheduler
+
+    from sweep import aggregate, records
+    from sweep.report import write_report
+
+    sw = search_spec(early_stop={"enabled": True, "rungs": [0.5], "min_at_l_max": 0.1})
+    stopper = search.make_stopper(sw, tmp_path)
+    B = sw.budget.tokens
+    lin = {"shape": "linear", "ramp_rate": 0.2, "l_min": 16}
+    good = FakeTrial("a", lin, 0, sw)
+    worse = FakeTrial("b", {**lin, "ramp_rate": 0.3}, 1, sw)
+    late = FakeTrial("c", {**lin, "ramp_rate": 1.0}, 2, sw)  # reaches l_max at the end
+    close = FakeTrial("d", {**lin, "ramp_rate": 0.25}, 3, sw)
+    half = B // 2
+    assert stopper.on_trial_result(None, good, _eval(half, 4.0, 4.1)) == TrialScheduler.CONTINUE
+    # far worse, but its schedule has not reached l_max: never judged
+    assert stopper.on_trial_result(None, late, _eval(half, 5.0, 5.0)) == TrialScheduler.CONTINUE
+    # worse on both, but by less than 2 SE of the difference on id_loss
+    assert stopper.on_trial_result(None, close, _eval(half, 4.2, 4.1025)) == TrialScheduler.CONTINUE
+    # training results never decide; a second eval at a judged rung is not judged again
+    assert stopper.on_trial_result(None, worse, {"phase": "train", "tokens": half}) == "CONTINUE"
+    assert stopper.on_trial_result(None, worse, _eval(half, 4.2, 4.3)) == TrialScheduler.STOP
+    assert stopper.on_trial_result(None, worse, _eval(half + 1, 4.9, 4.9)) == "CONTINUE"
+    t = search.sample_trial(worse.config["params"], 1, sw)
+    rec = records.read_record(records.record_path(tmp_path, t.trial_id))
+    assert rec["status"] == "stopped" and rec["rung"] == 0.5
+    assert "q000-linear-lm16-r0.2-s0" in rec["reason"] and rec["tokens_trained"] == half
+    # the stopped trial is a row of the report, with its reason, and not a failure
+    from sweep.spec import TrialSpec
+
+    ref = TrialSpec("constant-s0", 0, sw.trials()[0].schedule, sw)
+    L, E = sw.schedules.l_max, sw.eval.length(sw.schedules.l_max)
+    losses = 3.0 + 0.01 * np.random.default_rng(0).standard_normal((4, E))
+    records.write_record(
+        tmp_path,
+        ref,
+        "finished",
+        tokens_trained=B,
+        curve=losses.mean(axis=0).tolist(),
+        per_sequence=metrics.per_sequence(losses, L),
+        metrics={"flops": 1e9},
+    )
+    summary = aggregate.aggregate(tmp_path)
+    assert {tr.status for tr in summary.trials} == {"finished", "stopped"}
+    md, _ = write_report(summary)
+    row = next(ln for ln in md.read_text().splitlines() if t.trial_id in ln and "stopped" in ln)
+    assert "dominated at rung 0.5" in row
