@@ -589,6 +589,16 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
         )
     slots = spec.resources.max_concurrent_trials
     total = sum(r["est_s"] for r in rows) / min(slots, len(rows))
+    if spec.search is not None:
+        # a sample costs at most a reference trial (every search shape trains the budget)
+        q, ref = spec.search, max(r["est_s"] for r in rows)
+        total += q.num_samples * ref / min(q.max_concurrent, slots)
+        print(
+            f"+ search: {q.num_samples} sampled schedules ({q.sampler} on "
+            f"{' and '.join(q.objectives)}), each at most {_fmt_tokens(b.tokens)} tokens "
+            f"and ~{ref:.0f}s" + (", fewer when stopped at a rung" if q.early_stop.enabled else ""),
+            file=out,
+        )
     when = (
         f"estimated {total / 60:.1f} min here at {min(slots, len(rows))} at a time "
         f"(one step at l_max measured at {step_s:.2f}s, a trial's evaluation at {eval_s:.0f}s)"
@@ -616,7 +626,15 @@ def _fit_search(
     from sweep.trial import run_sample
 
     q, r = spec.search, spec.resources
-    redo = [params_of(TrialSpec.from_dict(rec["config"]).schedule, spec) for rec in redo_recs]
+    from sweep.search import sample_number
+
+    redo = [
+        (
+            params_of(TrialSpec.from_dict(rec["config"]).schedule, spec),
+            sample_number(rec["trial_id"]),
+        )
+        for rec in redo_recs
+    ]
     searcher = ConcurrencyLimiter(make_searcher(spec, done, redo), max_concurrent=q.max_concurrent)
     single = r.workers_per_trial == 1
     tuner = tune.Tuner(

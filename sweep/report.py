@@ -132,7 +132,10 @@ def _facts(summary: Summary) -> str:
         )
     else:
         line += " Held-out overlap with training text: not recorded."
-    return line
+    from sweep.search import search_facts
+
+    found = search_facts(summary)
+    return f"{line} {found}" if found else line
 
 
 def _controls(summary: Summary) -> tuple[str, str]:

@@ -217,10 +217,21 @@ def make_sampler(spec: SweepSpec):
     q = spec.search
     if q.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=q.seed)
-    return optuna.samplers.TPESampler(seed=q.seed, multivariate=True, group=True)
+    import warnings
+
+    # group=True: TPE models the parameters of each shape together (the space is
+    # conditional on the shape); Optuna marks the flag experimental.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=q.seed, multivariate=True, group=True)
 
 
-def make_searcher(spec: SweepSpec, done: list[dict], redo: list[dict]):
+def sample_number(trial_id: str) -> int:
+    """The sample number in a sampled trial's id (q<number>-...)."""
+    return int(trial_id[len(SAMPLE_PREFIX) :].split("-", 1)[0])
+
+
+def make_searcher(spec: SweepSpec, done: list[dict], redo: list[tuple[dict, int]]):
     """A Ray Tune Searcher over an Optuna study, through Optuna's ask-and-tell.
 
     Why not ray.tune.search.optuna.OptunaSearch: with a define-by-run space (the shape
@@ -228,7 +239,8 @@ def make_searcher(spec: SweepSpec, done: list[dict], redo: list[dict]):
     a single ``value`` where a multi-objective study needs ``values`` (Ray 2.60,
     optuna_search.py:595-628); both are what ``sweep resume`` needs. ``done``: records of
     sampled trials already finished or stopped, told to the study before it asks;
-    ``redo``: parameters of samples a killed run left unfinished, asked again first."""
+    ``redo``: (parameters, number) of samples a killed run left unfinished, asked again
+    first under their own number."""
     import optuna
     from optuna.trial import TrialState, create_trial
     from ray.tune.search import Searcher
@@ -254,14 +266,23 @@ def make_searcher(spec: SweepSpec, done: list[dict], redo: list[dict]):
                         state=TrialState.COMPLETE if values else TrialState.PRUNED,
                     )
                 )
-            for params in redo:  # interrupted samples: asked again first, same parameters
+            # Interrupted samples are asked again first, with their parameters and their
+            # number (so their trial id, record and checkpoint are theirs again).
+            for params, _ in redo:
                 self.study.enqueue_trial(params)
+            self.again = [number for _, number in redo]
+            known = [sample_number(r["trial_id"]) for r in done] + self.again
+            self.next = 1 + max(known, default=-1)
             self.live: dict[str, Any] = {}
 
         def suggest(self, trial_id: str):
             t = self.study.ask()
             self.live[trial_id] = t
-            return {"params": suggest(t, spec), "number": t.number}
+            if self.again:
+                number = self.again.pop(0)
+            else:
+                number, self.next = self.next, self.next + 1
+            return {"params": suggest(t, spec), "number": number}
 
         def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
             t = self.live.pop(trial_id, None)
@@ -356,3 +377,35 @@ def make_stopper(spec: SweepSpec, sweep_dir):
             return TrialScheduler.STOP
 
     return RungStopper()
+
+
+def search_facts(summary) -> str:
+    """One paragraph on a search's samples for the report: how many, how many stopped at
+    a rung and the tokens that saved, the non-dominated set on the search's objectives
+    (among every finished schedule, fixed trials included) and the best sampled far_loss.
+    Empty for a grid sweep."""
+    from sweep.aggregate import pareto_front
+
+    samples = [t for t in summary.trials if t.id.startswith(SAMPLE_PREFIX)]
+    if not samples:
+        return ""
+    sweep = samples[0].record["config"]["sweep"]
+    objectives = tuple(sweep["search"]["objectives"])
+    budget = int(sweep["budget"]["tokens"])
+    stopped = [t for t in samples if t.status == "stopped"]
+    finished = [t for t in samples if t.status == "finished"]
+    spent = sum(int(t.record.get("tokens_trained") or 0) for t in samples)
+    rows = [
+        r for r in summary.schedules if all(math.isfinite(r.get(k, math.nan)) for k in objectives)
+    ]
+    front = pareto_front(rows, objectives)
+    best = min(finished, key=lambda t: t.metrics["far_loss"], default=None)
+    line = (
+        f"Search: {len(samples)} sampled schedules ({sweep['search']['sampler']} on "
+        f"{' and '.join(objectives)}), {len(finished)} finished, {len(stopped)} stopped at a "
+        f"rung; {spent:,} training tokens against {len(samples) * budget:,} for all of them "
+        f"in full. Non-dominated on {' and '.join(objectives)}: {', '.join(front) or 'none'}."
+    )
+    if best is not None:
+        line += f" Best sampled far_loss: {best.record['schedule']} {best.metrics['far_loss']:.4f}."
+    return line

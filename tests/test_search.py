@@ -175,3 +175,37 @@ def test_the_stopper_stops_only_judgeable_dominated_trials(tmp_path):
     md, _ = write_report(summary)
     row = next(ln for ln in md.read_text().splitlines() if t.trial_id in ln and "stopped" in ln)
     assert "dominated at rung 0.5" in row
+
+
+def test_a_resumed_searcher_is_told_finished_samples_and_asks_interrupted_ones_first():
+    sw = search_spec(space={"shapes": ["linear", "two_stage"], "l_min": [16, 32]})
+    done = []
+    for n, (params, far) in enumerate(
+        [
+            ({"shape": "linear", "ramp_rate": 0.5, "l_min": 16}, 4.4),
+            ({"shape": "two_stage", "switch": 0.7}, 4.5),
+        ]
+    ):
+        t = search.sample_trial(params, n, sw)
+        done.append(
+            {
+                "trial_id": t.trial_id,
+                "status": "finished",
+                "config": t.to_dict(),
+                "metrics": {"far_loss": far, "id_loss": 4.6},
+            }
+        )
+    stopped = search.sample_trial({"shape": "linear", "ramp_rate": 0.9, "l_min": 32}, 2, sw)
+    done.append({"trial_id": stopped.trial_id, "status": "stopped", "config": stopped.to_dict()})
+    redo = [({"shape": "linear", "ramp_rate": 0.3, "l_min": 16}, 5)]  # q005 was interrupted
+    searcher = search.make_searcher(sw, done, redo)
+    states = [t.state.name for t in searcher.study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "PRUNED", "WAITING"]
+    assert searcher.study.trials[0].values == [4.4, 4.6]
+    first = searcher.suggest("tune-1")
+    assert first == {"params": redo[0][0], "number": 5}  # asked again under its own number
+    nxt = searcher.suggest("tune-2")
+    assert nxt["number"] == 6 and nxt["params"]["shape"] in ("linear", "two_stage")
+    searcher.on_trial_complete("tune-1", {"phase": "done", "far_loss": 4.3, "id_loss": 4.5})
+    searcher.on_trial_complete("tune-2", {"phase": "eval", "far_loss": 4.9, "id_loss": 4.9})
+    assert [t.state.name for t in searcher.study.trials][3:] == ["COMPLETE", "PRUNED"]
