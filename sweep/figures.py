@@ -1303,38 +1303,42 @@ FIGURES = (
 
 
 def plot_study_curves(curves: dict, study, found: dict, l_max: int, path: Path) -> Path | None:
-    """The study's per-position loss: the main arm's reference, negative control, two
-    stages and best ramp (left), and the same schedules with rotary positions beside
-    ALiBi (right), out to E, log-binned."""
+    """Per-position differences, log-binned, out to E: the main arm's two stages, best
+    ramp and negative control minus the reference (left); each schedule's rotary trial
+    minus its ALiBi trial (right). Differences, because every curve shares the same
+    windows' ups and downs, which would hide gaps of a hundredth of a nat."""
     main = curves.get(study.main) or {}
     f = study.findings
     ref = found.get("reference")
     best = (found.get("best_ramps") or [None])[0]
-    names = [n for n in (ref, f.get("btlm"), best, f.get("negative")) if n in main]
-    if not names:
+    if ref not in main:
         return None
+    names = [n for n in (f.get("btlm"), best, f.get("negative")) if n in main]
     plt = _plt()
     rope = curves.get(f.get("rope_arm")) or {}
-    fig, axes = plt.subplots(1, 2 if rope else 1, figsize=(11 if rope else 6.5, 4.2), squeeze=False)
-    pal = _palette(len(names))
-    colours = {n: pal(i) for i, n in enumerate(names)}
+    both = [n for n in (ref, f.get("btlm"), best) if n in rope and n in main]
+    fig, axes = plt.subplots(1, 2 if both else 1, figsize=(11 if both else 6.5, 4.2), squeeze=False)
+    pal = _palette(4)
+    colours = {n: pal(i) for i, n in enumerate([ref, f.get("btlm"), best, f.get("negative")])}
     ax = axes[0][0]
     for n in names:
-        x, y, _ = _binned(main[n], split=l_max + 1)
-        ax.plot(x, y, color=colours[n], label=n)
-    ax.set_title(f"{study.main}: loss versus position (seed mean)")
-    if rope:
+        x, y, _ = _binned(main[n] - main[ref], split=l_max + 1, per_octave=4)
+        ax.plot(x, y, color=colours[n], label=n, marker="o", ms=2.5)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_ylabel(f"loss minus {ref}, nats (below 0: better)")
+    ax.set_title(f"{study.main}: schedules minus the reference (seed means)")
+    if both:
         ax2 = axes[0][1]
-        for n in [n for n in names if n in rope]:
-            for arm, c, ls in ((main, colours[n], "-"), (rope, colours[n], "--")):
-                x, y, _ = _binned(arm[n], split=l_max + 1)
-                ax2.plot(x, y, color=c, ls=ls, label=f"{n} ({'alibi' if arm is main else 'rope'})")
-        ax2.set_title("ALiBi (solid) against rotary (dashed)")
-        ax2.set_yscale("log")
+        for n in both:
+            x, y, _ = _binned(rope[n] - main[n], split=l_max + 1, per_octave=4)
+            ax2.plot(x, y, color=colours[n], label=n, marker="o", ms=2.5)
+        ax2.axhline(0, color="k", lw=0.8)
+        ax2.set_yscale("symlog", linthresh=0.01)
+        ax2.set_ylabel("rotary minus ALiBi, nats (symlog)")
+        ax2.set_title("rotary minus ALiBi, same schedule, seeds and windows")
     for a in axes[0]:
         a.set_xscale("log", base=2)
         a.set_xlabel("token position")
-        a.set_ylabel("held-out loss, nats")
         a.axvline(l_max, color="k", ls="--", lw=0.8)
         _mark_l_max(a, l_max)
         a.grid(alpha=0.3)
