@@ -19,7 +19,9 @@ from support import ROOT
 
 from sweep import orchestrate, schedules, spec
 
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+_ALL = sorted((ROOT / "configs").glob("*.yaml"))
+STUDIES = [p for p in _ALL if "arms" in (yaml.safe_load(p.read_text()) or {})]
+CONFIGS = [p for p in _ALL if p not in STUDIES]
 MAIN_JOB = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
 LLAMA = {"arch": "llama", "d_model": 32, "n_layers": 1, "n_heads": 2}
 
@@ -63,6 +65,18 @@ def test_configs_round_trip_through_dict_and_yaml(path):
     assert spec.parse(yaml.safe_load(yaml.safe_dump(sw.to_dict()))) == sw
     for t in sw.trials():
         assert spec.TrialSpec.from_dict(t.to_dict()) == t
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_study_arms_round_trip_through_dict(path):
+    from sweep import study
+
+    st = study.load(path)
+    main = st.arm_spec(st.main, [])
+    ramps = [study.ramp_entry(main, r) for r in study.ramp_labels(main)]
+    for arm in st.arm_names:
+        sw = st.arm_spec(arm, ramps)
+        assert spec.parse(sw.to_dict()) == sw
 
 
 def test_trial_plan_is_the_schedules_plan():
