@@ -272,6 +272,24 @@ def _cost(found: dict, command: str) -> list[str]:
     ]
 
 
+def _repeat_lines(found: dict) -> list[str]:
+    reps = found.get("repeats") or []
+    if not reps:
+        return []
+    said = "; ".join(
+        f"`{r['label']}` in {r['arms'][0]} and {r['arms'][1]}: {r['identical']} of "
+        f"{r['pairs']} seeds identical"
+        for r in reps
+    )
+    return [
+        "## Determinism across arms",
+        "",
+        "Trials two arms ran with the same schedule, seed and training spec must be the "
+        f"same trial on a CPU (their per-position curves compared exactly): {said}.",
+        "",
+    ]
+
+
 def _limits(study: Study) -> list[str]:
     from sweep.orchestrate import non_embedding_params
 
@@ -338,6 +356,7 @@ def write_document(study: Study, found: dict, study_dir: Path, dest: Path) -> Pa
         lines += _finding_b(found, study)
         lines += _finding_c(found, study)
         lines += _transfer(found, study)
+        lines += _repeat_lines(found)
         lines += _limits(study)
     lines += _cost(found, f"sweep run configs/{study.name}.yaml")
     md = dest / f"{study.name}.md"

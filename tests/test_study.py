@@ -200,6 +200,10 @@ def test_findings_recover_known_differences(fake_study):
     assert t["gain_a"]["short_only-ls16"] == pytest.approx(0.2, abs=0.01)
     assert t["gain_b"]["short_only-ls16"] == pytest.approx(0.3, abs=0.01)
     assert t["best_a"] == t["best_b"] == "linear-r0.5"
+    # the fake arms draw their own noise: same trial spec, different curves
+    assert found["repeats"] == [
+        {"label": "constant", "arms": ["alibi", "window"], "pairs": 2, "identical": 0}
+    ]
     assert found["cost"]["wall_s"] == 600.0
     assert found["cost"]["arms"]["alibi"]["trials"] == 10
 
