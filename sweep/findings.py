@@ -207,7 +207,38 @@ def compute(study: Study, study_dir: Path) -> dict:
                 wide: [p["schedule"] for p in arms[wide].picks],
             }
             out["transfer"]["verdicts"] = {study.main: main.verdict, wide: arms[wide].verdict}
+    out["repeats"] = _repeats(S)
     out["cost"] = _cost(arms, Path(study_dir))
+    return out
+
+
+# What decides a trial's training and evaluation (the sweep's name and grid do not).
+_TRAINING = ("budget", "model", "data", "optim", "eval", "deepspeed")
+
+
+def _repeats(S: dict[str, dict[str, list[Trial]]]) -> list[dict]:
+    """Trials that two arms ran with the same schedule, seed and training spec: on a CPU
+    they must come out identical (a check that comparing across arms is sound)."""
+    out = []
+    arms = list(S)
+    for i, a in enumerate(arms):
+        for b in arms[i + 1 :]:
+            for label in sorted(set(S[a]) & set(S[b])):
+                pairs = same = 0
+                for ta in S[a][label]:
+                    for tb in S[b][label]:
+                        ca, cb = ta.record["config"], tb.record["config"]
+                        if (
+                            ta.record["seed"] != tb.record["seed"]
+                            or ca["schedule"] != cb["schedule"]
+                        ):
+                            continue
+                        if any(ca["sweep"][k] != cb["sweep"][k] for k in _TRAINING):
+                            continue
+                        pairs += 1
+                        same += ta.record["curve"] == tb.record["curve"]
+                if pairs:
+                    out.append({"label": label, "arms": [a, b], "pairs": pairs, "identical": same})
     return out
 
 

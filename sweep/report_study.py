@@ -147,14 +147,45 @@ def _finding_b(found: dict, study: Study) -> list[str]:
         "means rotary is worse.",
         "",
         *_table(["schedule", *keys], rows),
-        "Reading: past l_max rotary is "
+        "Past l_max rotary is "
         + ", ".join(f"{far[lab]} (`{lab}`)" for lab in far)
         + "; within l_max (id_loss) it is "
         + ", ".join(f"{idl[lab]} (`{lab}`)" for lab in idl)
-        + ".",
+        + ". "
+        + _growth(rope, found.get("bands", [])),
+        "",
+        "Reading: "
+        + (
+            "reproduced at this scale: rotary positions are worse than ALiBi past l_max "
+            "for every schedule, each interval excluding zero."
+            if far and all(v == "worse" for v in far.values())
+            else "NOT reproduced for every schedule at this scale (see the rows above)."
+        ),
         "",
     ]
     return lines
+
+
+def _growth(rope: dict, band_keys: list[str]) -> str:
+    """How rotary's deficit moves with the distance past l_max: the nearest band against
+    the farthest (seed means; each band's interval is in the table)."""
+    if len(band_keys) < 2:
+        return ""
+    first, last = [], []
+    for d in rope.values():
+        a, b = ((d.get(k) or {}).get("mean") for k in (band_keys[0], band_keys[-1]))
+        if a is not None and b is not None:
+            first.append(a)
+            last.append(b)
+    if not first:
+        return ""
+    lo, hi = band_keys[0].removeprefix("far_x"), band_keys[-1].removeprefix("far_x")
+    wider = sum(b > a for a, b in zip(first, last))
+    return (
+        f"The deficit averages {sum(first) / len(first):+.3f} nats up to {lo} x l_max and "
+        f"{sum(last) / len(last):+.3f} up to {hi} x l_max; larger in the farthest band "
+        f"than in the nearest for {wider} of {len(first)} schedules."
+    )
 
 
 def _finding_c(found: dict, study: Study) -> list[str]:
@@ -272,6 +303,24 @@ def _cost(found: dict, command: str) -> list[str]:
     ]
 
 
+def _repeat_lines(found: dict) -> list[str]:
+    reps = found.get("repeats") or []
+    if not reps:
+        return []
+    said = "; ".join(
+        f"`{r['label']}` in {r['arms'][0]} and {r['arms'][1]}: {r['identical']} of "
+        f"{r['pairs']} seeds identical"
+        for r in reps
+    )
+    return [
+        "## Determinism across arms",
+        "",
+        "Trials two arms ran with the same schedule, seed and training spec must be the "
+        f"same trial on a CPU (their per-position curves compared exactly): {said}.",
+        "",
+    ]
+
+
 def _limits(study: Study) -> list[str]:
     from sweep.orchestrate import non_embedding_params
 
@@ -338,6 +387,7 @@ def write_document(study: Study, found: dict, study_dir: Path, dest: Path) -> Pa
         lines += _finding_b(found, study)
         lines += _finding_c(found, study)
         lines += _transfer(found, study)
+        lines += _repeat_lines(found)
         lines += _limits(study)
     lines += _cost(found, f"sweep run configs/{study.name}.yaml")
     md = dest / f"{study.name}.md"

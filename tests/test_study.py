@@ -200,6 +200,10 @@ def test_findings_recover_known_differences(fake_study):
     assert t["gain_a"]["short_only-ls16"] == pytest.approx(0.2, abs=0.01)
     assert t["gain_b"]["short_only-ls16"] == pytest.approx(0.3, abs=0.01)
     assert t["best_a"] == t["best_b"] == "linear-r0.5"
+    # the fake arms draw their own noise: same trial spec, different curves
+    assert found["repeats"] == [
+        {"label": "constant", "arms": ["alibi", "window"], "pairs": 2, "identical": 0}
+    ]
     assert found["cost"]["wall_s"] == 600.0
     assert found["cost"]["arms"]["alibi"]["trials"] == 10
 
@@ -210,7 +214,10 @@ def test_the_document_states_signs_from_intervals_and_rebuilds_identically(fake_
     m = re.search(r"`short_only-ls16` - `constant`, far_loss: ([+-][0-9.]+) \[", text)
     assert m and float(m.group(1)) == pytest.approx(0.2, abs=0.01)
     assert "reproduced at this scale" in text and "NOT reproduced" not in text
-    assert "past l_max rotary is worse (`constant`)" in text
+    assert "Past l_max rotary is worse (`constant`)" in text
+    assert "reproduced at this scale: rotary positions are worse" in text
+    m = re.search(r"deficit averages \+0\.(\d+) nats up to 2 x l_max and \+0\.(\d+)", text)
+    assert m and abs(int(m.group(1)) - int(m.group(2))) <= 10  # a flat +0.5: no growth
     assert "is better than two stages in the main arm" in text
     assert "**the same**" in text
     for fig in ("positions", "bands", "transfer"):
