@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from sweep.aggregate import aggregate
+from sweep.aggregate import _paired, aggregate
 
 
 def grid_of(raw: dict) -> dict:
@@ -60,12 +60,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", default="configs/search.yaml")
     ap.add_argument("--results", default="/tmp/search-vs-grid")
+    ap.add_argument("--analyse", action="store_true", help="read --results, run nothing")
     a = ap.parse_args()
     raw = yaml.safe_load(Path(a.spec).read_text())
     results = Path(a.results)
     results.mkdir(parents=True, exist_ok=True)
-    wall_g, gdir = run(grid_of(raw), results)
-    wall_s, sdir = run(raw, results)
+    if a.analyse:
+        wall_g = wall_s = float("nan")
+        gdir, sdir = results / grid_of(raw)["name"], results / raw["name"]
+    else:
+        wall_g, gdir = run(grid_of(raw), results)
+        wall_s, sdir = run(raw, results)
     g, s = aggregate(gdir), aggregate(sdir)
     cands = [r for r in g.schedules if r["role"] == "candidate" and "far_loss" in r]
     best = min(cands, key=lambda r: r["far_loss"])
@@ -89,6 +94,17 @@ def main() -> None:
         f"{wall_s / 60:.1f} min"
     )
     print(f"        best {sbest['schedule']} far_loss {sbest['far_loss']:.4f}")
+    # Both sweeps evaluate the same windows: the two bests compared paired, which is
+    # stricter than the grid best's own interval (that one carries the windows' spread).
+    by_id = {t.id: t for t in [*g.trials, *s.trials]}
+    iv = _paired(
+        [by_id[i] for i in sbest["trial_ids"]], [by_id[i] for i in best["trial_ids"]], "far_loss"
+    )
+    if iv is not None:
+        print(
+            f"        search best - grid best, paired on the same windows: {iv.mean:+.4f} "
+            f"[{iv.lo:+.4f}, {iv.hi:+.4f}]"
+        )
     print(
         f"tokens search/grid {ts / tg:.2f}; the search's best is "
         + ("within" if within else "NOT within")

@@ -54,6 +54,64 @@ def _ramp_rows(rows: dict) -> list[list[str]]:
     ]
 
 
+def _summary(study: Study, found: dict) -> list[str]:
+    """The answer first: each finding's reading in a sentence, from the same intervals
+    as the sections below."""
+    f = study.findings
+    a = found.get("btlm", {})
+    nr, nb = a.get("negative_vs_reference", {}), a.get("negative_vs_btlm", {})
+    a_ok = _sign(nr.get("far_loss")) == "worse" and _sign(nb.get("far_loss")) == "worse"
+    rope = found.get("rope") or {}
+    b_ok = bool(rope) and all(_sign(d.get("far_loss")) == "worse" for d in rope.values())
+    c = found.get("ramp_vs_btlm", {})
+    best = c.get("best")
+    main_best = (c.get("main") or {}).get(best, {})
+    wide_best = (c.get("wide") or {}).get(best, {})
+    t = found.get("transfer") or {}
+    out = [
+        "## Summary",
+        "",
+        f"- (a) BTLM's finding {'reproduces' if a_ok else 'does NOT reproduce'} here: "
+        f"`{f.get('negative')}` is worse past l_max than `{found.get('reference')}` "
+        f"({_iv(nr.get('far_loss'))}) and than `{f.get('btlm')}` ({_iv(nb.get('far_loss'))}).",
+    ]
+    if rope:
+        out.append(
+            f"- (b) Press et al.'s finding {'reproduces' if b_ok else 'does NOT reproduce'}: "
+            "rotary minus ALiBi past l_max is "
+            + ", ".join(f"{_iv(d.get('far_loss'))} (`{k}`)" for k, d in rope.items())
+            + "."
+        )
+    if best:
+        beats = [
+            r for r, d in (c.get("main") or {}).items() if _sign(d.get("far_loss")) == "better"
+        ]
+        line = (
+            f"- (c) The best steady ramp, `{best}`, minus two stages past l_max: "
+            f"{_iv(main_best.get('far_loss'))} ({_sign(main_best.get('far_loss'))}, chosen "
+            "on these trials)"
+        )
+        if wide_best:
+            line += (
+                f"; on fresh trials at twice the width {_iv(wide_best.get('far_loss'))} "
+                f"({_sign(wide_best.get('far_loss'))})"
+            )
+        line += (
+            f". Better than two stages beyond the noise: {', '.join(beats)}."
+            if beats
+            else ". At this scale no steady ramp beats two stages beyond the noise."
+        )
+        out.append(line)
+    if t.get("rho") is not None:
+        out.append(
+            f"- Width transfer: Spearman {t['rho']:+.2f} [{t['lo']:+.2f}, {t['hi']:+.2f}] "
+            f"over {len(t['labels'])} schedules; the best of them is "
+            + ("the same" if t["best_a"] == t["best_b"] else "not the same")
+            + f" at both widths (`{t['best_a']}`, `{t['best_b']}`)."
+        )
+    return [*out, ""]
+
+
 def _setup(study: Study, found: dict) -> list[str]:
     spec = study.arm_spec(study.main, [])
     m, b, e, s = spec.model, spec.budget, spec.eval, spec.schedules
@@ -264,6 +322,8 @@ def _transfer(found: dict, study: Study) -> list[str]:
         "values).",
         f"- Best schedule among these at each width: `{t['best_a']}` and `{t['best_b']}`: "
         + ("**the same**." if same else "**different**."),
+        f"- The negative control at the second width: "
+        f"{found.get('arms', {}).get(wide, {}).get('controls', {}).get('summary', 'n/a')}.",
         f"- The sweeps' own picks: {study.main}: {', '.join(picks.get(study.main, [])) or 'none'}; "
         f"{wide}: {', '.join(picks.get(wide, [])) or 'none'}.",
         "",
@@ -381,6 +441,7 @@ def write_document(study: Study, found: dict, study_dir: Path, dest: Path) -> Pa
     if not found.get("arms"):
         lines += ["The main arm has no finished trials yet.", ""]
     else:
+        lines += _summary(study, found)
         lines += _setup(study, found)
         lines += [f"![{p.stem}]({FIG_DIR}/{p.name})" for p in figs] + [""]
         lines += _finding_a(found, study)

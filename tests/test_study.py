@@ -214,6 +214,8 @@ def test_the_document_states_signs_from_intervals_and_rebuilds_identically(fake_
     m = re.search(r"`short_only-ls16` - `constant`, far_loss: ([+-][0-9.]+) \[", text)
     assert m and float(m.group(1)) == pytest.approx(0.2, abs=0.01)
     assert "reproduced at this scale" in text and "NOT reproduced" not in text
+    assert "(a) BTLM's finding reproduces here" in text
+    assert "Better than two stages beyond the noise: linear-r0.5, linear-r1." in text
     assert "Past l_max rotary is worse (`constant`)" in text
     assert "reproduced at this scale: rotary positions are worse" in text
     m = re.search(r"deficit averages \+0\.(\d+) nats up to 2 x l_max and \+0\.(\d+)", text)
