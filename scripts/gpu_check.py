@@ -2,7 +2,10 @@
 bf16 through the real sweep path, then its tokens/s and model FLOPs utilisation against
 the GPU's measured bf16 matmul peak, and the chunked evaluation against the plain forward.
 
-    python scripts/gpu_check.py [--results /tmp/gpu-check]
+    python scripts/gpu_check.py [--results /tmp/gpu-check] [--no-ray]
+
+--no-ray (a machine without Ray): the trial runs through `sweep trial` (the same loop,
+DeepSpeed and all, without Tune) and the two-worker step is left out.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def check_specs() -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default="/tmp/gpu-check")
+    ap.add_argument("--no-ray", action="store_true", help="sweep trial, no Tune, one worker")
     a = ap.parse_args()
     assert torch.cuda.is_available(), "no CUDA device"
     print(torch.cuda.get_device_name(0), torch.__version__, flush=True)
@@ -90,15 +94,13 @@ def main() -> None:
     )
 
     codes = []
-    for spec in check_specs():
+    for spec in check_specs()[: 1 if a.no_ray else None]:
         path = Path(a.results) / f"{spec['name']}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(spec))
-        r = subprocess.run(
-            [sys.executable, "-m", "sweep", "run", str(path), "--results", a.results,
-             "--overwrite"],
-            text=True,
-        )  # fmt: skip
+        how = ["trial", str(path), "--trial", "linear-r0.5-s0"] if a.no_ray else [
+            "run", str(path), "--overwrite"]  # fmt: skip
+        r = subprocess.run([sys.executable, "-m", "sweep", *how, "--results", a.results], text=True)
         codes.append(r.returncode)
         for rec_path in sorted(Path(a.results, spec["name"], "trials").glob("*/record.json")):
             rec = json.loads(rec_path.read_text())

@@ -437,14 +437,19 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
 
 def _versions() -> dict[str, str]:
     import deepspeed
-    import ray
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
     import transformers
 
+    try:  # `sweep trial` runs without Ray: a machine may not have it
+        ray_version = version("ray")
+    except PackageNotFoundError:
+        ray_version = None
     return {
         "torch": torch.__version__,
         "deepspeed": deepspeed.__version__,
-        "ray": ray.__version__,
+        "ray": ray_version,
         "transformers": transformers.__version__,
     }
 

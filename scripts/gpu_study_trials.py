@@ -1,0 +1,89 @@
+"""The GPU study's trials at a fraction of their tokens (one-GPU machine, a few minutes):
+configs/study-gpu.yaml's reference and its best-ramp window trial (FlexAttention with a
+block mask), through `sweep trial`, on the embedded corpus (the machine may have no
+network for the hub's SlimPajama) with the spec's BPE tokenizer. Prints training tokens/s,
+evaluation and probe seconds, and the study's whole time estimated from them.
+
+    python scripts/gpu_study_trials.py [--fraction 0.25] [--results /tmp/gpu-study]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sweep import study  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fraction", type=float, default=0.25)
+    ap.add_argument("--results", default="/tmp/gpu-study")
+    a = ap.parse_args()
+    st = study.load(ROOT / "configs" / "study-gpu.yaml")
+    main_spec = st.arm_spec(st.main, [])
+    ramps = [study.ramp_entry(main_spec, r) for r in study.ramp_labels(main_spec)]
+    out, rows = Path(a.results), []
+    out.mkdir(parents=True, exist_ok=True)
+    for arm, trial in (("alibi", "constant-s0"), ("window", "linear-r0.5-window-s0")):
+        raw = st.arm_raw(arm, ramps)
+        raw["data"] = {**raw["data"], "corpus": "stdlib"}
+        raw["data"].pop("max_documents", None)
+        raw["data"]["held_out_fraction"] = 0.2
+        steps = raw["budget"]["tokens"] // raw["budget"]["tokens_per_step"]
+        raw["budget"]["tokens"] = raw["budget"]["tokens_per_step"] * max(1, int(steps * a.fraction))
+        raw["wandb"] = {"mode": "disabled"}
+        raw["resources"] = {**raw["resources"], "gpus_per_worker": 1, "cpus_per_worker": 8}
+        path = out / f"{raw['name']}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        r = subprocess.run(
+            [sys.executable, "-m", "sweep", "trial", str(path), "--trial", trial,
+             "--results", str(out)], text=True,
+        )  # fmt: skip
+        rec_path = out / raw["name"] / "trials" / trial / "record.json"
+        rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
+        row = {
+            "trial": f"{arm}/{trial}",
+            "exit": r.returncode,
+            "status": rec.get("status"),
+            "error": rec.get("error"),
+            "tokens": rec.get("tokens_trained"),
+            "train_s": rec.get("train_wall_s"),
+            "eval_s": rec.get("eval_wall_s"),
+            "probe_s": rec.get("probe_wall_s"),
+            "wall_s": rec.get("wall_s"),
+            "kernel": rec.get("attention_kernel"),
+            "far_loss": (rec.get("metrics") or {}).get("far_loss"),
+        }
+        if rec.get("train_wall_s"):
+            row["tokens_per_s"] = rec["tokens_trained"] / rec["train_wall_s"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    ok = [r for r in rows if r.get("tokens_per_s")]
+    if ok:
+        tps = min(r["tokens_per_s"] for r in ok)
+        fixed = max((r["eval_s"] or 0) + (r["probe_s"] or 0) for r in ok)
+        n = sum(len(st.arm_spec(arm, ramps).trials()) for arm in st.arm_names)
+        # tokens of every arm at full budget; the wide arm's trials cost ~4x per token
+        tokens = sum(
+            len(sw.trials()) * sw.budget.tokens * (4 if arm == "wide" else 1)
+            for arm, sw in ((arm, st.arm_spec(arm, ramps)) for arm in st.arm_names)
+        )
+        est = tokens / tps + n * fixed
+        print(
+            f"study-gpu: {n} trials; at {tps:,.0f} tokens/s and {fixed:.0f}s of evaluation a "
+            f"trial, one trial at a time: ~{est / 60:.0f} min (trials sharing the GPU, "
+            "as the spec asks, only shorten it)"
+        )
+
+
+if __name__ == "__main__":
+    main()
