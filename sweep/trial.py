@@ -436,9 +436,9 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
 
 
 def _versions() -> dict[str, str]:
-    import deepspeed
     from importlib.metadata import PackageNotFoundError, version
 
+    import deepspeed
     import torch
     import transformers
 
