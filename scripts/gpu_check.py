@@ -21,6 +21,7 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the sweep package, when run as a script from anywhere
 
 
 def bf16_peak() -> float:
@@ -97,6 +98,8 @@ def main() -> None:
     for spec in check_specs()[: 1 if a.no_ray else None]:
         path = Path(a.results) / f"{spec['name']}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
+        if a.no_ray:  # a machine without Ray may lack W&B too
+            spec = {**spec, "wandb": {"mode": "disabled"}}
         path.write_text(yaml.safe_dump(spec))
         how = ["trial", str(path), "--trial", "linear-r0.5-s0"] if a.no_ray else [
             "run", str(path), "--overwrite"]  # fmt: skip

@@ -5,6 +5,10 @@ network for the hub's SlimPajama) with the spec's BPE tokenizer. Prints training
 evaluation and probe seconds, and the study's whole time estimated from them.
 
     python scripts/gpu_study_trials.py [--fraction 0.25] [--results /tmp/gpu-study]
+    python scripts/gpu_study_trials.py --parallel 4   # the main arm's trials side by side
+
+--parallel N: N trials of the main arm at once on the one GPU (as `resources.
+gpus_per_worker: 0.25` has Ray run them), and the aggregate tokens/s that gives.
 """
 
 from __future__ import annotations
@@ -23,27 +27,71 @@ sys.path.insert(0, str(ROOT))
 from sweep import study  # noqa: E402
 
 
+def local_spec(st, arm: str, ramps: list, fraction: float, out: Path, cpus: int) -> Path:
+    """The arm's spec on the embedded corpus, ``fraction`` of its tokens, no W&B."""
+    raw = st.arm_raw(arm, ramps)
+    raw["data"] = {**raw["data"], "corpus": "stdlib", "held_out_fraction": 0.2}
+    raw["data"].pop("max_documents", None)
+    steps = raw["budget"]["tokens"] // raw["budget"]["tokens_per_step"]
+    raw["budget"]["tokens"] = raw["budget"]["tokens_per_step"] * max(1, int(steps * fraction))
+    raw["wandb"] = {"mode": "disabled"}
+    raw["resources"] = {**raw["resources"], "gpus_per_worker": 1, "cpus_per_worker": cpus}
+    path = out / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def parallel(st, ramps: list, a, out: Path) -> None:
+    path = local_spec(st, "alibi", ramps, a.fraction, out, cpus=max(1, 16 // a.parallel))
+    raw = yaml.safe_load(path.read_text())
+    ids = [t.trial_id for t in st.arm_spec("alibi", ramps).trials()][: a.parallel]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sweep",
+                "trial",
+                str(path),
+                "--trial",
+                tid,
+                "--results",
+                str(out),
+            ]
+        )  # fmt: skip
+        for tid in ids
+    ]
+    codes = [p.wait() for p in procs]
+    recs = [
+        json.loads((out / raw["name"] / "trials" / tid / "record.json").read_text()) for tid in ids
+    ]
+    tokens = sum(r["tokens_trained"] for r in recs)
+    train = max(r["train_wall_s"] for r in recs)
+    each = [r["tokens_trained"] / r["train_wall_s"] for r in recs]
+    print(
+        f"{a.parallel} trials side by side ({', '.join(ids)}; exits {codes}): "
+        f"{tokens / train:,.0f} tokens/s together, each {min(each):,.0f}-{max(each):,.0f}; "
+        f"eval {max(r['eval_wall_s'] for r in recs):.1f}s, probes "
+        f"{max(r['probe_wall_s'] for r in recs):.1f}s at most"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fraction", type=float, default=0.25)
     ap.add_argument("--results", default="/tmp/gpu-study")
+    ap.add_argument("--parallel", type=int, default=0)
     a = ap.parse_args()
     st = study.load(ROOT / "configs" / "study-gpu.yaml")
     main_spec = st.arm_spec(st.main, [])
     ramps = [study.ramp_entry(main_spec, r) for r in study.ramp_labels(main_spec)]
     out, rows = Path(a.results), []
     out.mkdir(parents=True, exist_ok=True)
+    if a.parallel:
+        return parallel(st, ramps, a, out)
     for arm, trial in (("alibi", "constant-s0"), ("window", "linear-r0.5-window-s0")):
-        raw = st.arm_raw(arm, ramps)
-        raw["data"] = {**raw["data"], "corpus": "stdlib"}
-        raw["data"].pop("max_documents", None)
-        raw["data"]["held_out_fraction"] = 0.2
-        steps = raw["budget"]["tokens"] // raw["budget"]["tokens_per_step"]
-        raw["budget"]["tokens"] = raw["budget"]["tokens_per_step"] * max(1, int(steps * a.fraction))
-        raw["wandb"] = {"mode": "disabled"}
-        raw["resources"] = {**raw["resources"], "gpus_per_worker": 1, "cpus_per_worker": 8}
-        path = out / f"{raw['name']}.yaml"
-        path.write_text(yaml.safe_dump(raw))
+        path = local_spec(st, arm, ramps, a.fraction, out, cpus=8)
+        raw = yaml.safe_load(path.read_text())
         r = subprocess.run(
             [sys.executable, "-m", "sweep", "trial", str(path), "--trial", trial,
              "--results", str(out)], text=True,
