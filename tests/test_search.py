@@ -209,3 +209,11 @@ def test_a_resumed_searcher_is_told_finished_samples_and_asks_interrupted_ones_f
     searcher.on_trial_complete("tune-1", {"phase": "done", "far_loss": 4.3, "id_loss": 4.5})
     searcher.on_trial_complete("tune-2", {"phase": "eval", "far_loss": 4.9, "id_loss": 4.9})
     assert [t.state.name for t in searcher.study.trials][3:] == ["COMPLETE", "PRUNED"]
+
+
+def test_a_missing_standard_error_counts_as_none():
+    keys = ("far_loss", "flops")
+    me = {"far_loss": 3.0, "far_loss_se": 0.01, "flops": 1.5}
+    other = {"far_loss": 2.9, "far_loss_se": 0.01, "flops": 1.0}  # no SE on either flops
+    assert search.dominating(me, [other], keys, 2.0) is other
+    assert search.dominating(other, [me], keys, 2.0) is None

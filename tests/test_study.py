@@ -338,3 +338,77 @@ def test_the_gpu_study_validates_by_dry_run(capsys):
     main = st.arm_spec("alibi", [])
     assert main.schedules.l_max >= 1024 and main.data.tokenizer == "bpe"
     assert main.eval.length(main.schedules.l_max) == 16 * main.schedules.l_max
+
+
+def test_transfer_edge_cases_and_the_fields_it_returns():
+    z = np.zeros((2, 3))
+    assert spearman_transfer({"a": z, "b": z}, z, {"a": z, "b": z}, z) == {
+        "labels": ["a", "b"],
+        "rho": None,
+        "lo": None,
+        "hi": None,
+        "why": "under 3 schedules",
+    }
+    rng = np.random.default_rng(5)
+    a = {k: rng.standard_normal((2, 6)) + g for k, g in (("x", 0.0), ("y", 1.0), ("z", 2.0))}
+    b = {**{k: v + 0.5 for k, v in a.items()}, "only_b": z}  # a label on one side only
+    t = spearman_transfer(a, np.zeros((2, 6)), b, np.zeros((2, 6)), n_boot=200)
+    assert t["labels"] == ["x", "y", "z"] and t["rho"] == pytest.approx(1.0)  # 3 is enough
+    assert t["boot"] == 200 and "200 resamples" in t["method"]
+    assert t["best_a"] == t["best_b"] == "x"
+    # a width whose schedules never differ has no ranks to correlate: no interval
+    flat = {k: np.zeros((2, 6)) for k in a}
+    t = spearman_transfer(a, np.zeros((2, 6)), flat, np.zeros((2, 6)), n_boot=50)
+    assert t["boot"] == 0 and np.isnan(t["lo"]) and np.isnan(t["hi"])
+
+
+def test_transfer_interval_is_the_percentile_interval_of_the_resamples(monkeypatch):
+    """Resample b keeps every seed and only document b: the resampled rhos are then the
+    per-document rhos, so the interval must be their 2.5 and 97.5 percentiles."""
+    from scipy import stats
+
+    from sweep import findings
+
+    rng = np.random.default_rng(7)
+    n_d = 40
+    a = {k: rng.standard_normal((3, n_d)) for k in "pqrs"}
+    b = {k: rng.standard_normal((3, n_d)) for k in "pqrs"}
+    zero = np.zeros((3, n_d))
+
+    def weights(_rng, n_boot, n):
+        if n == 3:  # seeds: all of them, equally
+            return np.full((n_boot, n), 1 / 3)
+        return np.eye(n)[np.arange(n_boot) % n]  # documents: one each
+
+    monkeypatch.setattr(findings, "_draw_weights", weights)
+    t = spearman_transfer(a, zero, b, zero, n_boot=n_d)
+    per_doc = []
+    for d in range(n_d):
+        xa = [a[k][:, d].mean() for k in "pqrs"]
+        xb = [b[k][:, d].mean() for k in "pqrs"]
+        per_doc.append(stats.spearmanr(xa, xb).statistic)
+    lo, hi = np.quantile(per_doc, [0.025, 0.975])
+    assert (t["lo"], t["hi"]) == pytest.approx((lo, hi))
+    t50 = spearman_transfer(a, zero, b, zero, level=0.5, n_boot=n_d)
+    assert (t50["lo"], t50["hi"]) == pytest.approx(tuple(np.quantile(per_doc, [0.25, 0.75])))
+
+
+def test_resampling_weights_draw_every_unit_with_replacement():
+    from sweep.findings import _draw_weights
+
+    w = _draw_weights(np.random.default_rng(0), 4000, 5)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    assert np.allclose(w * 5, np.round(w * 5))  # whole draws out of 5
+    np.testing.assert_allclose(w.mean(axis=0), 0.2, atol=0.01)  # unit 0 drawn as often
+    assert (w == 0).any() and (w >= 0.4).any()  # with replacement: some left out, some twice
+
+
+def test_a_difference_is_read_from_its_interval_alone():
+    from sweep.findings import _sign
+
+    assert _sign(None) == _sign({}) == _sign({"mean": None}) == "not measured"
+    assert _sign({"mean": 0.1, "lo": None, "hi": None}) == "no interval"
+    assert _sign({"mean": 0.1, "lo": 0.0, "hi": 0.2}) == "not told apart"  # touches zero
+    assert _sign({"mean": -0.1, "lo": -0.2, "hi": 0.0}) == "not told apart"
+    assert _sign({"mean": 0.1, "lo": 1e-9, "hi": 0.2}) == "worse"
+    assert _sign({"mean": -0.1, "lo": -0.2, "hi": -1e-9}) == "better"
