@@ -412,3 +412,21 @@ def test_a_difference_is_read_from_its_interval_alone():
     assert _sign({"mean": -0.1, "lo": -0.2, "hi": 0.0}) == "not told apart"
     assert _sign({"mean": 0.1, "lo": 1e-9, "hi": 0.2}) == "worse"
     assert _sign({"mean": -0.1, "lo": -0.2, "hi": -1e-9}) == "better"
+
+
+def test_transfer_is_seeded_and_skips_resamples_without_two_ranks():
+    rng = np.random.default_rng(9)
+    a = {k: rng.standard_normal((3, 8)) + g for k, g in (("x", 0.3), ("y", 0.1), ("z", 0.2))}
+    b = {k: v + rng.standard_normal((3, 8)) for k, v in a.items()}
+    zero = np.zeros((3, 8))
+    one = spearman_transfer(a, zero, b, zero, n_boot=300, seed=4)
+    assert one == spearman_transfer(a, zero, b, zero, n_boot=300, seed=4)  # reproducible
+    assert one["best_a"] == "y"  # the lowest gain, not the first label
+    # every schedule the same within each document: no resample has two ranks at a
+    # width, though the documents differ from each other
+    same = rng.standard_normal((3, 8))
+    for flat_a in (True, False):
+        fa = {k: same for k in a} if flat_a else a
+        fb = b if flat_a else {k: same for k in a}
+        t = spearman_transfer(fa, zero, fb, zero, n_boot=100)
+        assert t["boot"] == 0 and np.isnan(t["lo"])
