@@ -416,11 +416,13 @@ def test_a_difference_is_read_from_its_interval_alone():
 
 def test_transfer_is_seeded_and_skips_resamples_without_two_ranks():
     rng = np.random.default_rng(9)
-    a = {k: rng.standard_normal((3, 8)) + g for k, g in (("x", 0.3), ("y", 0.1), ("z", 0.2))}
+    gaps = (("x", 0.3), ("y", 0.1), ("z", 0.2), ("u", 0.4), ("v", 0.5), ("w", 0.6))
+    a = {k: rng.standard_normal((3, 8)) + g for k, g in gaps}
     b = {k: v + rng.standard_normal((3, 8)) for k, v in a.items()}
     zero = np.zeros((3, 8))
     one = spearman_transfer(a, zero, b, zero, n_boot=300, seed=4)
     assert one == spearman_transfer(a, zero, b, zero, n_boot=300, seed=4)  # reproducible
+    assert one != spearman_transfer(a, zero, b, zero, n_boot=300, seed=5)  # and seeded
     assert one["best_a"] == "y"  # the lowest gain, not the first label
     # every schedule the same within each document: no resample has two ranks at a
     # width, though the documents differ from each other
