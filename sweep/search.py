@@ -211,19 +211,24 @@ def objective_values(rec: dict, spec: SweepSpec) -> list[float] | None:
     return [float(v) for v in vals]
 
 
-def make_sampler(spec: SweepSpec):
+def make_sampler(spec: SweepSpec, told: int = 0):
+    """The spec's sampler. ``told``: samples a resumed search starts from. The sampler's
+    random stream starts from ``seed + told``: restarted from ``seed`` it would propose
+    the first run's opening samples again (its random start-up phase does not depend on
+    what it has been told)."""
     import optuna
 
     q = spec.search
+    seed = q.seed + told
     if q.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=q.seed)
+        return optuna.samplers.NSGAIISampler(seed=seed)
     import warnings
 
     # group=True: TPE models the parameters of each shape together (the space is
     # conditional on the shape); Optuna marks the flag experimental.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=q.seed, multivariate=True, group=True)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
 
 
 def sample_number(trial_id: str) -> int:
@@ -253,11 +258,17 @@ def make_searcher(spec: SweepSpec, done: list[dict], redo: list[tuple[dict, int]
         def __init__(self):
             super().__init__()
             self.study = optuna.create_study(
-                directions=["minimize", "minimize"], sampler=make_sampler(spec)
+                directions=["minimize", "minimize"],
+                sampler=make_sampler(spec, len(done) + len(redo)),
             )
+            # schedule label -> its objectives (None: stopped or failed), for every sample
+            # trained or in flight: a schedule is never trained twice
+            self.known: dict[str, list[float] | None] = {}
             for rec in done:
-                params = params_of(TrialSpec.from_dict(rec["config"]).schedule, spec)
+                sched = TrialSpec.from_dict(rec["config"]).schedule
+                params = params_of(sched, spec)
                 values = objective_values(rec, spec) if rec["status"] == "finished" else None
+                self.known[sched.label] = values
                 self.study.add_trial(
                     create_trial(
                         params=params,
@@ -270,29 +281,48 @@ def make_searcher(spec: SweepSpec, done: list[dict], redo: list[tuple[dict, int]
             # number (so their trial id, record and checkpoint are theirs again).
             for params, _ in redo:
                 self.study.enqueue_trial(params)
+                self.known[schedule_of(params, spec).label] = None
             self.again = [number for _, number in redo]
             known = [sample_number(r["trial_id"]) for r in done] + self.again
             self.next = 1 + max(known, default=-1)
             self.live: dict[str, Any] = {}
 
         def suggest(self, trial_id: str):
-            t = self.study.ask()
-            self.live[trial_id] = t
-            if self.again:
-                number = self.again.pop(0)
+            if self.again:  # an interrupted sample, under its own number
+                t = self.study.ask()
+                params, number = suggest(t, spec), self.again.pop(0)
             else:
+                # A proposal of a schedule already trained (parameters round to the same
+                # label) is answered from its record, not trained again.
+                for _ in range(1000):
+                    t = self.study.ask()
+                    params = suggest(t, spec)
+                    label = schedule_of(params, spec).label
+                    if label not in self.known:
+                        break
+                    vals = self.known[label]
+                    if vals:
+                        self.study.tell(t, vals)
+                    else:
+                        self.study.tell(t, state=TrialState.PRUNED)
+                else:
+                    return Searcher.FINISHED  # the space holds nothing new
                 number, self.next = self.next, self.next + 1
-            return {"params": suggest(t, spec), "number": number}
+            self.known.setdefault(schedule_of(params, spec).label, None)
+            self.live[trial_id] = (t, schedule_of(params, spec).label)
+            return {"params": params, "number": number}
 
         def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
-            t = self.live.pop(trial_id, None)
-            if t is None:
+            got = self.live.pop(trial_id, None)
+            if got is None:
                 return
+            t, label = got
             values = None
             if result and not error and result.get("phase") == "done":
                 vals = [result.get(k) for k in spec.search.objectives]
                 if all(v is not None and math.isfinite(v) for v in vals):
                     values = [float(v) for v in vals]
+            self.known[label] = values
             if values:
                 self.study.tell(t, values)
             else:  # stopped early, failed or diverged: no objective values

@@ -217,3 +217,26 @@ def test_a_missing_standard_error_counts_as_none():
     other = {"far_loss": 2.9, "far_loss_se": 0.01, "flops": 1.0}  # no SE on either flops
     assert search.dominating(me, [other], keys, 2.0) is other
     assert search.dominating(other, [me], keys, 2.0) is None
+
+
+def test_a_schedule_already_trained_is_never_proposed_again():
+    # two possible schedules: l_min snaps to 16 or 32, everything else fixed
+    sw = search_spec(space={"shapes": ["linear"], "ramp_rate": [0.5, 0.5], "l_min": [16, 32]})
+    t16 = search.sample_trial({"shape": "linear", "l_min": 16}, 0, sw)
+    done = [
+        {
+            "trial_id": t16.trial_id,
+            "status": "finished",
+            "config": t16.to_dict(),
+            "metrics": {"far_loss": 4.0, "id_loss": 4.1},
+        }
+    ]
+    searcher = search.make_searcher(sw, done, [])
+    got = searcher.suggest("tune-1")
+    assert search.schedule_of(got["params"], sw).label == "linear-lm32-r0.5"
+    assert got["number"] == 1
+    # both schedules now trained or in flight: nothing new to propose
+    assert searcher.suggest("tune-2") == "FINISHED"
+    # a repeated proposal was told the record's values, not trained
+    told = [t.values for t in searcher.study.trials if t.state.name == "COMPLETE"]
+    assert told.count([4.0, 4.1]) >= 2
