@@ -150,17 +150,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(sweep_dir: Path) -> int:
-    from sweep.aggregate import aggregate, format_table, write_summary
-    from sweep.report import write_report
+    from sweep.report import report_sweep
 
-    summary = aggregate(sweep_dir)
-    write_summary(summary)
-    md, html = write_report(summary)
-    print(format_table(summary))
-    for s in summary.skipped:
-        print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
-    print(f"report: {html}\n        {md}")
-    return 0 if all(t.status in ("finished", "diverged", "stopped") for t in summary.trials) else 1
+    return report_sweep(sweep_dir)
 
 
 def _run(spec, sweep_dir: Path, address: str | None) -> int:

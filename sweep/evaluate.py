@@ -32,6 +32,17 @@ def sequence_losses(model, x: torch.Tensor, y: torch.Tensor, chunk: int | None =
     return out
 
 
+def cpu_precision(spec):
+    """The forward's precision on the CPU for ``spec``: bf16 autocast when the spec
+    trains in bf16 there (DeepSpeed's torch_autocast), else nothing. Evaluation and the
+    dry run's timings run in the precision the model trains in."""
+    import contextlib
+
+    if spec.deepspeed.cpu_autocast(False):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @torch.no_grad()
 def per_position_losses(
     model, sequences: np.ndarray, batch_size: int, device, chunk: int | None = CHUNK

@@ -136,14 +136,21 @@ def _far_matrix(trials: list[Trial], seeds: list[int]) -> np.ndarray | None:
     return units_matrix([by_seed[s] for s in seeds], "far_loss")
 
 
-def compute(study: Study, study_dir: Path) -> dict:
-    """Every number the document states, from the arms' records."""
-    f = study.findings
+def load_arms(study: Study, study_dir: Path) -> dict[str, Summary]:
+    """The aggregate of every arm that has records (read once for numbers and figures)."""
     arms: dict[str, Summary] = {}
     for arm in study.arm_names:
         d = Path(study_dir) / arm
         if any(d.glob("trials/*/record.json")):
             arms[arm] = aggregate(d)
+    return arms
+
+
+def compute(study: Study, study_dir: Path, arms: dict[str, Summary] | None = None) -> dict:
+    """Every number the document states, from the arms' records (``arms``: their
+    aggregates, when already read)."""
+    f = study.findings
+    arms = load_arms(study, study_dir) if arms is None else arms
     main = arms.get(study.main)
     if main is None or not main.finished:
         return {"arms": {}, "missing": study.main}
@@ -152,7 +159,7 @@ def compute(study: Study, study_dir: Path) -> dict:
     ref = main.reference
     keys = ["id_loss", "near_loss", "far_loss", *_band_keys(main), "ctx_gain"]
     spec = study.arm_spec(study.main, [])
-    ramps = best_ramps(Path(study_dir) / study.main, spec)
+    ramps = best_ramps(main, spec)
     best = ramps[0] if ramps else None
     out: dict = {
         "reference": ref,
@@ -267,11 +274,12 @@ def write_study(study_dir: Path, out: str | Path | None = None) -> Path:
 
     study_dir = Path(study_dir)
     study = load_dir(study_dir)
-    found = compute(study, study_dir)
+    arms = load_arms(study, study_dir)
+    found = compute(study, study_dir, arms)
     dest = Path(out) if out else study_dir
     dest.mkdir(parents=True, exist_ok=True)
     write_text_atomic(study_dir / "findings.json", json.dumps(found, indent=1, default=_num))
-    return write_document(study, found, study_dir, dest)
+    return write_document(study, found, arms, dest)
 
 
 def _num(x):

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -92,27 +93,41 @@ def working_directory(path: Path):
 
 def prepare(spec: SweepSpec, sweep_dir: Path, overwrite: bool = False) -> None:
     """Create the results directory, or check an existing one holds this very spec."""
-    spec_path = sweep_dir / "spec.yaml"
-    if sweep_dir.exists() and overwrite:
-        shutil.rmtree(sweep_dir)
-    elif spec_path.exists():
-        if not _same(lambda: parse(yaml.safe_load(spec_path.read_text())), spec):
+    claim_dir(
+        sweep_dir,
+        "spec.yaml",
+        spec.to_dict(),
+        lambda text: _same(lambda: parse(yaml.safe_load(text)), spec),
+        "sweep",
+        overwrite,
+    )
+
+
+def claim_dir(
+    d: Path, name: str, content: dict, same: Callable[[str], bool], kind: str, overwrite: bool
+) -> None:
+    """Create results directory ``d`` with ``content`` as its YAML file ``name``, or check
+    an existing one holds the same (``same`` of the stored text); ``kind``: what the
+    directory holds (a sweep, a study), for the errors."""
+    path = d / name
+    if d.exists() and overwrite:
+        shutil.rmtree(d)
+    elif path.exists():
+        if not same(path.read_text()):
             raise SpecError(
                 "--results",
-                str(sweep_dir),
-                "already holds a sweep with a different spec "
+                str(d),
+                f"already holds a {kind} with a different spec "
                 "(pass --overwrite or another --results)",
             )
-    elif sweep_dir.exists() and any(sweep_dir.iterdir()):
-        raise SpecError(
-            "--results", str(sweep_dir), "exists and is not a sweep's results directory"
-        )
+    elif d.exists() and any(d.iterdir()):
+        raise SpecError("--results", str(d), f"exists and is not a {kind}'s results directory")
     try:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(spec_path, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+        d.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, yaml.safe_dump(content, sort_keys=False))
     except OSError as exc:
         why = f"cannot be written ({exc.strerror or type(exc).__name__})"
-        raise SpecError("--results", str(sweep_dir), why) from None
+        raise SpecError("--results", str(d), why) from None
 
 
 def _same(load, want) -> bool:
@@ -489,12 +504,13 @@ def measure_step_seconds(spec: SweepSpec, model, steps: int = 2) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     L = spec.schedules.l_max
     rows = max(1, spec.budget.tokens_per_step // L // spec.resources.workers_per_trial)
+    from sweep.evaluate import cpu_precision
+
     x = torch.randint(0, 256, (rows, L))
-    cast = spec.deepspeed.cpu_autocast(False)
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cast):
+        with cpu_precision(spec):
             loss = model(input_ids=x, labels=x).loss
         loss.backward()
         opt.step()
@@ -508,8 +524,6 @@ def measure_eval_seconds(spec: SweepSpec, model) -> float:
     """Wall seconds of a trial's final evaluation on this machine: one batch of the
     per-position eval at E and the probes on one sequence, timed with the spec's threads
     and precision, scaled to ``eval.sequences`` and ``eval.probe_sequences``."""
-    import contextlib
-
     import numpy as np
     import torch
 
@@ -518,14 +532,9 @@ def measure_eval_seconds(spec: SweepSpec, model) -> float:
     torch.set_num_threads(spec.resources.cpus_per_worker)
     ev, L = spec.eval, spec.schedules.l_max
     E = ev.length(L)
-    cast = (
-        torch.autocast("cpu", dtype=torch.bfloat16)
-        if spec.deepspeed.cpu_autocast(False)
-        else contextlib.nullcontext()
-    )
     rng = np.random.default_rng(0)
     seqs = rng.integers(0, 256, (ev.batch_size, E + 1))
-    with cast:
+    with evaluate.cpu_precision(spec):
         t0 = time.perf_counter()
         losses = evaluate.per_position_losses(model, seqs, ev.batch_size, "cpu")
         t_eval = time.perf_counter() - t0

@@ -383,6 +383,21 @@ def _html(summary: Summary, figs, facts: str) -> str:
     return "\n".join(parts)
 
 
+def report_sweep(sweep_dir: Path) -> int:
+    """Aggregate a sweep directory, write summary.json and the report, print the ranking;
+    0 when every trial ended (finished, diverged or stopped early), else 1."""
+    from sweep.aggregate import aggregate, format_table, write_summary
+
+    summary = aggregate(sweep_dir)
+    write_summary(summary)
+    md, html = write_report(summary)
+    print(format_table(summary))
+    for s in summary.skipped:
+        print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    print(f"report: {html}\n        {md}")
+    return 0 if all(t.status in ("finished", "diverged", "stopped") for t in summary.trials) else 1
+
+
 def write_report(summary: Summary) -> tuple[Path, Path]:
     d = summary.sweep_dir
     figdir = d / "figures"

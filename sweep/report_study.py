@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep.aggregate import load_trials
 from sweep.findings import _iv, _sign
 from sweep.records import write_text_atomic
 from sweep.study import Study
@@ -33,13 +32,11 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def _curves(study_dir: Path, arm: str) -> dict[str, np.ndarray]:
-    """Seed-mean per-position loss of every finished schedule of an arm."""
-    trials, _ = load_trials(study_dir / arm)
+def _curves(summary) -> dict[str, np.ndarray]:
+    """Seed-mean per-position loss of every finished schedule of an arm's aggregate."""
     by: dict[str, list] = {}
-    for t in trials:
-        if t.status == "finished":
-            by.setdefault(t.record["schedule"], []).append(np.asarray(t.record["curve"]))
+    for t in summary.finished:
+        by.setdefault(t.record["schedule"], []).append(np.asarray(t.record["curve"]))
     return {k: np.mean(v, axis=0) for k, v in by.items()}
 
 
@@ -405,7 +402,8 @@ def _limits(study: Study) -> list[str]:
     ]
 
 
-def write_document(study: Study, found: dict, study_dir: Path, dest: Path) -> Path:
+def write_document(study: Study, found: dict, arms: dict, dest: Path) -> Path:
+    """``arms``: each arm's aggregate (``aggregate.Summary``), for the curves."""
     from sweep.figures import plot_study_bands, plot_study_curves, plot_transfer
 
     found = {**found, "study": study.name}
@@ -414,9 +412,9 @@ def write_document(study: Study, found: dict, study_dir: Path, dest: Path) -> Pa
     figs = []
     if found.get("arms"):
         rope = study.findings.get("rope_arm")
-        curves = {study.main: _curves(study_dir, study.main)}
-        if rope and (study_dir / rope).is_dir():
-            curves[rope] = _curves(study_dir, rope)
+        curves = {study.main: _curves(arms[study.main])}
+        if rope in arms:
+            curves[rope] = _curves(arms[rope])
         spec = study.arm_spec(study.main, [])
         figs.append(
             plot_study_curves(curves, study, found, spec.schedules.l_max, figdir / "positions.png")

@@ -291,6 +291,7 @@ def make_searcher(spec: SweepSpec, done: list[dict], redo: list[tuple[dict, int]
             if self.again:  # an interrupted sample, under its own number
                 t = self.study.ask()
                 params, number = suggest(t, spec), self.again.pop(0)
+                label = schedule_of(params, spec).label
             else:
                 # A proposal of a schedule already trained (parameters round to the same
                 # label) is answered from its record, not trained again.
@@ -308,8 +309,8 @@ def make_searcher(spec: SweepSpec, done: list[dict], redo: list[tuple[dict, int]
                 else:
                     return Searcher.FINISHED  # the space holds nothing new
                 number, self.next = self.next, self.next + 1
-            self.known.setdefault(schedule_of(params, spec).label, None)
-            self.live[trial_id] = (t, schedule_of(params, spec).label)
+            self.known.setdefault(label, None)
+            self.live[trial_id] = (t, label)
             return {"params": params, "number": number}
 
         def on_trial_complete(self, trial_id: str, result=None, error: bool = False):

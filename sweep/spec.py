@@ -530,7 +530,8 @@ def _plain(obj: Any) -> Any:
 # ----------------------------------------------------------------------------- parsing
 
 
-def load(path: str | Path) -> SweepSpec:
+def read_yaml(path: str | Path) -> dict:
+    """A spec (or study) file's YAML mapping, or a SpecError saying why not."""
     p = Path(path)
     if not p.is_file():
         raise SpecError("spec", str(path), "file not found")
@@ -540,7 +541,11 @@ def load(path: str | Path) -> SweepSpec:
         raise SpecError("spec", str(path), f"not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise SpecError("spec", str(path), "must be a YAML mapping")
-    return parse(raw)
+    return raw
+
+
+def load(path: str | Path) -> SweepSpec:
+    return parse(read_yaml(path))
 
 
 def parse(raw: dict) -> SweepSpec:

@@ -21,7 +21,6 @@ from typing import TextIO
 
 import yaml
 
-from sweep.records import write_text_atomic
 from sweep.spec import (
     RAMPS,
     SCALAR_PARAMS,
@@ -30,6 +29,7 @@ from sweep.spec import (
     SweepSpec,
     _fmt,
     parse,
+    read_yaml,
 )
 
 STUDY_FILE = "study.yaml"
@@ -123,12 +123,16 @@ def ramp_labels(spec: SweepSpec) -> list[str]:
     return out
 
 
-def best_ramps(main_dir: Path, spec: SweepSpec) -> list[str]:
-    """The main arm's increasing ramps, best (lowest seed-mean far_loss) first: the
-    schedules later arms repeat. Ties go to lower id_loss."""
+def main_summary(study_dir: Path, spec: SweepSpec):
+    """The main arm's aggregate (``aggregate.Summary``), judged against its reference."""
     from sweep.aggregate import aggregate
 
-    summary = aggregate(main_dir, spec.schedules.reference)
+    return aggregate(Path(study_dir), spec.schedules.reference)
+
+
+def best_ramps(summary, spec: SweepSpec) -> list[str]:
+    """The main arm's increasing ramps (``summary``: its aggregate), best (lowest
+    seed-mean far_loss) first: the schedules later arms repeat. Ties go to lower id_loss."""
     allowed = set(ramp_labels(spec))
     rows = [r for r in summary.schedules if r["schedule"] in allowed and "far_loss" in r]
     rows.sort(key=lambda r: (r["far_loss"], r.get("id_loss", 0.0)))
@@ -136,14 +140,7 @@ def best_ramps(main_dir: Path, spec: SweepSpec) -> list[str]:
 
 
 def load(path: str | Path) -> Study:
-    p = Path(path)
-    if not p.is_file():
-        raise SpecError("spec", str(path), "file not found")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise SpecError("spec", str(path), f"not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_study(raw)
+    return parse_study(read_yaml(path))
 
 
 def parse_study(raw: dict) -> Study:
@@ -202,28 +199,13 @@ def parse_study(raw: dict) -> Study:
 
 
 def prepare(study: Study, study_dir: Path, overwrite: bool) -> None:
-    path = study_dir / STUDY_FILE
-    if study_dir.exists() and overwrite:
-        import shutil
+    """Create the study's directory, or check an existing one holds this very study."""
+    from sweep.orchestrate import claim_dir
 
-        shutil.rmtree(study_dir)
-    elif path.exists():
-        if yaml.safe_load(path.read_text()) != study.raw:
-            raise SpecError(
-                "--results",
-                str(study_dir),
-                "already holds a study with a different spec "
-                "(pass --overwrite or another --results)",
-            )
-    elif study_dir.exists() and any(study_dir.iterdir()):
-        why = "exists and is not a study's results directory"
-        raise SpecError("--results", str(study_dir), why)
-    try:
-        study_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, yaml.safe_dump(study.raw, sort_keys=False))
-    except OSError as exc:
-        why = f"cannot be written ({exc.strerror or type(exc).__name__})"
-        raise SpecError("--results", str(study_dir), why) from None
+    def same(text: str) -> bool:
+        return yaml.safe_load(text) == study.raw
+
+    claim_dir(study_dir, STUDY_FILE, study.raw, same, "study", overwrite)
 
 
 def load_dir(study_dir: Path) -> Study:
@@ -250,7 +232,7 @@ def resolved_specs(study: Study, study_dir: Path) -> dict[str, SweepSpec]:
                 from sweep.aggregate import EmptyResults
 
                 try:
-                    best = best_ramps(study_dir / study.main, main)
+                    best = best_ramps(main_summary(study_dir / study.main, main), main)
                 except EmptyResults:  # the main arm has no records yet
                     best = []
             if max(study.placeholders(arm)) > len(best):
@@ -265,15 +247,18 @@ def run(study: Study, study_dir: Path, address: str | None, out: TextIO | None =
     """Run every arm in order (the main arm first: later arms repeat its best ramps), each
     arm's report after it, then the study document. Finished trials are never rerun."""
     from sweep import orchestrate
+    from sweep.report import report_sweep
 
     out = out or sys.stdout
 
     t0 = time.time()
     codes = []
     main = study.arm_spec(study.main, [])
+    best: list[str] | None = None  # resolved once, after the main arm: it no longer changes
     for i, arm in enumerate(study.arm_names):
         if i and study.placeholders(arm):
-            best = best_ramps(study_dir / study.main, main)
+            if best is None:
+                best = best_ramps(main_summary(study_dir / study.main, main), main)
             need = max(study.placeholders(arm))
             if len(best) < need:
                 print(f"arm {arm}: skipped, the main arm has {len(best)} finished ramps", file=out)
@@ -292,7 +277,7 @@ def run(study: Study, study_dir: Path, address: str | None, out: TextIO | None =
         arm_dir = study_dir / arm
         orchestrate.prepare(sw, arm_dir)
         orchestrate.run_sweep(sw, arm_dir, address, out)
-        codes.append(_arm_report(arm_dir))
+        codes.append(report_sweep(arm_dir))
     wall = time.time() - t0
     with open(study_dir / RUNS_FILE, "a") as f:
         f.write(json.dumps({"started": t0, "wall_s": round(wall, 1)}) + "\n")
@@ -301,17 +286,6 @@ def run(study: Study, study_dir: Path, address: str | None, out: TextIO | None =
     md = write_study(study_dir, study_dir)
     print(f"study {study.name}: {wall / 60:.1f} min this run; document: {md}", file=out)
     return max(codes, default=0)
-
-
-def _arm_report(arm_dir: Path) -> int:
-    from sweep.aggregate import aggregate, format_table, write_summary
-    from sweep.report import write_report
-
-    summary = aggregate(arm_dir)
-    write_summary(summary)
-    write_report(summary)
-    print(format_table(summary))
-    return 0 if all(t.status in ("finished", "diverged", "stopped") for t in summary.trials) else 1
 
 
 def dry_run(study: Study, out: TextIO | None = None, measure: bool = True) -> None:

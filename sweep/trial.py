@@ -131,11 +131,9 @@ class Run:
         spec asks for it): the same numerics, and most of the eval's cost is matmuls."""
         import contextlib
 
-        import torch
+        from sweep.evaluate import cpu_precision
 
-        if self.spec.deepspeed.cpu_autocast(self.device.type == "cuda"):
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return contextlib.nullcontext() if self.device.type == "cuda" else cpu_precision(self.spec)
 
 
 def setup(config: dict, session: Session) -> Run:
