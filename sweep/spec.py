@@ -101,7 +101,9 @@ class SpecError(ValueError):
 
     def __init__(self, field_name: str, value: Any, why: str):
         self.field, self.value, self.why = field_name, value, why
-        super().__init__(f"spec error: {field_name}={value!r}: {why}")
+        # one line, whatever the key: a YAML key may hold a newline
+        shown = field_name if field_name.isprintable() else repr(field_name)[1:-1]
+        super().__init__(f"spec error: {shown}={value!r}: {why}")
 
     def __reduce__(self):  # picklable and copyable across Ray processes
         return (SpecError, (self.field, self.value, self.why))

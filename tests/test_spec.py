@@ -313,3 +313,12 @@ def test_mutated_specs_are_accepted_whole_or_refused_in_one_line(raw):
     if sw.budget.tokens // sw.budget.tokens_per_step <= 2000:
         for t in trials:
             assert t.plan().total_tokens <= sw.budget.tokens
+
+
+def test_a_key_with_a_newline_is_refused_in_one_line():
+    """Found by the fuzz test: a YAML key holding a newline split the error in two."""
+    raw = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
+    raw["\n"] = None
+    with pytest.raises(spec.SpecError) as err:
+        spec.parse(raw)
+    assert "\n" not in str(err.value) and str(err.value).startswith("spec error: \\n=None")
