@@ -1,9 +1,13 @@
 """What many tests share: the repository root and the ``sweep`` command line, run in a
 subprocess exactly as a user runs it."""
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,6 +21,27 @@ def run_sweep(*args, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
         timeout=timeout,
         **kw,
     )
+
+
+def kill_sweep(proc: subprocess.Popen) -> None:
+    """SIGKILL a sweep started with ``start_new_session=True`` and every process it started,
+    and wait until all are gone. The process group alone is not enough: Ray puts its
+    workers in process groups of their own, and a worker that outlived its driver by a
+    moment could finish a trial and write its record after the test's snapshot."""
+    tree = [psutil.Process(proc.pid)]
+    try:
+        tree += tree[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        pass
+    os.killpg(proc.pid, signal.SIGKILL)
+    for p in tree:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait()
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert not alive, f"processes outlived SIGKILL: {alive}"
 
 
 def tiny_proxy(n_layers: int = 1, seed: int = 0, vocab: int = 64, **config):

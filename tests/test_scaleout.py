@@ -2,7 +2,6 @@
 mid-trial, a driver killed mid-sweep."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import numpy as np
 import psutil
 import pytest
 import yaml
-from support import ROOT, run_sweep
+from support import ROOT, kill_sweep, run_sweep
 
 pytestmark = pytest.mark.e2e
 
@@ -202,8 +201,7 @@ def test_driver_killed_then_sweep_resume(tmp_path, workers):
         if finished and checkpointed_running():
             break
     assert finished and checkpointed_running(), "no trial finished and another checkpointed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started die at once
-    proc.wait()
+    kill_sweep(proc)  # the driver, the Ray it started and Ray's workers die at once
     interrupted = checkpointed_running()
     finished = finished_records()
     kept = {p: p.read_bytes() for p in finished}

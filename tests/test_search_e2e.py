@@ -2,15 +2,13 @@
 a non-dominated front, and `sweep resume` after the driver is killed."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 import yaml
-from support import ROOT, run_sweep
+from support import ROOT, kill_sweep, run_sweep
 
 from sweep import aggregate
 
@@ -70,8 +68,7 @@ def test_search_resume_after_the_driver_is_killed_repeats_no_finished_sample(tmp
         if len(fin) >= 2:
             break
     assert len(fin) >= 2, "no two samples finished"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_sweep(proc)  # the driver, the Ray it started and Ray's workers die at once
     fin = {k: v for k, v in samples(d).items() if v.get("status") == "finished"}
     kept = {k: (d / "trials" / k / "record.json").read_bytes() for k in fin}
     r = run_sweep("resume", str(d), timeout=900)
