@@ -4,6 +4,7 @@ CPU), token authentication on, a sweep submitted through the Ray Jobs client."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,12 @@ import pytest
 from support import ROOT, run_sweep
 
 pytestmark = pytest.mark.e2e
-PORT, DASH = 6391, 8276
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def ray_cli(*args, env, check=True):
@@ -32,27 +38,33 @@ def cluster():
     on the machine."""
     temp = tempfile.mkdtemp(prefix="ctxmn", dir="/tmp")  # short: Ray's socket paths
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # Free ports, not Ray's defaults: every node's dashboard agent otherwise listens on
+    # 52365, and while any other Ray on the machine holds it, job submission finds "no
+    # available agent" (seen when a local sweep ran beside this test).
+    port, dash = free_port(), free_port()
     try:
         ray_cli(
             "start",
             "--head",
-            f"--port={PORT}",
+            f"--port={port}",
             "--num-cpus=1",
             f"--temp-dir={temp}",
             "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={DASH}",
+            f"--dashboard-port={dash}",
+            f"--dashboard-agent-listen-port={free_port()}",
             "--include-dashboard=true",
             "--disable-usage-stats",
             env=env,
         )
         ray_cli(
             "start",
-            f"--address=127.0.0.1:{PORT}",
+            f"--address=127.0.0.1:{port}",
             "--num-cpus=1",
+            f"--dashboard-agent-listen-port={free_port()}",
             "--disable-usage-stats",
             env=env,
         )
-        yield env
+        yield env, f"http://127.0.0.1:{dash}"
     finally:
         stop_processes_marked(temp)
         shutil.rmtree(temp, ignore_errors=True)
@@ -88,10 +100,11 @@ def stop_processes_marked(marker: str) -> None:
 def submit_smoke(cluster, res: Path, spec: str, *submit_args: str):
     """`ray job submit` of the smoke sweep to the two-node cluster; asserts it finished
     every trial with trials on both nodes (one CPU a node: they had to spread)."""
+    env, address = cluster
     r = ray_cli(
-        "job", "submit", f"--address=http://127.0.0.1:{DASH}", *submit_args, "--",
+        "job", "submit", f"--address={address}", *submit_args, "--",
         sys.executable, "-m", "sweep", "run", spec, "--results", str(res),
-        env=cluster, check=False,
+        env=env, check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "2 node(s)" in r.stdout and "4/4 done" in r.stdout
