@@ -44,6 +44,11 @@ class Trial:
         return self.record.get("status", "?")
 
     @property
+    def why(self) -> str:
+        """Why a trial did not finish: a failure's error or a stopped trial's reason."""
+        return str(self.record.get("error") or self.record.get("reason") or "")
+
+    @property
     def role(self) -> str:
         return self.record.get("role", "candidate")
 
@@ -538,7 +543,7 @@ def format_table(summary: Summary) -> str:
             lines.append("-" * len(lines[0]))
     for t in summary.trials:
         if t.status != "finished":
-            lines.append(f"   -  {t.id:<20} {t.status}: {t.record.get('error') or ''}")
+            lines.append(f"   -  {t.id:<20} {t.status}: {t.why}")
     unequal = [r["schedule"] for r in summary.schedules if not r.get("token_equal", True)]
     if unequal:
         lines.append(

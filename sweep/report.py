@@ -92,7 +92,7 @@ def _trial_rows(summary: Summary) -> list[list[str]]:
                 _fmt(m.get("delta", "")),
                 _fmt(m.get("ctx_gain", "")),
                 f"{_num(t.record.get('wall_s')):.0f}" if _finite(t.record.get("wall_s")) else "",
-                str(t.record.get("error") or t.record.get("reason") or ""),
+                t.why,
             ]
         )
     return rows
