@@ -175,6 +175,8 @@ def test_the_stopper_stops_only_judgeable_dominated_trials(tmp_path):
     md, _ = write_report(summary)
     row = next(ln for ln in md.read_text().splitlines() if t.trial_id in ln and "stopped" in ln)
     assert "dominated at rung 0.5" in row
+    table = " ".join(aggregate.format_table(summary).split())
+    assert f"{t.trial_id} stopped: dominated at rung 0.5" in table
 
 
 def test_a_resumed_searcher_is_told_finished_samples_and_asks_interrupted_ones_first():
