@@ -455,25 +455,47 @@ def _fit_grid(spec: SweepSpec, sweep_dir: Path, pending: list, kept: int, out: T
 
     from sweep.trial import run_trial
 
+    _tune(
+        spec,
+        sweep_dir,
+        run_trial,
+        {"trial": tune.grid_search([t.to_dict() for t in pending]), "sweep_dir": str(sweep_dir)},
+        "tune",
+        Progress([t.trial_id for t in pending], kept, out),
+        lambda t: t.config["trial"]["trial_id"],
+        max_concurrent_trials=spec.resources.max_concurrent_trials,
+    )
+
+
+def _tune(
+    spec: SweepSpec,
+    sweep_dir: Path,
+    trainable: Callable,
+    param_space: dict,
+    name: str,
+    progress,
+    trial_name: Callable,
+    **tune_config,
+) -> None:
+    """One Tune run under ``<sweep_dir>/ray/<name>``: the grid's and the search's share
+    everything but the trainable, its parameters and how trials are chosen."""
+    from ray import tune
+
     r = spec.resources
-    progress = Progress([t.trial_id for t in pending], kept, out)
     single = r.workers_per_trial == 1
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, trial_resources(spec)),
-        param_space={
-            "trial": tune.grid_search([t.to_dict() for t in pending]),
-            "sweep_dir": str(sweep_dir),
-        },
+        tune.with_resources(trainable, trial_resources(spec)),
+        param_space=param_space,
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=r.max_concurrent_trials,
-            trial_name_creator=lambda t: t.config["trial"]["trial_id"],
-            trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
             # A finished single-worker trial hands its warm process (imports, process
             # group) to the next one; worker groups are per trial anyway.
             reuse_actors=single,
+            **tune_config,
         ),
         run_config=tune.RunConfig(
-            name="tune",
+            name=name,
             storage_path=str(sweep_dir / "ray"),
             verbose=0,
             callbacks=[progress],
@@ -628,15 +650,12 @@ def _fit_search(
     """The searcher's samples, after the fixed trials: Optuna (sweep.search.make_searcher)
     proposes, Tune runs up to ``search.max_concurrent`` at a time, the rung rule stops
     (``search.early_stop``)."""
-    from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from sweep.search import make_searcher, make_stopper, params_of
+    from sweep.search import make_searcher, make_stopper, params_of, sample_number
     from sweep.trial import run_sample
 
-    q, r = spec.search, spec.resources
-    from sweep.search import sample_number
-
+    q = spec.search
     redo = [
         (
             params_of(TrialSpec.from_dict(rec["config"]).schedule, spec),
@@ -645,25 +664,15 @@ def _fit_search(
         for rec in redo_recs
     ]
     searcher = ConcurrencyLimiter(make_searcher(spec, done, redo), max_concurrent=q.max_concurrent)
-    single = r.workers_per_trial == 1
-    tuner = tune.Tuner(
-        tune.with_resources(run_sample, trial_resources(spec)),
-        param_space={"sweep": spec.to_dict(), "sweep_dir": str(sweep_dir)},
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            num_samples=remaining,
-            scheduler=make_stopper(spec, sweep_dir) if q.early_stop.enabled else None,
-            trial_name_creator=lambda t: f"q{t.config['number']:03d}",
-            trial_dirname_creator=lambda t: f"q{t.config['number']:03d}",
-            reuse_actors=single,
-        ),
-        run_config=tune.RunConfig(
-            name="search",
-            storage_path=str(sweep_dir / "ray"),
-            verbose=0,
-            callbacks=[Progress([f"?{i}" for i in range(remaining)], len(done), out)],
-            failure_config=tune.FailureConfig(max_failures=r.max_failures if single else 0),
-        ),
+    _tune(
+        spec,
+        sweep_dir,
+        run_sample,
+        {"sweep": spec.to_dict(), "sweep_dir": str(sweep_dir)},
+        "search",
+        Progress([f"?{i}" for i in range(remaining)], len(done), out),
+        lambda t: f"q{t.config['number']:03d}",
+        search_alg=searcher,
+        num_samples=remaining,
+        scheduler=make_stopper(spec, sweep_dir) if q.early_stop.enabled else None,
     )
-    with working_directory(sweep_dir):
-        tuner.fit()
