@@ -23,11 +23,22 @@ def run_sweep(*args, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
     )
 
 
+def start_sweep(spec: Path, results: Path) -> subprocess.Popen:
+    """``sweep run SPEC --results RESULTS`` in the background, in a session of its own so
+    that ``kill_sweep`` can end it and everything it starts."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweep", "run", str(spec), "--results", str(results)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def kill_sweep(proc: subprocess.Popen) -> None:
-    """SIGKILL a sweep started with ``start_new_session=True`` and every process it started,
-    and wait until all are gone. The process group alone is not enough: Ray puts its
-    workers in process groups of their own, and a worker that outlived its driver by a
-    moment could finish a trial and write its record after the test's snapshot."""
+    """SIGKILL a sweep from ``start_sweep`` and every process it started, and wait until
+    all are gone. The process group alone is not enough: Ray puts its workers in process
+    groups of their own, and a worker that outlived its driver by a moment could finish a
+    trial and write its record after the test's snapshot."""
     tree = [psutil.Process(proc.pid)]
     try:
         tree += tree[0].children(recursive=True)

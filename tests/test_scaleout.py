@@ -12,7 +12,7 @@ import numpy as np
 import psutil
 import pytest
 import yaml
-from support import ROOT, kill_sweep, run_sweep
+from support import ROOT, kill_sweep, run_sweep, start_sweep
 
 pytestmark = pytest.mark.e2e
 
@@ -167,12 +167,7 @@ def test_driver_killed_then_sweep_resume(tmp_path, workers):
         schedules__shapes=["constant", "linear"],
     )
     d = tmp_path / "res" / "dk"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "run", str(spec), "--results", str(tmp_path / "res")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_sweep(spec, tmp_path / "res")
 
     def status(tid: str) -> str | None:
         try:

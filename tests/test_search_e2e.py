@@ -2,13 +2,11 @@
 a non-dominated front, and `sweep resume` after the driver is killed."""
 
 import json
-import subprocess
-import sys
 import time
 
 import pytest
 import yaml
-from support import ROOT, kill_sweep, run_sweep
+from support import ROOT, kill_sweep, run_sweep, start_sweep
 
 from sweep import aggregate, search
 
@@ -55,12 +53,7 @@ def test_search_resume_after_the_driver_is_killed_repeats_no_finished_sample(tmp
     spec = tmp_path / "sk.yaml"
     spec.write_text(yaml.safe_dump(raw))
     d = tmp_path / "res" / "sk"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "run", str(spec), "--results", str(tmp_path / "res")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_sweep(spec, tmp_path / "res")
     deadline = time.time() + 400
     while time.time() < deadline:
         time.sleep(0.2)
