@@ -88,6 +88,43 @@ def window_losses(
     return out
 
 
+@torch.no_grad()
+def cut_context_losses(
+    model, sequences: np.ndarray, l_max: int, batch_size: int, device, stride: int = 0
+) -> np.ndarray:
+    """Losses (n, l_max - l_max // 2) at positions p in (l_max / 2, l_max] with the context
+    cut to the last c = ``metrics.context_cut(l_max)`` tokens: windows of c + stride - 1
+    tokens each score their last ``stride`` positions (default c / 4), so every scored
+    position sees between c and c + stride - 1 tokens of context. (A model that attends to
+    its last c tokens only loses nothing to the cut.) The windows of many sequences go
+    through the model together: they are short."""
+    c = metrics.context_cut(l_max)
+    stride = min(stride or max(1, c // 4), c)
+    w, half = c + stride - 1, l_max // 2
+    ends = list(range(half + stride, l_max + 1, stride))  # the last position each scores
+    if not ends or ends[-1] != l_max:
+        ends.append(l_max)
+    firsts = [half + 1, *(e + 1 for e in ends[:-1])]
+    n = len(sequences)
+    seqs = torch.as_tensor(np.asarray(sequences)[:, : l_max + 1], dtype=torch.long)
+    # the window ending at e: inputs e - w .. e - 1 predict tokens e - w + 1 .. e
+    wins = torch.stack([seqs[:, e - w : e + 1] for e in ends], dim=1).reshape(-1, w + 1)
+    was_training = model.training
+    model.eval()
+    per_batch = 32 * batch_size  # windows are ~l_max / 8 tokens: many fit where one row did
+    scored = torch.cat(
+        [
+            sequence_losses(model, x[:, :-1].to(device), x[:, 1:].to(device), None).cpu()
+            for x in wins.split(per_batch)
+        ]
+    ).reshape(n, len(ends), w)
+    model.train(was_training)
+    out = np.empty((n, l_max - half), dtype=np.float32)
+    for k, (a, e) in enumerate(zip(firsts, ends)):
+        out[:, a - half - 1 : e - half] = scored[:, k, w - (e - a + 1) :].numpy()
+    return out
+
+
 def copy_distances(l_max: int, eval_length: int, span: int) -> list[int]:
     """l_max/2, l_max, 2 l_max, ... while a span repeated that far back fits in E."""
     out, d = [], l_max // 2

@@ -105,6 +105,12 @@ class Plan:
         return len(self.lengths)
 
     @property
+    def longest(self) -> int:
+        """The longest length (the window, in window mode) this plan trains at: its own
+        trained length, past which it extrapolates."""
+        return int(self.context[self.tokens > 0].max())
+
+    @property
     def windows(self) -> np.ndarray:
         """Attention window per step (0: the whole row)."""
         return self.context if self.mode == "window" else np.zeros_like(self.context)

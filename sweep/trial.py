@@ -361,7 +361,14 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
         probes = evaluate.context_probes(
             module, evset.tokens, natural, losses, spec.eval, sched.l_max, run.device
         )
+        cut = evaluate.cut_context_losses(
+            module, evset.tokens, sched.l_max, spec.eval.batch_size, run.device
+        )
     probe_wall = time.time() - t_probe
+    context_use = metrics.context_use(cut, losses, sched.l_max)
+    result["context_use"] = float(np.mean(context_use))
+    own = p.longest
+    edges = metrics.position_edges(len(curve), sched.l_max, own_lengths(spec) | {own})
     result["ctx_gain"] = float(np.mean(probes["ctx_gain"]))
     for d, drops in zip(probes["copy_distances"], np.asarray(probes["copy"]).T):
         result[f"copy_d{d}"] = float(np.mean(drops))
@@ -405,7 +412,14 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
                 **metrics.per_sequence(losses, sched.l_max),
                 "ctx_gain": np.round(probes["ctx_gain"], 6).tolist(),
                 "copy": np.round(probes["copy"], 6).tolist(),
+                "context_use": np.round(context_use, 6).tolist(),
             },
+            # per-sequence means over position bins: what the excess metrics pair
+            position_bins={
+                "edges": edges,
+                "values": np.round(metrics.bin_means(losses, edges), 6).tolist(),
+            },
+            own_length=own,
             copy_distances=probes["copy_distances"],
             ctx_gain_curve=[round(float(v), 5) for v in probes["ctx_gain_curve"]],
             metrics_by_source=by_source,
@@ -431,6 +445,13 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
     run.session.report(
         {"tokens": seen, "budget": spec.budget.tokens, "phase": "done", "status": status} | result
     )
+
+
+def own_lengths(spec) -> set[int]:
+    """The longest trained length of every schedule of the sweep: each trial keeps its
+    position bins at these lengths and their halves, so that any schedule's own_excess can
+    be paired with the reference's on the same bins."""
+    return {t.plan().longest for t in spec.trials() if t.seed == spec.seeds[0]}
 
 
 def _versions() -> dict[str, str]:
