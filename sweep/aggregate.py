@@ -13,13 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from sweep import metrics
+from sweep import decision, metrics
 from sweep.intervals import Interval, paired_interval
 from sweep.records import read_record, write_json_atomic
-from sweep.spec import MODES, NEGATIVE_CONTROL
+from sweep.spec import MODES, NEGATIVE_CONTROL, RAMPS
 
 EPSILON = 0.01  # nats of id_loss a pick may give up against the reference
+CONFIRM_DIR = "confirm"  # the confirmation stage's own results directory, in a sweep's
+DEFAULT_MARGIN = 0.01  # nats of far_loss, when no negative control sets the margin
+LEVEL = 0.95  # family-wise: every comparison of a sweep together
 OBJECTIVE = "far_loss"
 PARETO_KEYS = ("id_loss", "far_loss", "flops")
 
@@ -34,6 +38,16 @@ class Trial:
     metrics: dict = field(default_factory=dict)
     # metric -> (unit ids, values): per eval document, what the intervals resample
     units: dict = field(default_factory=dict)
+    # (edges, unit ids, per-document bin means): what the own_excess pairing reads
+    bins: tuple | None = None
+
+    @property
+    def own_length(self) -> int | None:
+        """The longest length the trial trained at (its own trained length)."""
+        if self.record.get("own_length"):
+            return int(self.record["own_length"])
+        by_len = {int(k): v for k, v in (self.record.get("tokens_by_length") or {}).items()}
+        return max((k for k, v in by_len.items() if v > 0), default=None)
 
     @property
     def id(self) -> str:
@@ -63,6 +77,12 @@ class Summary:
     picks: list[dict]
     verdict: str
     controls: dict = field(default_factory=dict)
+    decision: Decision | None = None
+    confirmation: dict | None = None
+
+    @property
+    def candidates(self) -> list[dict]:
+        return self.decision.candidates if self.decision else []
 
     @property
     def finished(self) -> list[Trial]:
@@ -74,8 +94,12 @@ class Summary:
             "objective": OBJECTIVE,
             "reference": self.reference,
             "verdict": self.verdict,
+            "sees": self.controls.get("sees"),
             "controls": self.controls,
             "picks": self.picks,
+            "candidates": self.candidates,
+            "decision": self.decision.to_dict() if self.decision else None,
+            "confirmation": self.confirmation,
             "ranking": [
                 {k: v for k, v in r.items() if not k.startswith("_")} for r in self.schedules
             ],
@@ -129,8 +153,14 @@ def trial_units(rec: dict) -> tuple[dict[str, float], dict[str, tuple]]:
             continue
         units[key] = _by_doc(np.asarray(vals, dtype=np.float64), docs)
     if "far_loss" in per:
-        d = np.asarray(per["far_loss"]) - np.asarray(per["near_loss"])
-        units["delta"] = _by_doc(d, docs)
+        near = np.asarray(per["near_loss"])
+        units["delta"] = _by_doc(np.asarray(per["far_loss"]) - near, docs)
+        # each far band's rise over near_loss: paired against the reference's, far_excess
+        for name, _, _ in metrics.bands(len(curve), l_max):
+            if name in per:
+                units[f"{name}_rise"] = _by_doc(np.asarray(per[name]) - near, docs)
+    if per.get("context_use"):
+        m["context_use"] = float(np.mean(per["context_use"]))
     if per.get("ctx_gain"):
         gain = np.asarray(per["ctx_gain"], dtype=np.float64)
         units["ctx_gain"] = _by_doc(gain, docs[: len(gain)])
@@ -154,6 +184,25 @@ def trial_units(rec: dict) -> tuple[dict[str, float], dict[str, tuple]]:
     return m, units
 
 
+def trial_bins(rec: dict) -> tuple | None:
+    """The record's per-sequence position-bin means, averaged per document: (edges,
+    document ids, (documents x bins) values); None for a record without them."""
+    pb = rec.get("position_bins")
+    if not pb:
+        return None
+    docs = (rec.get("eval_windows") or {}).get("doc") or [f"#{i}" for i in range(len(pb["values"]))]
+    vals = np.asarray(pb["values"], dtype=np.float64)
+    if len(docs) != len(vals):
+        raise ValueError("position_bins does not match eval_windows")
+    keys = sorted(set(docs))
+    where = {k: i for i, k in enumerate(keys)}
+    idx = np.array([where[d] for d in docs])
+    sums = np.zeros((len(keys), vals.shape[1]))
+    np.add.at(sums, idx, vals)
+    counts = np.bincount(idx, minlength=len(keys))[:, None]
+    return list(pb["edges"]), tuple(keys), sums / counts
+
+
 def exposure_fractions(rec: dict) -> np.ndarray | None:
     """The record's position-exposure histogram as fractions of its trained query tokens
     (None for a record without one)."""
@@ -175,6 +224,7 @@ def load_trials(sweep_dir: Path) -> tuple[list[Trial], list[dict]]:
         if t.status == "finished":
             try:
                 t.metrics, t.units = trial_units(rec)
+                t.bins = trial_bins(rec)
             except (KeyError, TypeError, ValueError) as exc:
                 skipped.append({"path": str(path), "reason": f"malformed record: {exc}"})
                 continue
@@ -182,26 +232,47 @@ def load_trials(sweep_dir: Path) -> tuple[list[Trial], list[dict]]:
     return trials, skipped
 
 
-def units_matrix(trials: list[Trial], key: str) -> np.ndarray | None:
-    """(seeds x documents) values of ``key``, when every seed has them on the same units."""
-    got = [t.units.get(key) for t in trials]
+def units_matrix(trials: list[Trial], key) -> np.ndarray | None:
+    """(seeds x documents) values of ``key`` (a units name, or a function of a trial that
+    gives (unit ids, values) or None), when every seed has them on the same units."""
+    got = [key(t) if callable(key) else t.units.get(key) for t in trials]
     if not got or any(g is None for g in got) or len({g[0] for g in got}) != 1:
         return None
     return np.stack([g[1] for g in got])
 
 
-def _paired(a: list[Trial], b: list[Trial], key: str) -> Interval | None:
-    """Interval of a - b on ``key`` over the seeds both have, paired by document."""
+def paired_matrix(a: list[Trial], b: list[Trial], key) -> np.ndarray | None:
+    """(seeds x documents) differences a - b on ``key`` over the seeds both have."""
     sa, sb = {t.record["seed"]: t for t in a}, {t.record["seed"]: t for t in b}
     common = sorted(set(sa) & set(sb))
     ma = units_matrix([sa[s] for s in common], key)
     mb = units_matrix([sb[s] for s in common], key)
     if ma is None or mb is None or ma.shape != mb.shape:
         return None
-    return paired_interval(ma - mb)
+    return ma - mb
 
 
-INTERVAL_KEYS = ("id_loss", "far_loss", "ctx_gain")
+def _paired(a: list[Trial], b: list[Trial], key) -> Interval | None:
+    """Interval of a - b on ``key`` over the seeds both have, paired by document."""
+    d = paired_matrix(a, b, key)
+    return None if d is None else paired_interval(d)
+
+
+def own_rise_units(own: int, l_max: int):
+    """The function of a trial giving its per-document own_rise at length ``own`` (mean
+    loss over (own, l_max] minus over (own / 2, own]), or None without the bins."""
+
+    def get(t: Trial) -> tuple | None:
+        if t.bins is None:
+            return None
+        edges, docs, vals = t.bins
+        r = metrics.own_rise(vals, edges, own, l_max)
+        return None if r is None else (docs, r)
+
+    return get
+
+
+INTERVAL_KEYS = ("id_loss", "far_loss", "ctx_gain", "context_use", "slope")
 
 
 def schedule_rows(trials: list[Trial], reference: str) -> list[dict]:
@@ -241,12 +312,35 @@ def schedule_rows(trials: list[Trial], reference: str) -> list[dict]:
         if ref is not None and name != reference:
             row["vs_ref"] = {}
             for key in ts[0].units:
-                iv = _paired(ts, ref, key)
-                if iv is not None:
-                    row["vs_ref"][key] = iv.to_dict()
+                d = paired_matrix(ts, ref, key)
+                if d is not None:
+                    row["vs_ref"][key] = paired_interval(d).to_dict()
+                if d is not None and key == OBJECTIVE:  # what seeds_to_settle needs
+                    row["vs_ref"][key]["components"] = decision.variance_components(d)
+            _excess(row, ts, ref)
         rows.append(row)
     rows.sort(key=lambda r: (r["role"] == "control", _num(r.get(OBJECTIVE))))
     return rows
+
+
+def _excess(row: dict, ts: list[Trial], ref: list[Trial]) -> None:
+    """The shape metrics of a schedule against the reference, each a paired interval:
+    far_excess, (far_loss - near_loss) of the schedule minus the same of the reference
+    (a difference in differences: ~0 for a uniformly worse model), per far band in
+    far_excess_bands; and for a schedule trained only below l_max, own_excess, its rise
+    from (L/2, L] to (L, l_max] past its own length L, minus the reference's same rise."""
+    vs = row["vs_ref"]
+    if "delta" in vs:
+        row["far_excess"] = vs["delta"]
+    row["far_excess_bands"] = {
+        k.removesuffix("_rise"): v for k, v in vs.items() if k.endswith("_rise")
+    }
+    own, l_max = ts[0].own_length, int(ts[0].record["l_max"])
+    row["own_length"] = own
+    if own is not None and own < l_max:
+        iv = _paired(ts, ref, own_rise_units(own, l_max))
+        if iv is not None:
+            row["own_excess"] = iv.to_dict()
 
 
 def _num(v) -> float:
@@ -268,59 +362,123 @@ def pareto_front(rows: list[dict], keys=PARETO_KEYS) -> list[str]:
 
 
 def check_controls(rows: list[dict], reference: str) -> dict:
-    """Can this sweep tell a schedule that must fail from one that must work? The
-    negative control (short_only) must be worse than the reference on far_loss and on
-    ctx_gain, each beyond its paired 95% interval. With several modes there is one
-    control per mode, each judged against the reference (for truncate and window,
-    ``constant`` trains exactly as the reference): ``by_mode`` holds each verdict, the
-    top-level fields are the reshape control's (else the first), and ``discriminates``
-    is True only when every mode's control is told apart."""
+    """Can this sweep tell a schedule that must fail from one that must work, and on what?
+    The negative control (short_only) is judged twice against the reference:
+
+    - on level: its far_loss is worse beyond the paired 95% interval;
+    - on shape: its deficit grows past its own trained length (own_excess, else
+      far_excess, > 0 beyond the interval) while the reference still uses context up to
+      l_max (the reference's context_use > 0 beyond its interval).
+
+    ``sees`` is "extrapolation" when the shape leg holds, "level only" when only the level
+    leg does, "nothing" when neither does (then ``discriminates`` is False). ctx_gain is
+    reported, never required: an ALiBi model uses almost no context past l_max. With
+    several modes there is one control per mode, each judged against the reference:
+    ``by_mode`` holds each verdict, the top-level fields are the reshape control's (else
+    the first), ``discriminates`` is True only when every mode's control is told apart,
+    and the sweep sees extrapolation only when every mode's control does."""
     negs = [r for r in rows if r["role"] == "control" and r["shape"] == NEGATIVE_CONTROL]
     if not negs:
         return {
             "negative": None,
             "discriminates": None,
+            "sees": None,
             "by_mode": {},
             "summary": "no negative control in the spec (schedules.controls: [short_only]): "
             "whether this sweep can tell schedules apart is untested",
         }
+    ref = next((r for r in rows if r["schedule"] == reference), None)
     by_mode: dict[str, dict] = {}
     order = {m: i for i, m in enumerate(MODES)}
     for neg in sorted(negs, key=lambda r: order.get(r.get("mode", "reshape"), len(MODES))):
-        by_mode.setdefault(neg.get("mode", "reshape"), _control(neg, reference))
+        by_mode.setdefault(neg.get("mode", "reshape"), _control(neg, reference, ref))
     first = next(iter(by_mode.values()))  # reshape's when there is one: modes in order
     parts = [c["summary"] for c in by_mode.values()]
     # the advice once, from the first control not told apart (it reads alike for all)
     parts += [c["advice"] for c in by_mode.values() if c["advice"]][:1]
+    every = [c["sees"] for c in by_mode.values()]
+    discriminates = all(c["discriminates"] for c in by_mode.values())
+    sees = (
+        "extrapolation"
+        if all(s == "extrapolation" for s in every)
+        else "level only"
+        if any(c["discriminates"] for c in by_mode.values())
+        else "nothing"
+    )
     return {
         **first,
-        "discriminates": all(c["discriminates"] for c in by_mode.values()),
+        "discriminates": discriminates,
+        "sees": sees,
         "by_mode": by_mode,
         "summary": "; ".join(parts),
     }
 
 
-def _control(neg: dict, reference: str) -> dict:
+def _above_zero(iv: dict | None) -> bool | None:
+    """An interval wholly above zero (None: not measured)."""
+    if iv is None or iv.get("mean") is None:
+        return None
+    return iv.get("lo") is not None and iv["lo"] > 0
+
+
+def _control(neg: dict, reference: str, ref: dict | None) -> dict:
     vs = neg.get("vs_ref", {})
     far, gain = vs.get("far_loss"), vs.get("ctx_gain")
-    far_ok = far is not None and far["lo"] is not None and far["lo"] > 0
-    # records without the probes (older ones) are judged on far_loss alone, and say so
-    gain_ok = None if gain is None else gain["hi"] is not None and gain["hi"] < 0
+    far_ok = bool(_above_zero(far))
+    excess_key = "own_excess" if neg.get("own_excess") else "far_excess"
+    excess, use = neg.get(excess_key), (ref or {}).get("context_use_ci")
+    excess_ok, use_ok = _above_zero(excess), _above_zero(use)
+    shape_ok = None if excess_ok is None or use_ok is None else excess_ok and use_ok
     out = {
         "negative": neg["schedule"],
         "far_loss": far,
         "ctx_gain": gain,
         "far_separated": far_ok,
-        "ctx_gain_separated": gain_ok,
-        "discriminates": far_ok and gain_ok is not False,
+        excess_key: excess,
+        "excess_key": excess_key,
+        "excess_separated": excess_ok,
+        "reference_context_use": use,
+        "context_used": use_ok,
+        "shape_separated": shape_ok,
+        "sees": "extrapolation" if shape_ok else "level only" if far_ok else "nothing",
+        "discriminates": far_ok or bool(shape_ok),
     }
     said = {True: "separated", False: "NOT separated", None: "not recorded"}
+    used = {True: "> 0", False: "NOT > 0", None: "not recorded"}
     out["summary"] = (
         f"{neg['schedule']} - {reference}: far_loss {_iv(far)} ({said[far_ok]}), "
-        f"ctx_gain {_iv(gain)} ({said[gain_ok]})"
+        f"{excess_key} {_iv(excess)} ({said[excess_ok]}), "
+        f"{reference} context_use {_iv(use)} ({used[use_ok]}), "
+        f"ctx_gain {_iv(gain)} (reported, not required)"
     )
     out["advice"] = "" if out["discriminates"] else _advice(far, neg["seeds"])
     return out
+
+
+def sight(controls: dict) -> str:
+    """The verdict's first line: what this sweep can see, and so what its picks are on."""
+    sees = controls.get("sees")
+    if sees is None:
+        return "sight untested: no negative control, so nothing says what this sweep can see"
+    c = controls
+    shape = (
+        f"{c['negative']} {c['excess_key']} {_iv(c.get(c['excess_key']))}, "
+        f"reference context_use {_iv(c.get('reference_context_use'))}"
+    )
+    if sees == "extrapolation":
+        return (
+            f"sees extrapolation: the reference uses context up to l_max and the negative "
+            f"control's deficit grows past its own trained length ({shape})"
+        )
+    if sees == "level only":
+        return (
+            "sees level only: the negative control is worse past l_max, but not because it "
+            f"extrapolates worse ({shape}: not both > 0 beyond their intervals); any pick "
+            "below is on level (far_loss), not on extrapolation. Seeing extrapolation needs "
+            "a proxy that uses its context up to l_max: more training tokens, a larger "
+            "model, or long-range data (data.repeat_share)"
+        )
+    return "sees nothing: the negative control is not told apart from the reference"
 
 
 def _iv(iv: dict | None) -> str:
@@ -349,16 +507,116 @@ def _advice(far: dict | None, seeds: int) -> str:
     )
 
 
+@dataclass
+class Decision:
+    """What the pick rule concluded: picks (at least 2 seeds, better beyond the margin on
+    a family-wise corrected interval), candidates to confirm (the rest that lean better),
+    the verdict's words and how the comparisons were made."""
+
+    picks: list[dict]
+    candidates: list[dict]
+    verdict: str
+    margin: float | None = None
+    margin_source: str = ""
+    comparisons: int = 0
+    level: float = LEVEL
+    correction: str = ""
+    head_to_head: dict | None = None  # the best ramp against two_stage and the reference
+    stability: dict | None = None  # pairwise decision accuracy over seed halves
+
+    def to_dict(self) -> dict:
+        return {
+            "margin": self.margin,
+            "margin_source": self.margin_source,
+            "comparisons": self.comparisons,
+            "level": self.level,
+            "correction": self.correction,
+            "head_to_head": self.head_to_head,
+            "stability": self.stability,
+        }
+
+
+def best_ramp(trials: list[Trial], rows: list[dict], reference: str, margin) -> dict | None:
+    """The user's question answered directly: the ramp (a growing shape, not a control)
+    with the lowest far_loss, against two_stage (BTLM's recipe) and against the reference,
+    each as better / equivalent / worse / inconclusive at the margin on its paired 95%
+    interval. The ramp was chosen on these trials (the lowest far_loss of several), so the
+    comparison is optimistic for it; the verdict says so."""
+    ramps = [r for r in rows if r["shape"] in RAMPS and r["role"] != "control"]
+    if not ramps or margin is None:
+        return None
+    best = min(ramps, key=lambda r: _num(r.get(OBJECTIVE)))
+    by_sched: dict[str, list[Trial]] = {}
+    for t in trials:
+        by_sched.setdefault(t.record["schedule"], []).append(t)
+    others = [r["schedule"] for r in rows if r["shape"] == "two_stage" and r["role"] != "control"]
+    out: dict = {"ramp": best["schedule"], "of": len(ramps), "margin": margin, "versus": {}}
+    words = []
+    for other in [*others[:1], reference]:
+        iv = _paired(by_sched[best["schedule"]], by_sched.get(other, []), OBJECTIVE)
+        if iv is None or other == best["schedule"]:
+            continue
+        outcome = decision.classify(iv.lo, iv.hi, margin)
+        out["versus"][other] = {**iv.to_dict(), "outcome": outcome}
+        words.append(f"against {other} {_iv(iv.to_dict())}, {outcome}")
+    if not words:
+        return None
+    out["summary"] = (
+        f"best ramp {best['schedule']} (lowest far_loss of {len(ramps)} ramps, chosen on these "
+        f"trials): " + "; ".join(words) + f" (paired 95%, margin {margin:.4f})"
+    )
+    return out
+
+
+def stability(trials: list[Trial], rows: list[dict]) -> dict | None:
+    """Pairwise decision accuracy (DataDecide 2025): over many splits of the seeds into
+    halves, the share of schedule pairs (controls left out) that both halves order the
+    same way on far_loss. Needs at least 4 seeds common to the schedules compared."""
+    names = [r["schedule"] for r in rows if r["role"] != "control"]
+    per: dict[str, dict] = {n: {} for n in names}
+    for t in trials:
+        if t.record["schedule"] in per and OBJECTIVE in t.metrics:
+            per[t.record["schedule"]][t.record["seed"]] = t.metrics[OBJECTIVE]
+    common = sorted(set.intersection(*(set(v) for v in per.values()))) if per else []
+    if len(common) < 4 or len(names) < 2:
+        return None
+    values = np.array([[per[n][s] for s in common] for n in names])
+    return {**decision.decision_stability(values), "seeds": len(common), "schedules": names}
+
+
+def decision_margin(margin: float | None, controls: dict) -> tuple[float, str]:
+    """The equivalence margin in nats and where it comes from: the spec's
+    ``decision.margin``; else half the negative control's far_loss gap when the control is
+    told apart on level (a schedule that moves far_loss by less than half of what never
+    training long costs is not worth a full run); else DEFAULT_MARGIN."""
+    if margin is not None:
+        return float(margin), "decision.margin"
+    far = controls.get("far_loss") or {}
+    if controls.get("far_separated") and far.get("mean") and far["mean"] > 0:
+        return far["mean"] / 2, f"half the negative control's far_loss gap {far['mean']:+.4f}"
+    return DEFAULT_MARGIN, f"the default {DEFAULT_MARGIN} (no negative control told apart)"
+
+
 def decide(
-    rows: list[dict], reference: str, controls: dict, epsilon: float = EPSILON
-) -> tuple[list[dict], str]:
-    """The pick rule: a candidate (not the reference, not a control) on the Pareto front
-    of (id_loss, far_loss, flops) whose far_loss beats the reference's beyond the paired
-    95% interval and whose id_loss is at most ``epsilon`` worse; nothing when the
-    negative control could not be told apart from the reference."""
+    rows: list[dict],
+    reference: str,
+    controls: dict,
+    epsilon: float = EPSILON,
+    margin: float | None = None,
+    level: float = LEVEL,
+) -> Decision:
+    """The pick rule. Every candidate (not the reference, not a control, not in a mode
+    whose own control was blind) with a far_loss interval is compared with the reference;
+    with m such comparisons each interval is widened to the Bonferroni level
+    1 - (1 - level) / m and read as better / equivalent / worse / inconclusive at
+    ``margin`` (``decision.classify``). A pick is better, on the Pareto front of
+    (id_loss, far_loss, flops), at most ``epsilon`` worse on id_loss, and measured on at
+    least 2 seeds: one seed measures no seed noise, so what would be a pick is a
+    candidate to confirm. Nothing when the negative control was not told apart."""
     ref = next((r for r in rows if r["schedule"] == reference), None)
     if ref is None:
-        return [], f"no pick: the reference schedule {reference!r} has no finished trial"
+        why = f"no pick: the reference schedule {reference!r} has no finished trial"
+        return Decision([], [], why)
     by_mode = controls.get("by_mode") or {}
     # A mode whose own control was not told apart cannot vouch for its candidates (nor
     # push others off the front).
@@ -369,65 +627,124 @@ def decide(
     for r in rows:
         r["pareto"] = r["schedule"] in front
     if controls.get("discriminates") is False and len(blind) == len(by_mode):
-        return [], f"underpowered, no pick: {controls['summary']}"
-    picks, within_noise, too_costly, worse = [], [], [], []
-    for r in ranked:
-        if r is ref or r.get("mode", "reshape") in blind:
-            continue
-        far = r.get("vs_ref", {}).get(OBJECTIVE)
-        if far is None or far["hi"] is None:
-            continue
-        gain = -far["mean"]  # reference minus schedule: > 0 is better
+        return Decision([], [], f"underpowered, no pick: {controls['summary']}")
+    margin, source = decision_margin(margin, controls)
+    compared = [
+        r
+        for r in eligible
+        if r is not ref and (r.get("vs_ref", {}).get(OBJECTIVE) or {}).get("hi") is not None
+    ]
+    m = len(compared)
+    sim = decision.simultaneous_level(level, max(m, 1))
+    correction = (
+        f"{m} comparison(s) with {reference}, Bonferroni: each interval at {100 * sim:.4g}%"
+    )
+    picks, candidates, too_costly, outcomes = [], [], [], {}
+    for r in compared:
+        far = r["vs_ref"][OBJECTIVE]
+        lo, hi = decision.rescale(far, level, sim)
+        outcome = decision.classify(lo, hi, margin)
+        comp = far.get("components")
+        settle = decision.seeds_to_settle(far["mean"], comp, margin, sim) if comp else None
+        if comp is None:
+            settle = "unknown"  # variances not recorded with the interval
+        r["decision"] = {
+            "outcome": outcome,
+            "interval": [lo, hi],
+            "level": sim,
+            "margin": margin,
+            "seeds_to_settle": settle if isinstance(settle, int) else None,
+        }
+        outcomes.setdefault(outcome, []).append(r["schedule"])
         id_cost = r["id_loss"] - ref["id_loss"]
-        if far["hi"] >= 0:  # not better beyond the interval
-            (within_noise if gain > 0 else worse).append(r["schedule"])
+        leans = outcome == "better" or (outcome == "inconclusive" and far["mean"] < 0)
+        if not leans:
             continue
         if id_cost > epsilon:
             too_costly.append(f"{r['schedule']} (+{id_cost:.4f})")
             continue
         if not r["pareto"]:
             continue
-        picks.append(
-            {
-                "schedule": r["schedule"],
-                "rationale": (
-                    f"{r['schedule']} is on the Pareto front of (id_loss, far_loss, flops); "
-                    f"its far_loss {r['far_loss']:.4f} nats beats the reference {reference} "
-                    f"({ref['far_loss']:.4f}) by {gain:.4f}, paired 95% interval of the "
-                    f"difference [{far['lo']:+.4f}, {far['hi']:+.4f}] ({far['method']}); "
-                    f"its id_loss {r['id_loss']:.4f} is {id_cost:+.4f} nats from the "
-                    f"reference (limit +{epsilon}); it costs "
-                    f"{r['flops'] / ref['flops']:.2f}x the reference FLOPs."
-                ),
-                "far_gain": gain,
-                "far_interval": [far["lo"], far["hi"]],
-                "id_cost": id_cost,
-            }
-        )
+        entry = {
+            "schedule": r["schedule"],
+            "outcome": outcome,
+            "far_gain": -far["mean"],
+            "far_interval": [lo, hi],
+            "id_cost": id_cost,
+            "seeds": r["seeds"],
+        }
+        if outcome == "better" and r["seeds"] >= 2:
+            entry["rationale"] = _rationale(r, ref, reference, entry, margin, epsilon)
+            picks.append(entry)
+        else:
+            entry["to_confirm"] = _to_confirm(r, outcome, settle)
+            candidates.append(entry)
+    candidates.sort(key=lambda c: -c["far_gain"])
+    verdict = _verdict(picks, candidates, too_costly, outcomes, reference, controls, blind, epsilon)
+    verdict += f"; {correction}; margin {margin:.4f} nats ({source})"
+    return Decision(picks, candidates, verdict, margin, source, m, sim, correction)
+
+
+def _rationale(r: dict, ref: dict, reference: str, e: dict, margin: float, eps: float) -> str:
+    lo, hi = e["far_interval"]
+    return (
+        f"{r['schedule']} is on the Pareto front of (id_loss, far_loss, flops); its far_loss "
+        f"{r['far_loss']:.4f} nats beats the reference {reference} ({ref['far_loss']:.4f}) "
+        f"by {e['far_gain']:.4f}, interval of the difference [{lo:+.4f}, {hi:+.4f}] at "
+        f"{100 * r['decision']['level']:.4g}% (family-wise 95%; "
+        f"{r['vs_ref'][OBJECTIVE]['method']}), wholly below -{margin:.4f}; its id_loss "
+        f"{r['id_loss']:.4f} is {e['id_cost']:+.4f} nats from the reference (limit +{eps}); "
+        f"{r['seeds']} seeds; it costs {r['flops'] / ref['flops']:.2f}x the reference FLOPs."
+    )
+
+
+def _to_confirm(r: dict, outcome: str, settle: int | None) -> str:
+    """What confirming a candidate takes."""
+    if r["seeds"] < 2:
+        return "retrain on at least 2 fresh seeds: one seed measures no seed noise"
+    if outcome == "better":
+        return "better beyond the margin; confirm on fresh seeds"
+    if settle == "unknown":
+        return "more seeds (the variances behind the interval are not recorded)"
+    if settle is not None:
+        return f"about {settle} seeds would likely settle it (from the measured variances)"
+    return "seeds alone would likely not settle it: add eval sequences too"
+
+
+def _verdict(picks, candidates, too_costly, outcomes, reference, controls, blind, eps) -> str:
     power = "" if controls.get("discriminates") else f" ({controls['summary']})"
     if blind:
         power = (
             f" (mode(s) {', '.join(blind)} left out: their control was not told apart; "
             f"{controls['summary']})"
         )
+    parts = []
     if picks:
-        return picks, f"{len(picks)} schedule(s) worth scaling{power}"
-    reasons = []
+        parts.append(
+            f"{len(picks)} pick(s) worth scaling: {', '.join(p['schedule'] for p in picks)}"
+        )
+    else:
+        parts.append("no pick")
+    if candidates:
+        one_seed = any(c["seeds"] < 2 for c in candidates)
+        parts.append(
+            ("one seed: " if one_seed else "")
+            + "candidates to confirm: "
+            + ", ".join(
+                f"{c['schedule']} ({-c['far_gain']:+.4f} [{c['far_interval'][0]:+.4f}, "
+                f"{c['far_interval'][1]:+.4f}], {c['outcome']}: {c['to_confirm']})"
+                for c in candidates
+            )
+        )
     if too_costly:
-        reasons.append(
-            f"{', '.join(too_costly)} beat {reference} past l_max beyond the noise but lose "
-            f"more than {epsilon} nats of id_loss"
+        parts.append(
+            f"{', '.join(too_costly)} lean better past l_max but lose more than "
+            f"{eps} nats of id_loss"
         )
-    if within_noise:
-        reasons.append(
-            f"{', '.join(within_noise)} have a lower far_loss than {reference}, within the "
-            "paired 95% interval (add seeds or eval sequences)"
-        )
-    if worse:
-        reasons.append(f"{len(worse)} schedule(s) have a far_loss no lower than {reference}")
-    if not reasons:
-        reasons.append(f"no schedule on the Pareto front beats {reference} on far_loss")
-    return [], "no pick: " + "; ".join(reasons) + power
+    counts = ", ".join(f"{len(outcomes[o])} {o}" for o in decision.OUTCOMES if o in outcomes)
+    if counts:
+        parts.append(f"against {reference}: {counts}")
+    return "; ".join(parts) + power
 
 
 def aggregate(sweep_dir: Path, reference: str | None = None) -> Summary:
@@ -442,16 +759,85 @@ def aggregate(sweep_dir: Path, reference: str | None = None) -> Summary:
     rows = schedule_rows([t for t in trials if t.status == "finished"], reference)
     controls = check_controls(rows, reference) if rows else {}
     if rows:
-        picks, verdict = decide(rows, reference, controls)
+        margin = _spec_value(trials, "decision", "margin")
+        dec = decide(rows, reference, controls, margin=margin)
+        finished = [t for t in trials if t.status == "finished"]
+        dec.head_to_head = best_ramp(finished, rows, reference, dec.margin)
+        dec.stability = stability(finished, rows)
+        verdict = f"{sight(controls)}\n{dec.verdict}"
+        if dec.head_to_head:
+            verdict += "\n" + dec.head_to_head["summary"]
     else:
-        picks, verdict = [], "no pick: no finished trial"
-    seeds = max((r["seeds"] for r in rows), default=0)
-    if rows and seeds < 2:
-        verdict += (
-            "; one seed: the intervals cover eval-document noise only, not seed-to-seed "
-            "noise (add seeds)"
-        )
-    return Summary(sweep_dir, trials, skipped, rows, reference, picks, verdict, controls)
+        dec = Decision([], [], "no pick: no finished trial")
+        verdict = dec.verdict
+    confirmed = confirmation(sweep_dir, dec.picks or dec.candidates)
+    if confirmed:
+        verdict += "\n" + confirmed["summary"]
+    return Summary(
+        sweep_dir, trials, skipped, rows, reference, dec.picks, verdict, controls, dec, confirmed
+    )
+
+
+def confirmation(sweep_dir: Path, chosen: list[dict]) -> dict | None:
+    """What the confirmation stage (``sweep confirm``: fresh seeds, selection-free) says of
+    each schedule the sweep chose: "confirmed" when it is better than the reference there
+    too (on at least 2 fresh seeds, at the selection stage's margin, corrected for the
+    stage's own comparisons), "did not hold" when its fresh seeds are all in and it is
+    not, "pending" while they are not. None without such a stage."""
+    stage = Path(sweep_dir) / CONFIRM_DIR
+    if not chosen or not (stage / "trials").is_dir():
+        return None
+    plan_path = stage / "confirm.yaml"
+    plan = yaml.safe_load(plan_path.read_text()) if plan_path.is_file() else {}
+    want = len(plan.get("seeds") or []) or 2
+    try:
+        s = aggregate(stage)
+    except EmptyResults:
+        return None
+    rows = {r["schedule"]: r for r in s.schedules}
+    out: dict = {"seeds": plan.get("seeds"), "schedules": {}}
+    words = []
+    for c in chosen:
+        name, r = c["schedule"], rows.get(c["schedule"])
+        far = (r or {}).get("vs_ref", {}).get(OBJECTIVE)
+        d = (r or {}).get("decision") or {}
+        if r is None or r["seeds"] < want or far is None:
+            status = "pending"
+        elif d.get("outcome") == "better" and r["seeds"] >= 2:
+            status = "confirmed"
+        else:
+            status = "did not hold"
+        lo, hi = d.get("interval") or (None, None)
+        out["schedules"][name] = {
+            "status": status,
+            "outcome": d.get("outcome"),
+            "mean": far["mean"] if far else None,
+            "interval": [lo, hi],
+            "seeds": r["seeds"] if r else 0,
+        }
+        if far is None:
+            words.append(f"{name} {status}")
+        else:
+            outcome = d.get("outcome", "no decision")
+            words.append(f"{name} {status} ({far['mean']:+.4f} [{_f(lo)}, {_f(hi)}], {outcome})")
+    out["summary"] = (
+        f"confirmation on fresh seeds {plan.get('seeds')} (selection-free): " + "; ".join(words)
+    )
+    if s.controls.get("negative") and not s.controls.get("discriminates"):
+        out["summary"] += f" (the stage's own control was not told apart: {s.controls['summary']})"
+    return out
+
+
+def _f(x) -> str:
+    return "?" if x is None else f"{x:+.4f}"
+
+
+def _spec_value(trials: list[Trial], section: str, key: str):
+    """A value of the sweep's spec as its records stored it (None when absent)."""
+    for t in trials:
+        sweep = (t.record.get("config") or {}).get("sweep") or {}
+        return (sweep.get(section) or {}).get(key)
+    return None
 
 
 def _reference_from_dir(trials: list[Trial]) -> str:
@@ -472,11 +858,7 @@ def write_summary(summary: Summary) -> Path:
 
 
 def _vs(r: dict, key: str) -> str:
-    iv = r.get("vs_ref", {}).get(key)
-    if iv is None or iv.get("mean") is None:
-        return "-"
-    half = iv.get("half")
-    return f"{iv['mean']:+.4f}" + (f"±{half:.4f}" if half is not None else "")
+    return _cell(r.get("vs_ref", {}).get(key))
 
 
 TABLE_HEAD = (
@@ -487,22 +869,33 @@ TABLE_HEAD = (
     "id_loss",
     "far_loss",
     "far - ref",
-    "ctx_gain",
-    "delta",
+    "far_excess",
+    "own_excess",
+    "ctx_use",
     "slope",
     "at l_max",
     "tokens",
     "GFLOPs",
-    "pick",
+    "decision",
 )
+
+
+def _cell(iv: dict | None) -> str:
+    """A paired interval as mean±half-width ('-' when not measured)."""
+    if iv is None or iv.get("mean") is None:
+        return "-"
+    half = iv.get("half")
+    return f"{iv['mean']:+.4f}" + (f"±{half:.4f}" if half is not None else "")
 
 
 def table_rows(summary: Summary) -> list[list[str]]:
     """The ranking (lowest far_loss first, controls last) as cells of text."""
     picked = {p["schedule"] for p in summary.picks}
+    cands = {c["schedule"] for c in summary.candidates}
     out = []
     for i, r in enumerate(summary.schedules, 1):
-        mark = "PICK" if r["schedule"] in picked else ("pareto" if r.get("pareto") else "")
+        outcome = (r.get("decision") or {}).get("outcome", "")
+        mark = "PICK " if r["schedule"] in picked else "cand " if r["schedule"] in cands else ""
         out.append(
             [
                 str(i),
@@ -512,14 +905,15 @@ def table_rows(summary: Summary) -> list[list[str]]:
                 f"{r['id_loss']:.4f}",
                 f"{r['far_loss']:.4f}",
                 _vs(r, "far_loss"),
-                f"{r['ctx_gain']:+.4f}" if _finite(r.get("ctx_gain")) else "-",
-                f"{r['delta']:+.4f}",
+                _cell(r.get("far_excess")),
+                _cell(r.get("own_excess")),
+                _cell(r.get("context_use_ci")),
                 f"{r['slope']:+.4f}" if _finite(r.get("slope")) else "-",
                 f"{r.get('tokens_at_l_max', 0) / 1e3:.0f}k",
                 (f"{r['tokens_trained'] / 1e3:.0f}k" if _finite(r.get("tokens_trained")) else "-")
                 + ("" if r.get("token_equal", True) else "*"),
                 f"{r['flops'] / 1e9:.1f}",
-                mark,
+                (mark + outcome).strip(),
             ]
         )
     return out

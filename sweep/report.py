@@ -145,6 +145,53 @@ def _controls(summary: Summary) -> tuple[str, str]:
     return label, c.get("summary") or "no finished trials: untested"
 
 
+def _chosen(summary: Summary) -> tuple[str, list[tuple[str, str]]]:
+    """The heading and (schedule, why) entries of what the verdict chose: the picks, else
+    the candidates to confirm (a pick needs at least 2 seeds)."""
+    if summary.picks:
+        return "Picks", [(p["schedule"], p["rationale"]) for p in summary.picks]
+    if summary.candidates:
+        return "Candidates to confirm (no pick)", [
+            (
+                c["schedule"],
+                f"far_loss {-c['far_gain']:+.4f} nats against {summary.reference}, interval "
+                f"[{c['far_interval'][0]:+.4f}, {c['far_interval'][1]:+.4f}] "
+                f"({c['outcome']}, {c['seeds']} seed(s)); to confirm: {c['to_confirm']}",
+            )
+            for c in summary.candidates
+        ]
+    return "Picks", []
+
+
+RANKING_NOTE = (
+    "far - ref: schedule minus reference, ± the paired 95% interval's half-width{how}. "
+    "far_excess: (far_loss - near_loss) minus the reference's same rise, ~0 for a model "
+    "that is uniformly worse, > 0 when it extrapolates worse; own_excess: the same from "
+    "the schedule's own longest trained length, for schedules trained below l_max; "
+    "ctx_use: context_use, loss with the context cut to l_max/8 tokens minus with the "
+    "whole prefix over (l_max/2, l_max], > 0 while the model uses its context. decision: "
+    "better / equivalent / worse / inconclusive against the reference on a family-wise "
+    "interval at the margin ({decision}); PICK or cand(idate to confirm)."
+)
+
+
+def _decision_words(summary: Summary) -> str:
+    d = summary.decision
+    if d is None or d.margin is None:
+        return "no comparison made"
+    words = f"{d.correction}, margin {d.margin:.4f} nats: {d.margin_source}"
+    st = d.stability
+    if st and st.get("accuracy") is not None:
+        words += (
+            f"; decision stability {st['accuracy']:.2f} (share of the {st['pairs']} schedule "
+            f"pairs that two halves of the {st['seeds']} seeds order alike, 95% of splits in "
+            f"[{st['spread'][0]:.2f}, {st['spread'][1]:.2f}], controls left out)"
+        )
+    else:
+        words += "; decision stability not measured (needs 4 seeds)"
+    return words
+
+
 def _interval_method(summary: Summary) -> str:
     for r in summary.schedules:
         iv = (r.get("vs_ref") or {}).get("far_loss")
@@ -236,25 +283,24 @@ def _ranking(summary: Summary) -> list[tuple[str, list[str]]]:
 def _markdown(summary: Summary, figs, facts: str) -> str:
     d = summary.sweep_dir
     label, controls = _controls(summary)
+    heading, chosen = _chosen(summary)
     md = [
         f"# Context-length schedule sweep: {d.name}",
         "",
-        f"**Verdict:** {summary.verdict}",
+        "**Verdict:** " + "  \n".join(summary.verdict.split("\n")),
         "",
-        f"**Controls (discriminates: {label}):** {controls}",
+        f"**Controls (discriminates: {label}; sees: {summary.controls.get('sees')}):** {controls}",
         "",
-        "## Picks",
+        f"## {heading}",
         "",
     ]
-    md += [f"- **{p['schedule']}**: {p['rationale']}" for p in summary.picks] or [
-        "None (see the verdict)."
-    ]
+    md += [f"- **{name}**: {why}" for name, why in chosen] or ["None (see the verdict)."]
     md += ["", facts, "", "## Ranking", ""]
+    how = f" ({_interval_method(summary)})" if _interval_method(summary) else ""
     md += [
         f"Objective: far_loss, held-out loss past l_max (lower is better), lowest first; "
         f"controls last. Reference `{summary.reference}` in bold, controls in italics. "
-        "far - ref: schedule minus reference, ± the paired 95% interval's half-width"
-        + (f" ({_interval_method(summary)})." if _interval_method(summary) else "."),
+        + RANKING_NOTE.format(how=how, decision=_decision_words(summary)),
         "",
     ]
     head = list(TABLE_HEAD)
@@ -313,22 +359,26 @@ def _html(summary: Summary, figs, facts: str) -> str:
     esc = html.escape
     d = summary.sweep_dir
     label, controls = _controls(summary)
+    heading, chosen = _chosen(summary)
+    how = f" ({_interval_method(summary)})" if _interval_method(summary) else ""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>Sweep {esc(d.name)}</title><style>{CSS}</style></head><body>",
         f"<h1>Context-length schedule sweep: {esc(d.name)}</h1>",
-        f"<p id='verdict'><b>Verdict:</b> {esc(summary.verdict)}</p>",
+        "<p id='verdict'><b>Verdict:</b> "
+        + "<br>".join(esc(line) for line in summary.verdict.split("\n"))
+        + "</p>",
         f"<p id='controls'><b>Controls</b> <span class='flag {label}'>discriminates: "
-        f"{label}</span> {esc(controls)}</p>",
-        "<h2>Picks</h2><ul id='picks'>",
-        *[f"<li><b>{esc(p['schedule'])}</b>: {esc(p['rationale'])}</li>" for p in summary.picks],
-        "" if summary.picks else "<li>None (see the verdict).</li>",
+        f"{label}</span> <span class='flag sees'>sees: "
+        f"{esc(str(summary.controls.get('sees')))}</span> {esc(controls)}</p>",
+        f"<h2>{esc(heading)}</h2><ul id='picks'>",
+        *[f"<li><b>{esc(name)}</b>: {esc(why)}</li>" for name, why in chosen],
+        "" if chosen else "<li>None (see the verdict).</li>",
         f"</ul><p id='facts'>{esc(facts)}</p>",
         "<h2>Ranking</h2><p class='caption'>Objective: far_loss, held-out loss past l_max "
         "(lower is better), lowest first; controls last. Reference in bold, controls in grey "
-        "italics, picks in green. far - ref: schedule minus reference, ± the paired 95% "
-        "interval's half-width"
-        + (f" ({esc(_interval_method(summary))})." if _interval_method(summary) else ".")
+        "italics, picks in green. "
+        + esc(RANKING_NOTE.format(how=how, decision=_decision_words(summary)))
         + "</p>",
         "<table id='ranking'><thead><tr>"
         + "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEAD)

@@ -366,6 +366,18 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class DecisionSpec:
+    __pydantic_config__ = _FORBID
+    # nats of far_loss: the smallest difference from the reference worth acting on, and the
+    # equivalence margin. None: half the negative control's measured far_loss gap (what
+    # training short throughout costs), or 0.01 where no control was told apart.
+    margin: NonNegFloat | None = None
+    # > 0: after the sweep, retrain its picks (or candidates), the reference and the negative
+    # control on this many fresh seeds (`sweep confirm`), as a selection-free stage
+    confirm_seeds: NonNegInt = 0
+
+
+@dataclass(frozen=True)
 class CheckpointSpec:
     __pydantic_config__ = _FORBID
     every_tokens: NonNegInt = 0  # 0: no checkpoints (a failed trial restarts from scratch)
@@ -458,6 +470,39 @@ class SearchSpec:
 
 
 @dataclass(frozen=True)
+class CalibrateSpec:
+    """``calibrate:`` in the spec: the ladder ``sweep calibrate`` climbs to find the cheapest
+    proxy that sees extrapolation. Rung k trains the reference and the negative control on
+    ``seeds`` with budget.tokens x token_factor^k and, for each axis listed here, its k-th
+    value (its last past the list's end); an axis not listed keeps the spec's value."""
+
+    __pydantic_config__ = _FORBID
+    rungs: PosInt = 6  # at most this many rungs
+    token_factor: Annotated[Float, Field(ge=1)] = 2.0
+    minutes: PosFloat = 60.0  # the whole ladder's budget: no rung starts that would pass it
+    seeds: Annotated[tuple[Seed, ...], Field(min_length=2), AfterValidator(_unique)] = (
+        0,
+        1,
+    )  # seed noise is part of what a rung must beat
+    d_model: tuple[PosInt, ...] = ()
+    n_layers: tuple[PosInt, ...] = ()
+    l_max: tuple[PosInt, ...] = ()
+    tokenizer: tuple[Str, ...] = ()
+    repeat_share: tuple[Fraction, ...] = ()  # the corpus's long-range component
+
+    def axes(self) -> dict[str, tuple]:
+        """The listed axes, by spec section and field."""
+        out = {
+            ("model", "d_model"): self.d_model,
+            ("model", "n_layers"): self.n_layers,
+            ("schedules", "l_max"): self.l_max,
+            ("data", "tokenizer"): self.tokenizer,
+            ("data", "repeat_share"): self.repeat_share,
+        }
+        return {k: v for k, v in out.items() if v}
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     __pydantic_config__ = _FORBID
     name: Name
@@ -472,8 +517,10 @@ class SweepSpec:
     resources: Resources = Resources()
     wandb: WandbSpec = WandbSpec()
     checkpoint: CheckpointSpec = CheckpointSpec()
+    decision: DecisionSpec = DecisionSpec()
     log_every_steps: PosInt = 5
     search: SearchSpec | None = None
+    calibrate: CalibrateSpec | None = None
 
     def to_dict(self) -> dict:
         """The spec in its YAML form: ``parse(spec.to_dict()) == spec``."""

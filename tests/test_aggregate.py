@@ -1,75 +1,11 @@
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
-from support import ROOT, run_sweep
+from support import fake_sweep, row, run_sweep, smoke_spec
 
-from sweep import aggregate, metrics, spec
+from sweep import aggregate, spec
 from sweep.records import write_record
 from sweep.report import write_report
-
-
-def smoke_spec(controls=("short_only",), seeds=(0,)) -> spec.SweepSpec:
-    raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
-    raw["schedules"]["controls"] = list(controls)
-    raw["seeds"] = list(seeds)
-    return spec.parse(raw)
-
-
-def fake_sweep(
-    d: Path,
-    far_shift: dict[str, float],
-    near_shift: dict[str, float] | None = None,
-    n_seq: int = 32,
-    seeds=(0,),
-    noise=0.05,
-    own_noise=0.02,
-    seed_noise=0.0,
-    controls=("short_only",),
-    gain: dict[str, float] | None = None,
-    short_only_far=0.2,
-):
-    """Records with known curves: every schedule has the reference's per-sequence losses
-    plus ``far_shift[label]`` nats past l_max (``near_shift`` on (l_max/2, l_max]), noise
-    of its own, and a seed offset; the short_only control is worse by ``short_only_far``
-    past l_max and has ``gain`` ctx_gain (0.05 lower than the others by default)."""
-    sw = smoke_spec(controls, seeds)
-    rng = np.random.default_rng(0)
-    L = sw.schedules.l_max
-    E = sw.eval.length(L)
-    base = 3.0 + noise * rng.standard_normal((n_seq, E))
-    near_shift = near_shift or {}
-    gain = {"short_only": -0.05, **(gain or {})}
-    docs = [f"doc{i}.py" for i in range(n_seq)]
-    written = []
-    for t in sw.trials():
-        label = t.schedule.label
-        losses = base + own_noise * rng.standard_normal((n_seq, E))
-        losses += seed_noise * rng.standard_normal()
-        losses[:, L:] += far_shift.get(label, short_only_far if label == "short_only" else 0.0)
-        losses[:, L // 2 : L] += near_shift.get(label, 0.0)
-        g = gain.get(label, 0.0) + 0.01 * rng.standard_normal(n_seq)
-        curve = losses.mean(axis=0)
-        write_record(
-            d,
-            t,
-            "finished",
-            tokens_trained=sw.budget.tokens,
-            tokens_by_length={str(L): sw.budget.tokens},
-            wall_s=1.0,
-            curve=curve.tolist(),
-            per_sequence={**metrics.per_sequence(losses, L), "ctx_gain": g.tolist()},
-            eval_windows={"doc": docs, "source": ["natural"] * n_seq, "offset": [0] * n_seq},
-            metrics={"flops": 1e9 if t.schedule.shape == "constant" else 0.9e9},
-        )
-        written.append(t.trial_id)
-    return written
-
-
-def row(s, name):
-    return next(r for r in s.schedules if r["schedule"] == name)
 
 
 def test_pick_when_a_schedule_has_clearly_lower_far_loss(tmp_path):
@@ -77,7 +13,8 @@ def test_pick_when_a_schedule_has_clearly_lower_far_loss(tmp_path):
     s = aggregate.aggregate(tmp_path)
     assert s.controls["discriminates"] is True
     assert [p["schedule"] for p in s.picks] == ["linear-r0.5"]
-    assert "paired 95% interval" in s.picks[0]["rationale"]
+    assert "at 97.5% (family-wise 95%" in s.picks[0]["rationale"]  # 2 comparisons
+    assert "1 pick(s) worth scaling: linear-r0.5" in s.verdict
     assert s.schedules[0]["schedule"] == "linear-r0.5"  # ranked by far_loss, lowest first
     assert s.schedules[-1]["schedule"] == "short_only"  # controls last
     assert row(s, "linear-r0.5")["vs_ref"]["far_loss"]["mean"] == pytest.approx(-0.1, abs=0.01)
@@ -105,24 +42,64 @@ def test_no_pick_when_noise_exceeds_differences(tmp_path):
 
 
 def test_indistinguishable_negative_control_makes_the_verdict_underpowered(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, short_only_far=0.0, gain={"short_only": 0.0})
+    fake_sweep(
+        tmp_path, {"linear-r0.5": -0.1}, short_only_far=0.0, own_rise=0.0, gain={"short_only": 0}
+    )
     s = aggregate.aggregate(tmp_path)
     assert s.controls["discriminates"] is False and s.picks == []
-    assert s.verdict.startswith("underpowered")
+    assert s.controls["sees"] == "nothing"
+    first, second = s.verdict.split("\n")
+    assert first.startswith("sees nothing") and second.startswith("underpowered")
     assert "add long-range documents" in s.verdict or "eval sequences" in s.verdict
 
 
-def test_control_separated_on_far_loss_but_not_ctx_gain_is_underpowered(tmp_path):
+def test_ctx_gain_is_reported_never_required(tmp_path):
     fake_sweep(tmp_path, {"linear-r0.5": -0.1}, gain={"short_only": 0.0})
     s = aggregate.aggregate(tmp_path)
-    assert s.controls["far_separated"] and not s.controls["ctx_gain_separated"]
-    assert s.picks == [] and s.verdict.startswith("underpowered")
+    assert s.controls["far_separated"] and s.controls["discriminates"]
+    assert (
+        "ctx_gain" in s.controls["summary"] and "(reported, not required)" in s.controls["summary"]
+    )
+    assert [p["schedule"] for p in s.picks] == ["linear-r0.5"]
+
+
+def test_a_uniformly_worse_control_is_seen_on_level_only(tmp_path):
+    """Worse everywhere past its own length by the same amount: far_loss tells it apart,
+    its own_excess does not; the verdict's first line says the sweep sees level only."""
+    fake_sweep(tmp_path, {"linear-r0.5": -0.2}, short_only_far=0.1, own_rise=0.0)
+    s = aggregate.aggregate(tmp_path)
+    c = s.controls
+    assert c["far_separated"] and c["excess_key"] == "own_excess"
+    assert c["excess_separated"] is False and c["context_used"] is True
+    assert c["sees"] == "level only" and s.to_dict()["sees"] == "level only"
+    assert s.verdict.startswith("sees level only:")
+    assert "on level (far_loss), not on extrapolation" in s.verdict.split("\n")[0]
+    assert [p["schedule"] for p in s.picks] == ["linear-r0.5"]  # picks, labelled as on level
+
+
+def test_a_reference_that_uses_no_context_is_seen_on_level_only(tmp_path):
+    fake_sweep(tmp_path, {"linear-r0.5": -0.2}, context_use=0.0)
+    s = aggregate.aggregate(tmp_path)
+    assert s.controls["excess_separated"] is True and s.controls["context_used"] is False
+    assert s.controls["sees"] == "level only"
+
+
+def test_a_control_whose_deficit_grows_is_seen_as_extrapolation(tmp_path):
+    fake_sweep(tmp_path, {"linear-r0.5": -0.2}, own_rise=0.1)
+    s = aggregate.aggregate(tmp_path)
+    ctl = row(s, "short_only")
+    assert ctl["own_length"] == 16 and ctl["own_excess"]["mean"] == pytest.approx(0.1, abs=0.01)
+    assert ctl["own_excess"]["lo"] > 0
+    assert s.controls["sees"] == "extrapolation"
+    assert s.verdict.startswith("sees extrapolation:")
 
 
 def test_without_a_negative_control_the_power_is_untested(tmp_path):
     fake_sweep(tmp_path, {"linear-r0.5": -0.1}, controls=())
     s = aggregate.aggregate(tmp_path)
     assert s.controls["discriminates"] is None and "untested" in s.verdict
+    assert s.verdict.startswith("sight untested")
+    assert s.decision.margin == aggregate.DEFAULT_MARGIN  # no control to derive it from
     assert [p["schedule"] for p in s.picks] == ["linear-r0.5"]
 
 
@@ -131,7 +108,7 @@ def test_id_loss_limit(tmp_path, cost, picked):
     # the whole in-distribution region gets `cost` nats worse, far gets 0.1 better
     fake_sweep(tmp_path, {"linear-r0.5": -0.1 - cost}, own_noise=0.002)
     sched = {"linear-r0.5": cost}
-    for f in tmp_path.glob("trials/linear-r0.5-s0/record.json"):
+    for f in tmp_path.glob("trials/linear-r0.5-s*/record.json"):
         rec = json.loads(f.read_text())
         L = rec["l_max"]
         per = rec["per_sequence"]
@@ -165,7 +142,7 @@ def test_corrupt_records_are_skipped_not_fatal(tmp_path):
     bad.write_text('{"trial_id": "broken", "status": "finis')  # half-written
     s = aggregate.aggregate(tmp_path)
     assert any("broken" in k["path"] for k in s.skipped)
-    assert len(s.finished) == 4
+    assert len(s.finished) == 8  # 4 schedules x 2 seeds
     md, html = write_report(s)
     assert "broken" in md.read_text() and html.exists()
 
@@ -183,15 +160,23 @@ def test_seeds_use_t_quantiles_and_the_shared_sequence_noise(tmp_path):
     assert "one seed" not in s.verdict
 
 
-def test_one_seed_verdict_says_seed_noise_is_unmeasured(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1})
+def test_one_seed_never_picks(tmp_path):
+    """What two seeds pick, one seed only lists as a candidate to confirm."""
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, seeds=(0,))
     s = aggregate.aggregate(tmp_path)
-    assert "one seed" in s.verdict
+    assert s.picks == [] and s.to_dict()["picks"] == []
+    assert [c["schedule"] for c in s.candidates] == ["linear-r0.5"]
+    assert s.candidates[0]["outcome"] == "better"
+    assert "retrain on at least 2 fresh seeds" in s.candidates[0]["to_confirm"]
+    assert "one seed: candidates to confirm: linear-r0.5" in s.verdict
+    assert "pick" not in s.verdict.replace("no pick", "")
     assert "1 seed" in row(s, "linear-r0.5")["vs_ref"]["far_loss"]["method"]
+    cells = {r[1]: r[-1] for r in aggregate.table_rows(s)}
+    assert cells["linear-r0.5"] == "cand better" and "PICK" not in aggregate.format_table(s)
 
 
 def test_windows_of_one_document_are_one_unit(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, n_seq=8)
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, n_seq=8, seeds=(0,))
     for f in tmp_path.glob("trials/*/record.json"):
         rec = json.loads(f.read_text())
         rec["eval_windows"]["doc"] = ["a.py"] * 4 + ["b.py"] * 4
@@ -202,7 +187,7 @@ def test_windows_of_one_document_are_one_unit(tmp_path):
 
 
 def test_summary_json_is_strict_json(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, n_seq=1)  # one sequence: no intervals
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, n_seq=1, seeds=(0,))  # no intervals
     s = aggregate.aggregate(tmp_path)
     path = aggregate.write_summary(s)
 
@@ -231,3 +216,31 @@ def test_failed_trials_in_table(tmp_path):
 def test_report_cli_on_empty_dir(tmp_path):
     r = run_sweep("report", tmp_path, timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_best_ramp_is_answered_against_the_reference_in_the_four_words(tmp_path):
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1, "geometric-r0.5": -0.05})
+    s = aggregate.aggregate(tmp_path)
+    h = s.decision.head_to_head
+    assert h["ramp"] == "linear-r0.5" and h["of"] == 2
+    vs = h["versus"]["constant"]
+    assert vs["mean"] == pytest.approx(-0.1, abs=0.01) and vs["outcome"] == "better"
+    assert s.verdict.split("\n")[2].startswith(
+        "best ramp linear-r0.5 (lowest far_loss of 2 ramps, chosen on these trials): "
+        "against constant -0.1"
+    )
+    assert s.to_dict()["decision"]["head_to_head"]["versus"]["constant"]["outcome"] == "better"
+
+
+def test_decision_stability_needs_four_seeds_and_tracks_the_signal(tmp_path):
+    fake_sweep(tmp_path / "two", {"linear-r0.5": -0.1})
+    assert aggregate.aggregate(tmp_path / "two").decision.stability is None  # 2 seeds
+    seeds = (0, 1, 2, 3)
+    fake_sweep(tmp_path / "clear", {"linear-r0.5": -0.1, "geometric-r0.5": 0.1}, seeds=seeds)
+    st = aggregate.aggregate(tmp_path / "clear").decision.stability
+    assert st["accuracy"] == 1.0 and st["seeds"] == 4 and st["pairs"] == 3
+    assert "short_only" not in st["schedules"]  # controls left out
+    # no effects, seed noise dominating: the halves agree about as often as chance
+    fake_sweep(tmp_path / "noise", {}, seeds=seeds, seed_noise=0.05, own_noise=0.001)
+    st = aggregate.aggregate(tmp_path / "noise").decision.stability
+    assert st["accuracy"] < 0.9

@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from test_aggregate import fake_sweep, row
+from scipy import stats
+from support import fake_sweep, row
 
 from sweep import aggregate
 
@@ -88,52 +89,102 @@ def test_malformed_records_are_refused(over):
 # ----------------------------------------------------------------------------- controls
 
 
-def control_rows(far=None, gain=None, with_vs=True):
+def control_rows(far=None, gain=None, with_vs=True, own=None, use=None):
     neg = {"schedule": "short_only", "shape": "short_only", "role": "control", "seeds": 1}
     if with_vs:
         neg["vs_ref"] = {k: v for k, v in (("far_loss", far), ("ctx_gain", gain)) if v}
+    if own is not None:
+        neg["own_excess"] = own
+    ref = {"schedule": "constant", "shape": "constant", "role": "reference", "seeds": 1}
+    if use is not None:
+        ref["context_use_ci"] = use
     return [
         {"schedule": "short_only-cand", "shape": "short_only", "role": "candidate"},
         {"schedule": "reverse-r1", "shape": "reverse", "role": "control", "seeds": 1},
         neg,
+        ref,
     ]
 
 
 def test_controls_summary_in_words_and_numbers():
     c = aggregate.check_controls(
-        control_rows(iv(0.05, 0.04, 0.06), iv(-0.03, -0.04, -0.02)), "constant"
+        control_rows(
+            iv(0.05, 0.04, 0.06),
+            iv(-0.03, -0.04, -0.02),
+            own=iv(0.02, 0.01, 0.03),
+            use=iv(0.1, 0.08, 0.12),
+        ),
+        "constant",
     )
     assert c["negative"] == "short_only"  # the control of that shape, not another
-    assert c["discriminates"] is True and c["far_separated"] and c["ctx_gain_separated"]
+    assert c["discriminates"] is True and c["far_separated"] and c["shape_separated"]
+    assert c["sees"] == "extrapolation" and c["excess_key"] == "own_excess"
     assert c["far_loss"]["mean"] == 0.05 and c["ctx_gain"]["mean"] == -0.03
     assert c["summary"] == (
         "short_only - constant: far_loss +0.0500 [+0.0400, +0.0600] (separated), "
-        "ctx_gain -0.0300 [-0.0400, -0.0200] (separated)"
+        "own_excess +0.0200 [+0.0100, +0.0300] (separated), "
+        "constant context_use +0.1000 [+0.0800, +0.1200] (> 0), "
+        "ctx_gain -0.0300 [-0.0400, -0.0200] (reported, not required)"
+    )
+    assert aggregate.sight(c).startswith(
+        "sees extrapolation: the reference uses context up to l_max and the negative "
+        "control's deficit grows past its own trained length (short_only own_excess +0.0200"
     )
 
 
 def test_an_interval_touching_zero_does_not_separate():
     c = aggregate.check_controls(
-        control_rows(iv(0.05, 0.0, 0.1), iv(-0.03, -0.06, 0.0)), "constant"
+        control_rows(
+            iv(0.05, 0.0, 0.1),
+            iv(-0.03, -0.06, 0.0),
+            own=iv(0.02, 0.0, 0.04),
+            use=iv(0.1, 0.0, 0.2),
+        ),
+        "constant",
     )
-    assert c["far_separated"] is False and c["ctx_gain_separated"] is False
-    assert c["discriminates"] is False
-    assert "(NOT separated), ctx_gain" in c["summary"] and c["summary"].count("NOT") == 2
+    assert c["far_separated"] is False and c["excess_separated"] is False
+    assert c["context_used"] is False and c["shape_separated"] is False
+    assert c["discriminates"] is False and c["sees"] == "nothing"
+    assert c["summary"].count("NOT separated") == 2 and "(NOT > 0)" in c["summary"]
     assert "; the control is worse but within the noise" in c["summary"]
     assert "(one seed measures no seed noise)" in c["summary"]
+    assert aggregate.sight(c).startswith("sees nothing")
 
 
 def test_a_control_no_worse_at_all_gets_other_advice():
     c = aggregate.check_controls(control_rows(iv(-0.01, -0.02, 0.0), None), "constant")
-    assert c["discriminates"] is False and c["ctx_gain_separated"] is None
-    assert "ctx_gain n/a (not recorded)" in c["summary"]
+    assert c["discriminates"] is False and c["shape_separated"] is None
+    assert "ctx_gain n/a (reported, not required)" in c["summary"]
+    assert "far_excess n/a (not recorded)" in c["summary"]
     assert "not worse past l_max at all" in c["summary"]
 
 
-def test_without_ctx_gain_far_loss_decides():
+def test_without_shape_records_far_loss_decides_on_level():
+    """Older records (no context_use, no bins): judged on level, and said so."""
     c = aggregate.check_controls(control_rows(iv(0.05, 0.04, 0.06), None), "constant")
-    assert c["discriminates"] is True and c["ctx_gain_separated"] is None
-    assert c["summary"].endswith("ctx_gain n/a (not recorded)")
+    assert c["discriminates"] is True and c["shape_separated"] is None
+    assert c["sees"] == "level only"
+    assert c["summary"].endswith("ctx_gain n/a (reported, not required)")
+
+
+def test_shape_needs_both_the_excess_and_the_references_context_use():
+    for own, use, sees in (
+        (iv(0.02, 0.01, 0.03), iv(0.1, 0.08, 0.12), "extrapolation"),
+        (iv(0.02, 0.01, 0.03), iv(0.01, -0.01, 0.03), "level only"),
+        (iv(0.002, -0.01, 0.014), iv(0.1, 0.08, 0.12), "level only"),
+    ):
+        c = aggregate.check_controls(
+            control_rows(iv(0.05, 0.04, 0.06), None, own=own, use=use), "constant"
+        )
+        assert c["sees"] == sees, (own, use)
+    # the excess alone, with the level not separated, still sees extrapolation
+    c = aggregate.check_controls(
+        control_rows(
+            iv(0.01, -0.01, 0.03), None, own=iv(0.02, 0.01, 0.03), use=iv(0.1, 0.08, 0.12)
+        ),
+        "constant",
+    )
+    assert c["sees"] == "extrapolation" and c["discriminates"] is True
 
 
 def test_control_without_a_reference_to_compare():
@@ -145,8 +196,11 @@ def test_control_without_a_reference_to_compare():
 # ----------------------------------------------------------------------------- pick rule
 
 
-def cand(name, far, id_loss=2.0, flops=0.5, role="candidate", method="t over 10 documents"):
+def cand(
+    name, far, id_loss=2.0, flops=0.5, role="candidate", method="t over 10 documents", seeds=2
+):
     r = {"schedule": name, "role": role, "id_loss": id_loss, "far_loss": 3.0, "flops": flops}
+    r["seeds"] = seeds
     if far is not None:
         r["far_loss"] = 3.0 + far[0]
         r["vs_ref"] = {"far_loss": iv(*far, method=method)}
@@ -155,6 +209,13 @@ def cand(name, far, id_loss=2.0, flops=0.5, role="candidate", method="t over 10 
 
 REF = {"schedule": "constant", "role": "reference", "id_loss": 2.0, "far_loss": 3.0, "flops": 1.0}
 SEPARATED = {"discriminates": True, "summary": "ctl"}
+
+
+def widened(far, m):
+    """The bounds of a 95% t interval on 9 df (``iv``) at the Bonferroni level for m."""
+    mean, lo, hi = far
+    k = stats.t.ppf(1 - 0.025 / m, 9) / stats.t.ppf(0.975, 9)
+    return [mean - (hi - lo) / 2 * k, mean + (hi - lo) / 2 * k]
 
 
 def test_the_rule_goes_past_every_kind_of_reject_to_the_pick():
@@ -166,16 +227,26 @@ def test_the_rule_goes_past_every_kind_of_reject_to_the_pick():
         cand("ctl", (-0.3, -0.35, -0.25), id_loss=1.0, flops=0.1, role="control"),
         REF,
     ]
-    picks, verdict = aggregate.decide(rows, "constant", SEPARATED)
-    assert [p["schedule"] for p in picks] == ["good"]
-    assert verdict == "1 schedule(s) worth scaling"
-    p = picks[0]
-    assert p["far_gain"] == pytest.approx(0.1) and p["far_interval"] == [-0.15, -0.05]
-    assert p["id_cost"] == pytest.approx(0.0)
+    d = aggregate.decide(rows, "constant", SEPARATED)
+    assert [p["schedule"] for p in d.picks] == ["good"] and d.candidates == []
+    assert d.comparisons == 3 and d.level == pytest.approx(1 - 0.05 / 3)  # costly, dear, good
+    assert d.margin == aggregate.DEFAULT_MARGIN
+    assert d.verdict == (
+        "1 pick(s) worth scaling: good; costly (+0.0200) lean better past l_max but lose "
+        "more than 0.01 nats of id_loss; against constant: 3 better; 3 comparison(s) with "
+        "constant, Bonferroni: each interval at 98.33%; margin 0.0100 nats (the default "
+        "0.01 (no negative control told apart))"
+    )
+    p = d.picks[0]
+    assert p["far_gain"] == pytest.approx(0.1)
+    assert p["far_interval"] == pytest.approx(widened((-0.1, -0.15, -0.05), 3))
+    assert p["id_cost"] == pytest.approx(0.0) and p["outcome"] == "better"
     assert "0.50x the reference FLOPs" in p["rationale"]
     assert "beats the reference constant (3.0000) by 0.1000" in p["rationale"]
+    assert "at 98.33% (family-wise 95%" in p["rationale"]
     assert not rows[4]["pareto"]  # a control never shapes or joins the front
     assert not rows[2]["pareto"] and rows[3]["pareto"]
+    assert rows[3]["decision"]["outcome"] == "better" and "decision" not in rows[4]
 
 
 def test_reasons_when_nothing_is_picked():
@@ -186,32 +257,55 @@ def test_reasons_when_nothing_is_picked():
         cand("worse", (0.01, -0.01, 0.03)),
         REF,
     ]
-    picks, verdict = aggregate.decide(rows, "constant", {"discriminates": None, "summary": "u"})
-    assert picks == []
-    assert verdict == (
-        "no pick: costly (+0.0300) beat constant past l_max beyond the noise but lose more "
-        "than 0.01 nats of id_loss; close have a lower far_loss than constant, within the "
-        "paired 95% interval (add seeds or eval sequences); 2 schedule(s) have a far_loss "
-        "no lower than constant (u)"
+    d = aggregate.decide(rows, "constant", {"discriminates": None, "summary": "u"})
+    assert d.picks == [] and [c["schedule"] for c in d.candidates] == ["close"]
+    lo, hi = widened((-0.005, -0.02, 0.01), 4)
+    assert d.verdict == (
+        f"no pick; candidates to confirm: close (-0.0050 [{lo:+.4f}, {hi:+.4f}], "
+        "inconclusive: more seeds (the variances behind the interval are not recorded)); "
+        "costly (+0.0300) lean better past l_max but lose more than 0.01 nats of id_loss; "
+        "against constant: 1 better, 3 inconclusive (u); 4 comparison(s) with constant, "
+        "Bonferroni: each interval at 98.75%; margin 0.0100 nats (the default 0.01 (no "
+        "negative control told apart))"
     )
 
 
+def test_the_margin_is_the_specs_or_half_the_controls_gap():
+    rows = [cand("good", (-0.1, -0.15, -0.05)), dict(REF)]
+    gap = {"discriminates": True, "far_separated": True, "far_loss": iv(0.3, 0.2, 0.4)}
+    d = aggregate.decide(rows, "constant", {**gap, "summary": "s"})
+    assert d.margin == pytest.approx(0.15) and d.picks == []  # -0.1 is not beyond 0.15
+    assert "half the negative control's far_loss gap +0.3000" in d.verdict
+    assert rows[0]["decision"]["outcome"] == "inconclusive"
+    d = aggregate.decide(rows, "constant", {**gap, "summary": "s"}, margin=0.02)
+    assert d.margin == 0.02 and [p["schedule"] for p in d.picks] == ["good"]
+    assert "margin 0.0200 nats (decision.margin)" in d.verdict
+
+
+def test_equivalent_and_worse_are_outcomes_never_candidates():
+    rows = [cand("same", (0.001, -0.004, 0.006)), cand("bad", (0.1, 0.05, 0.15)), dict(REF)]
+    d = aggregate.decide(rows, "constant", SEPARATED, margin=0.02)
+    assert [r["decision"]["outcome"] for r in rows[:2]] == ["equivalent", "worse"]
+    assert d.picks == [] and d.candidates == []
+    assert "against constant: 1 equivalent, 1 worse" in d.verdict
+
+
 def test_only_the_reference():
-    picks, verdict = aggregate.decide([dict(REF)], "constant", SEPARATED)
-    assert verdict == "no pick: no schedule on the Pareto front beats constant on far_loss"
+    d = aggregate.decide([dict(REF)], "constant", SEPARATED)
+    assert d.picks == [] and d.comparisons == 0 and d.verdict.startswith("no pick; 0 comparison")
 
 
 def test_no_reference_no_pick():
-    picks, verdict = aggregate.decide([cand("a", (-1, -2, -0.5))], "constant", SEPARATED)
-    assert picks == [] and verdict == (
+    d = aggregate.decide([cand("a", (-1, -2, -0.5))], "constant", SEPARATED)
+    assert d.picks == [] and d.verdict == (
         "no pick: the reference schedule 'constant' has no finished trial"
     )
 
 
 def test_underpowered_says_why_and_picks_nothing():
     rows = [cand("good", (-0.1, -0.15, -0.05)), dict(REF)]
-    picks, verdict = aggregate.decide(rows, "constant", {"discriminates": False, "summary": "s"})
-    assert picks == [] and verdict == "underpowered, no pick: s"
+    d = aggregate.decide(rows, "constant", {"discriminates": False, "summary": "s"})
+    assert d.picks == [] and d.verdict == "underpowered, no pick: s"
 
 
 # ----------------------------------------------------------------------------- from records
@@ -221,8 +315,8 @@ def test_rows_carry_their_own_intervals_and_keys(tmp_path):
     fake_sweep(tmp_path, {"linear-r0.5": -0.1})
     s = aggregate.aggregate(tmp_path)
     r = row(s, "linear-r0.5")
-    assert r["ramp_rate"] == 0.5 and r["trial_ids"] == ["linear-r0.5-s0"]
-    for key in ("id_loss", "far_loss", "ctx_gain"):
+    assert r["ramp_rate"] == 0.5 and r["trial_ids"] == ["linear-r0.5-s0", "linear-r0.5-s1"]
+    for key in ("id_loss", "far_loss", "ctx_gain", "context_use", "slope"):
         ci = r[f"{key}_ci"]
         assert ci["lo"] < r[key] < ci["hi"] and ci["mean"] == pytest.approx(r[key], abs=1e-6)
     assert row(s, "short_only")["role"] == "control"
@@ -236,7 +330,7 @@ def test_an_explicit_reference_is_the_reference(tmp_path):
 
 
 def test_controls_are_listed_last_even_when_their_far_loss_is_lowest(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": 0.1}, short_only_far=-0.05)
+    fake_sweep(tmp_path, {"linear-r0.5": 0.1}, short_only_far=-0.05, own_rise=0.0)
     s = aggregate.aggregate(tmp_path)
     assert [r["role"] for r in s.schedules][-1] == "control"
     assert s.controls["discriminates"] is False
@@ -290,12 +384,12 @@ def test_edges_of_the_rule():
         ref,  # the reference first: the rule must look past it, not stop
         cand("at-limit", (-0.1, -0.15, -0.05), id_loss=2.0078125),  # exactly epsilon worse
     ]
-    picks, _ = aggregate.decide(rows, "constant", SEPARATED, epsilon=0.0078125)
+    picks = aggregate.decide(rows, "constant", SEPARATED, epsilon=0.0078125).picks
     assert [p["schedule"] for p in picks] == ["at-limit"]
     assert "0.25x the reference FLOPs" in picks[0]["rationale"]
     # an interval that reaches zero is not beyond it
     touching = [dict(REF), cand("touching", (-0.1, -0.2, 0.0))]
-    assert aggregate.decide(touching, "constant", SEPARATED)[0] == []
+    assert aggregate.decide(touching, "constant", SEPARATED, margin=0.0).picks == []
 
 
 def test_lists_in_the_verdict_are_comma_separated():
@@ -303,18 +397,21 @@ def test_lists_in_the_verdict_are_comma_separated():
         cand("c1", (-0.2, -0.25, -0.15), id_loss=2.03),
         cand("c2", (-0.2, -0.25, -0.15), id_loss=2.04),
         cand("n1", (-0.005, -0.02, 0.01)),
-        cand("n2", (-0.004, -0.02, 0.01)),
+        cand("n2", (-0.004, -0.02, 0.01), id_loss=1.99),  # on the front: lower id_loss
         dict(REF),
     ]
-    _, verdict = aggregate.decide(rows, "constant", SEPARATED)
-    assert "c1 (+0.0300), c2 (+0.0400) beat" in verdict and "n1, n2 have a lower" in verdict
+    verdict = aggregate.decide(rows, "constant", SEPARATED).verdict
+    assert "c1 (+0.0300), c2 (+0.0400) lean better" in verdict
+    assert (
+        "candidates to confirm: n1 (-0.0050 [" in verdict and "recorded)), n2 (-0.0040 [" in verdict
+    )
 
 
 def test_advice_edges():
     tie = aggregate.check_controls(control_rows(iv(0.0, -0.01, 0.01), None), "constant")
     assert "not worse past l_max at all" in tie["summary"]  # zero is not worse
     two = control_rows(iv(0.01, -0.01, 0.03), None)
-    two[-1]["seeds"] = 2
+    two[2]["seeds"] = 2
     c = aggregate.check_controls(two, "constant")
     assert c["summary"].endswith(
         "add eval sequences (eval.sequences, eval.probe_sequences), seeds, or training tokens"
@@ -334,6 +431,7 @@ def test_the_words_a_user_acts_on():
     assert none == {
         "negative": None,
         "discriminates": None,
+        "sees": None,
         "by_mode": {},
         "summary": "no negative control in the spec (schedules.controls: [short_only]): "
         "whether this sweep can tell schedules apart is untested",
@@ -384,15 +482,17 @@ def test_each_mode_is_vouched_for_by_its_own_control():
     assert "; short_only-window - constant: far_loss +0.0100" in c["summary"]
     assert c["summary"].count("add eval sequences") == 1
     cands = [
-        {**cand("linear-r1", (-0.02, -0.03, -0.01)), "mode": "reshape"},
-        {**cand("linear-r1-window", (-0.04, -0.05, -0.03), flops=0.4), "mode": "window"},
+        {**cand("linear-r1", (-0.06, -0.07, -0.05)), "mode": "reshape"},
+        {**cand("linear-r1-window", (-0.08, -0.09, -0.07), flops=0.4), "mode": "window"},
     ]
-    picks, verdict = aggregate.decide([dict(REF), *cands], "constant", c)
+    d = aggregate.decide([dict(REF), *cands], "constant", c)
+    picks, verdict = d.picks, d.verdict
     # the window candidate is better, but its mode's control could not tell apart
     assert [p["schedule"] for p in picks] == ["linear-r1"]
     assert "mode(s) window left out: their control was not told apart" in verdict
     c2 = aggregate.check_controls([neg("window", *bad), neg("reshape", *bad)], "constant")
-    picks, verdict = aggregate.decide([dict(REF), *cands], "constant", c2)
+    d = aggregate.decide([dict(REF), *cands], "constant", c2)
+    picks, verdict = d.picks, d.verdict
     assert picks == [] and verdict.startswith("underpowered, no pick")
 
 
@@ -418,7 +518,8 @@ def test_records_without_a_mode_are_reshape():
     ok = aggregate.check_controls(
         [_neg("reshape", *BAD, with_mode=False), _neg("window", *GOOD)], "constant"
     )
-    picks, verdict = aggregate.decide([dict(REF), *cands], "constant", ok)
+    d = aggregate.decide([dict(REF), *cands], "constant", ok)
+    picks, verdict = d.picks, d.verdict
     assert [p["schedule"] for p in picks] == ["linear-r1-window"]
     assert "mode(s) reshape left out" in verdict
     # ... and cannot push the others off the front
@@ -438,7 +539,7 @@ def test_advice_once_and_every_blind_mode_named():
     c = aggregate.check_controls(rows, "constant")
     assert c["summary"].count("add eval sequences") == 1
     cands = [{**cand("linear-r1", (-0.02, -0.03, -0.01)), "mode": "reshape"}]
-    _, verdict = aggregate.decide([dict(REF), *cands], "constant", c)
+    verdict = aggregate.decide([dict(REF), *cands], "constant", c).verdict
     assert "mode(s) doc_buckets, window left out" in verdict
 
 

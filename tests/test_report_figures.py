@@ -43,6 +43,7 @@ def smoke_spec(seeds=(0, 1), controls=True, modes=("reshape",)) -> spec.SweepSpe
     raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
     raw["seeds"] = list(seeds)
     raw["schedules"]["modes"] = list(modes)
+    raw["decision"] = {"margin": 0.02}  # the effects below are measured at this margin
     if controls:
         raw["schedules"]["controls"] = ["short_only"]
     return spec.parse(raw)
@@ -181,7 +182,7 @@ def ranking_rows(text: str) -> list[str]:
 
 
 def test_report_leads_with_verdict_and_draws_every_figure(tmp_path):
-    build(tmp_path)
+    build(tmp_path, seeds=(0, 1, 2, 3))  # a pick needs seeds enough to tell it apart
     s = aggregate.aggregate(tmp_path)
     assert s.controls["discriminates"] is True, s.controls  # the fake data is as meant
     assert [p["schedule"] for p in s.picks] == ["linear-r0.5"], s.verdict
@@ -192,7 +193,11 @@ def test_report_leads_with_verdict_and_draws_every_figure(tmp_path):
     assert len(classes) == len(s.schedules) == 4
     assert "reference" in classes and "control" in classes and "candidate pick" in classes
     ranking = text.index("<table id='ranking'>")
-    assert text.index(html.escape(s.verdict)) < ranking
+    lines = s.verdict.split("\n")
+    assert lines[0].startswith("sees ") and len(lines) == 2  # what it sees, then the decision
+    assert text.index("<br>".join(map(html.escape, lines))) < ranking
+    assert "sees: level only" in text  # the fake's control is worse at every distance alike
+    assert "Bonferroni" in text and "margin 0.0200 nats: decision.margin" in text
     assert text.index(html.escape(s.controls["summary"])) < ranking
     assert "discriminates: yes" in text and "<pre" not in text
     assert "3 exact, 1 near duplicates (40 kept)" in text
@@ -201,7 +206,8 @@ def test_report_leads_with_verdict_and_draws_every_figure(tmp_path):
     assert "document.body.dataset.imagesLoaded" in text
 
     assert s.controls["summary"] in md and "discriminates: yes" in md
-    assert md.index(s.verdict) < md.index("## Ranking") < md.index("| rank |")
+    assert md.index(s.verdict.replace("\n", "  \n")) < md.index("## Ranking")
+    assert md.index("## Ranking") < md.index("| rank |")
     assert "Natural text only" in md and "figure failed" not in md
     assert "flatter" not in md + text
     # one mode, all rows token-equal: no footnote to the ranking, no modes named
@@ -234,7 +240,7 @@ def test_report_survives_missing_data(tmp_path, case):
     md, text = md_path.read_text(), html_path.read_text()
     assert "figure failed" not in md, md
     assert len(ranking_rows(text)) == len(s.schedules)
-    assert "discriminates: " in md and s.verdict in md
+    assert "discriminates: " in md and s.verdict.replace("\n", "  \n") in md
     for png in (tmp_path / "figures").glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
 
