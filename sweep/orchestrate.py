@@ -394,10 +394,15 @@ def longest_first(trials: list[TrialSpec]) -> list[TrialSpec]:
 
 
 def run_sweep(
-    spec: SweepSpec, sweep_dir: Path, address: str | None = None, out: TextIO = sys.stdout
+    spec: SweepSpec,
+    sweep_dir: Path,
+    address: str | None = None,
+    out: TextIO = sys.stdout,
+    only: set[str] | None = None,
 ) -> list[str]:
-    """Run every trial of ``spec`` not already finished in ``sweep_dir``; returns the ids
-    of the trials that ran. Finished records are never touched, so a crash loses nothing."""
+    """Run every trial of ``spec`` (of the schedules in ``only``, when given) not already
+    finished in ``sweep_dir``; returns the ids of the trials that ran. Finished records are
+    never touched, so a crash loses nothing."""
     # Tune's boxed banners would drown the progress lines this module prints.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # The trial record is the result; Tune's own per-trial JSON/CSV/TensorBoard logs would
@@ -409,7 +414,7 @@ def run_sweep(
     # result.json for any trial; the records are the results, so the warning misleads.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
-    trials = spec.trials()
+    trials = [t for t in spec.trials() if only is None or t.schedule.label in only]
     done = finished_ids(trials, sweep_dir)
     pending = longest_first([t for t in trials if t.trial_id not in done])
     r = spec.resources
