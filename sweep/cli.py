@@ -28,6 +28,24 @@ def _parser() -> argparse.ArgumentParser:
     res = sub.add_parser("resume", help="continue a sweep: keep finished trials, run the rest")
     res.add_argument("dir")
     res.add_argument("--address", default=None)
+    cal = sub.add_parser(
+        "calibrate",
+        help="climb the spec's calibrate: ladder to the cheapest proxy that sees extrapolation",
+    )
+    cal.add_argument("spec")
+    cal.add_argument("--results", default="results", help="results root (default ./results)")
+    cal.add_argument("--address", default=None)
+    con = sub.add_parser(
+        "confirm",
+        help="retrain a sweep's picks (or candidates), reference and negative control on "
+        "fresh seeds, as a selection-free stage in DIR/confirm/",
+    )
+    con.add_argument("dir")
+    con.add_argument(
+        "--seeds", type=int, default=2, help="fresh seeds (default 2, at least 2; a resumed "
+        "stage keeps its own)",
+    )  # fmt: skip
+    con.add_argument("--address", default=None)
     rep = sub.add_parser("report", help="rebuild summary and report from a results directory")
     rep.add_argument("dir")
     rep.add_argument(
@@ -159,7 +177,24 @@ def _run(spec, sweep_dir: Path, address: str | None) -> int:
     from sweep import orchestrate
 
     orchestrate.run_sweep(spec, sweep_dir, address)
-    return _report(sweep_dir)
+    code = _report(sweep_dir)
+    if spec.decision.confirm_seeds and code == 0:
+        return _confirm(sweep_dir, spec.decision.confirm_seeds, address, quiet=True)
+    return code
+
+
+def _confirm(sweep_dir: Path, seeds: int, address: str | None, quiet: bool = False) -> int:
+    """``sweep confirm``; run after a sweep (``decision.confirm_seeds``), a sweep with
+    nothing to confirm says so and is not an error."""
+    from sweep import confirm
+
+    try:
+        return confirm.run(sweep_dir, seeds, address)
+    except SpecError as e:
+        if quiet and e.field == "DIR":
+            print(f"confirm: nothing to confirm ({e.why})")
+            return 0
+        raise
 
 
 def _yaml(path: str) -> object:
@@ -223,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                 orchestrate.preflight(st.arm_spec(st.main, []), args.address)
                 return study.run(st, st_dir, args.address)
             sweep_dir = Path(args.dir).resolve()
+            if (sweep_dir / "confirm.yaml").is_file():  # a confirmation stage: its own plan
+                return _confirm(sweep_dir.parent, 0, args.address)
             sw = orchestrate.load_sweep_dir(sweep_dir)
             orchestrate.preflight(sw, args.address)
             return _run(sw, sweep_dir, args.address)
@@ -242,6 +279,16 @@ def main(argv: list[str] | None = None) -> int:
             except EmptyResults as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
+        if args.cmd == "calibrate":
+            from sweep import calibrate, orchestrate, spec
+
+            sw = spec.load(args.spec)
+            if sw.calibrate is None:
+                raise SpecError("calibrate", None, "the spec has no calibrate: section")
+            orchestrate.preflight(sw, args.address)
+            return calibrate.run(sw, Path(args.results), args.address)
+        if args.cmd == "confirm":
+            return _confirm(Path(args.dir), args.seeds, args.address)
         if args.cmd == "export":
             return _export(args)
         if args.cmd == "dashboard":
