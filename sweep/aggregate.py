@@ -649,6 +649,7 @@ def decide(
         if comp is None:
             settle = "unknown"  # variances not recorded with the interval
         r["decision"] = {
+            "distance": _to_boundary(far["mean"], margin),
             "outcome": outcome,
             "interval": [lo, hi],
             "level": sim,
@@ -677,7 +678,7 @@ def decide(
             entry["rationale"] = _rationale(r, ref, reference, entry, margin, epsilon)
             picks.append(entry)
         else:
-            entry["to_confirm"] = _to_confirm(r, outcome, settle)
+            entry["to_confirm"] = _to_confirm(r, outcome, settle, margin)
             candidates.append(entry)
     candidates.sort(key=lambda c: -c["far_gain"])
     verdict = _verdict(picks, candidates, too_costly, outcomes, reference, controls, blind, epsilon)
@@ -698,7 +699,13 @@ def _rationale(r: dict, ref: dict, reference: str, e: dict, margin: float, eps: 
     )
 
 
-def _to_confirm(r: dict, outcome: str, settle: int | None) -> str:
+def _to_boundary(mean: float, margin: float) -> float:
+    """How far a difference lies from the nearer of -margin and +margin: what an interval's
+    half-width must fall below for the comparison to settle."""
+    return min(abs(mean + margin), abs(mean - margin))
+
+
+def _to_confirm(r: dict, outcome: str, settle, margin: float) -> str:
     """What confirming a candidate takes."""
     if r["seeds"] < 2:
         return "retrain on at least 2 fresh seeds: one seed measures no seed noise"
@@ -708,7 +715,12 @@ def _to_confirm(r: dict, outcome: str, settle: int | None) -> str:
         return "more seeds (the variances behind the interval are not recorded)"
     if settle is not None:
         return f"about {settle} seeds would likely settle it (from the measured variances)"
-    return "seeds alone would likely not settle it: add eval sequences too"
+    gap = _to_boundary(r["vs_ref"][OBJECTIVE]["mean"], margin)
+    return (
+        f"not within 64 seeds at the measured variances: its difference lies {gap:.4f} nats "
+        f"from the margin's edge (±{margin:.4f}), so only a much narrower interval settles "
+        "it (more eval windows and seeds)"
+    )
 
 
 def _verdict(picks, candidates, too_costly, outcomes, reference, controls, blind, eps) -> str:

@@ -178,9 +178,23 @@ def _run(spec, sweep_dir: Path, address: str | None) -> int:
 
     orchestrate.run_sweep(spec, sweep_dir, address)
     code = _report(sweep_dir)
+    _mirror(spec, sweep_dir)
     if spec.decision.confirm_seeds and code == 0:
         return _confirm(sweep_dir, spec.decision.confirm_seeds, address, quiet=True)
     return code
+
+
+def _mirror(spec, sweep_dir: Path) -> None:
+    """The sweep's summary as a W&B run of its group (a mirror: never decides anything)."""
+    import json
+
+    from sweep.tracking import mirror_summary
+
+    path = sweep_dir / "summary.json"
+    if path.is_file():
+        w = spec.wandb
+        summary = json.loads(path.read_text())
+        mirror_summary(summary, w.mode, w.project, w.entity, spec.name, sweep_dir / "wandb")
 
 
 def _confirm(sweep_dir: Path, seeds: int, address: str | None, quiet: bool = False) -> int:

@@ -71,3 +71,57 @@ class Tracker:
         path = self.run.dir
         self.run.finish(exit_code=exit_code)
         return path
+
+
+RANKING_COLUMNS = (
+    "schedule", "role", "seeds", "id_loss", "far_loss", "far_minus_ref", "far_excess",
+    "own_excess", "context_use", "slope", "outcome", "chosen",
+)  # fmt: skip
+
+
+def mirror_summary(summary: dict, mode: str, project: str, entity, group: str, run_dir) -> None:
+    """One more W&B run in the sweep's group, named "summary": the ranking as a table with
+    the level and shape metrics against the reference, what the sweep sees, the verdict and
+    the decision (margin, comparisons). A mirror of summary.json, which stays the source."""
+    tracker = Tracker(mode, project, entity, group, "summary", {"kind": "summary"}, Path(run_dir))
+    if tracker.run is None:
+        return
+    import wandb
+
+    picks = {p["schedule"] for p in summary.get("picks", [])}
+    cands = {c["schedule"] for c in summary.get("candidates", [])}
+
+    def mean(iv) -> float | None:
+        return (iv or {}).get("mean")
+
+    rows = []
+    for r in summary.get("ranking", []):
+        name = r["schedule"]
+        rows.append(
+            [
+                name,
+                r.get("role"),
+                r.get("seeds"),
+                r.get("id_loss"),
+                r.get("far_loss"),
+                mean((r.get("vs_ref") or {}).get("far_loss")),
+                mean(r.get("far_excess")),
+                mean(r.get("own_excess")),
+                mean(r.get("context_use_ci")),
+                r.get("slope"),
+                (r.get("decision") or {}).get("outcome"),
+                "pick" if name in picks else "candidate" if name in cands else "",
+            ]
+        )
+    tracker.run.log({"summary/ranking": wandb.Table(columns=list(RANKING_COLUMNS), data=rows)})
+    decision = summary.get("decision") or {}
+    tracker.finish(
+        {
+            "summary/sees": summary.get("sees"),
+            "summary/verdict": summary.get("verdict"),
+            "summary/picks": sorted(picks),
+            "summary/candidates": sorted(cands),
+            "summary/margin": decision.get("margin"),
+            "summary/comparisons": decision.get("comparisons"),
+        }
+    )

@@ -77,12 +77,17 @@ def test_report_summary_and_progress(smoke_sweep):
 def test_wandb_offline_run_per_trial_named_by_sweep(smoke_sweep):
     d, _ = smoke_sweep
     runs = sorted((d / "wandb").glob("wandb/offline-run-*"))
-    # one run per trial, its id the sweep (the W&B group) and the trial
+    # one run per trial, its id the sweep (the W&B group) and the trial, and the summary's
     ids = sorted(p.name.split("-", 3)[-1] for p in runs)
-    assert ids == sorted(f"smoke-{r['trial_id']}".replace(".", "_") for r in records(d))
+    want = [f"smoke-{r['trial_id']}".replace(".", "_") for r in records(d)] + ["smoke-summary"]
+    assert ids == sorted(want)
     for run in runs:
         (log,) = run.glob("*.wandb")
         assert log.stat().st_size > 1000  # the run's history, not an empty file
+    (summary,) = [p for p in runs if p.name.endswith("smoke-summary")]
+    (log,) = summary.glob("*.wandb")
+    data = log.read_bytes()
+    assert b"summary/ranking" in data and b"summary/sees" in data and b"far_excess" in data
 
 
 def test_report_rebuilds_from_directory_alone(smoke_sweep):
