@@ -673,6 +673,7 @@ def decide(
             "far_interval": [lo, hi],
             "id_cost": id_cost,
             "seeds": r["seeds"],
+            "level": sim,
         }
         if outcome == "better" and r["seeds"] >= 2:
             entry["rationale"] = _rationale(r, ref, reference, entry, margin, epsilon)
@@ -744,7 +745,8 @@ def _verdict(picks, candidates, too_costly, outcomes, reference, controls, blind
             + "candidates to confirm: "
             + ", ".join(
                 f"{c['schedule']} ({-c['far_gain']:+.4f} [{c['far_interval'][0]:+.4f}, "
-                f"{c['far_interval'][1]:+.4f}], {c['outcome']}: {c['to_confirm']})"
+                f"{c['far_interval'][1]:+.4f}] at {100 * c['level']:.4g}%, {c['outcome']}: "
+                f"{c['to_confirm']})"
                 for c in candidates
             )
         )

@@ -155,8 +155,9 @@ def _chosen(summary: Summary) -> tuple[str, list[tuple[str, str]]]:
             (
                 c["schedule"],
                 f"far_loss {-c['far_gain']:+.4f} nats against {summary.reference}, interval "
-                f"[{c['far_interval'][0]:+.4f}, {c['far_interval'][1]:+.4f}] "
-                f"({c['outcome']}, {c['seeds']} seed(s)); to confirm: {c['to_confirm']}",
+                f"[{c['far_interval'][0]:+.4f}, {c['far_interval'][1]:+.4f}] at "
+                f"{100 * c['level']:.4g}% (family-wise 95%) ({c['outcome']}, {c['seeds']} "
+                f"seed(s)); to confirm: {c['to_confirm']}",
             )
             for c in summary.candidates
         ]

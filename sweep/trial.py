@@ -368,7 +368,7 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
     context_use = metrics.context_use(cut, losses, sched.l_max)
     result["context_use"] = float(np.mean(context_use))
     own = p.longest
-    edges = metrics.position_edges(len(curve), sched.l_max, own_lengths(spec) | {own})
+    bin_edges = metrics.position_edges(len(curve), sched.l_max, own_lengths(spec) | {own})
     result["ctx_gain"] = float(np.mean(probes["ctx_gain"]))
     for d, drops in zip(probes["copy_distances"], np.asarray(probes["copy"]).T):
         result[f"copy_d{d}"] = float(np.mean(drops))
@@ -416,8 +416,8 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
             },
             # per-sequence means over position bins: what the excess metrics pair
             position_bins={
-                "edges": edges,
-                "values": np.round(metrics.bin_means(losses, edges), 6).tolist(),
+                "edges": bin_edges,
+                "values": np.round(metrics.bin_means(losses, bin_edges), 6).tolist(),
             },
             own_length=own,
             copy_distances=probes["copy_distances"],

@@ -115,7 +115,7 @@ def test_report_on_empty_dir_exits_2(tmp_path):
 def test_dry_run_lists_trials_and_starts_nothing(tmp_path):
     r, ray = run_cli_watched(["run", str(ROOT / "configs" / "local.yaml"), "--dry-run"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "linear-r0.25-s0" in r.stdout and "7 trials" in r.stdout and "estimated" in r.stdout
+    assert "linear-r0.25-s0" in r.stdout and "14 trials" in r.stdout and "estimated" in r.stdout
     assert ray == [] and not (tmp_path / "results").exists()
 
 
@@ -125,4 +125,4 @@ def test_schedules_show_writes_png(tmp_path):
         ["schedules", "show", str(ROOT / "configs" / "local.yaml"), "--out", str(out)], tmp_path
     )
     assert r.returncode == 0, r.stderr
-    assert "7 trials" in r.stdout and out.read_bytes()[:4] == b"\x89PNG"
+    assert "14 trials (2 seed(s))" in r.stdout and out.read_bytes()[:4] == b"\x89PNG"

@@ -87,7 +87,11 @@ def test_wandb_offline_run_per_trial_named_by_sweep(smoke_sweep):
     (summary,) = [p for p in runs if p.name.endswith("smoke-summary")]
     (log,) = summary.glob("*.wandb")
     data = log.read_bytes()
-    assert b"summary/ranking" in data and b"summary/sees" in data and b"far_excess" in data
+    assert b"summary/ranking" in data and b"summary/sees" in data
+    (table,) = summary.glob("files/media/table/summary/ranking_*.table.json")
+    ranking = json.loads(table.read_text())
+    assert {"far_excess", "own_excess", "context_use", "outcome"} <= set(ranking["columns"])
+    assert len(ranking["data"]) == len(records(d))  # one row per schedule (one seed here)
 
 
 def test_report_rebuilds_from_directory_alone(smoke_sweep):

@@ -261,7 +261,7 @@ def test_reasons_when_nothing_is_picked():
     assert d.picks == [] and [c["schedule"] for c in d.candidates] == ["close"]
     lo, hi = widened((-0.005, -0.02, 0.01), 4)
     assert d.verdict == (
-        f"no pick; candidates to confirm: close (-0.0050 [{lo:+.4f}, {hi:+.4f}], "
+        f"no pick; candidates to confirm: close (-0.0050 [{lo:+.4f}, {hi:+.4f}] at 98.75%, "
         "inconclusive: more seeds (the variances behind the interval are not recorded)); "
         "costly (+0.0300) lean better past l_max but lose more than 0.01 nats of id_loss; "
         "against constant: 1 better, 3 inconclusive (u); 4 comparison(s) with constant, "

@@ -194,7 +194,8 @@ def test_report_leads_with_verdict_and_draws_every_figure(tmp_path):
     assert "reference" in classes and "control" in classes and "candidate pick" in classes
     ranking = text.index("<table id='ranking'>")
     lines = s.verdict.split("\n")
-    assert lines[0].startswith("sees ") and len(lines) == 2  # what it sees, then the decision
+    assert lines[0].startswith("sees ") and lines[1].startswith("1 pick(s)")  # sight, picks
+    assert lines[2].startswith("best ramp linear-r0.5")  # then the user's question, directly
     assert text.index("<br>".join(map(html.escape, lines))) < ranking
     assert "sees: level only" in text  # the fake's control is worse at every distance alike
     assert "Bonferroni" in text and "margin 0.0200 nats: decision.margin" in text
