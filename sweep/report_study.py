@@ -68,9 +68,11 @@ def _summary(study: Study, found: dict) -> list[str]:
     out = [
         "## Summary",
         "",
-        f"- (a) BTLM's finding {'reproduces' if a_ok else 'does NOT reproduce'} here: "
+        f"- (a) BTLM's finding {_reproduces(a_ok, a)} here: "
         f"`{f.get('negative')}` is worse past l_max than `{found.get('reference')}` "
-        f"({_iv(nr.get('far_loss'))}) and than `{f.get('btlm')}` ({_iv(nb.get('far_loss'))}).",
+        f"({_iv(nr.get('far_loss'))}) and than `{f.get('btlm')}` ({_iv(nb.get('far_loss'))})"
+        + _shape_words(a)
+        + ".",
     ]
     if rope:
         out.append(
@@ -141,6 +143,30 @@ def _setup(study: Study, found: dict) -> list[str]:
     return lines
 
 
+def _reproduces(level: bool, a: dict) -> str:
+    """BTLM's finding is about shape: "reproduces" only when the arm's control check sees
+    extrapolation (the control's own_excess and the reference's context_use > 0 beyond
+    their intervals); worse past l_max alone is a reproduction on level only."""
+    if not level:
+        return "does NOT reproduce"
+    sees = (a.get("controls") or {}).get("sees")
+    return "reproduces" if sees == "extrapolation" else "reproduces on level only"
+
+
+def _shape_words(a: dict) -> str:
+    c = a.get("controls") or {}
+    if c.get("sees") is None or c.get("excess_key") is None:
+        return (
+            "; on shape it was not measured (records from before the shape metrics: no "
+            "own_excess, no context_use), so this is a finding on level only"
+        )
+    key = c["excess_key"]
+    return (
+        f"; on shape, its {key} is {_iv(c.get(key))} and the reference's context_use "
+        f"{_iv(c.get('reference_context_use'))} (the sweep sees {c['sees']})"
+    )
+
+
 def _finding_a(found: dict, study: Study) -> list[str]:
     a = found.get("btlm", {})
     f = study.findings
@@ -171,13 +197,15 @@ def _finding_a(found: dict, study: Study) -> list[str]:
         if k in nr or k in br
     ]
     lines += _table(["metric", f"{neg} - {ref}", f"{neg} - {btlm}", f"{btlm} - {ref}"], rows)
-    reproduced = _sign(nr.get("far_loss")) == "worse" and _sign(nb.get("far_loss")) == "worse"
+    level = _sign(nr.get("far_loss")) == "worse" and _sign(nb.get("far_loss")) == "worse"
+    word = _reproduces(level, a)
     lines += [
         "Reading: "
         + (
-            "reproduced at this scale: short-only training is worse past l_max than both "
-            "two stages and constant, each interval excluding zero."
-            if reproduced
+            f"{word.replace('reproduces', 'reproduced')} at this scale: short-only training "
+            "is worse past l_max than both two stages and constant, each interval excluding "
+            f"zero{_shape_words(a)}."
+            if level
             else "NOT reproduced at this scale with intervals excluding zero; the sweep's "
             "control check above says what it lacks."
         ),
