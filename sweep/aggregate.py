@@ -309,6 +309,8 @@ def schedule_rows(trials: list[Trial], reference: str) -> list[dict]:
             mat = units_matrix(ts, key)
             if mat is not None:
                 row[f"{key}_ci"] = paired_interval(mat).to_dict()
+                if key == "context_use":  # a criterion of calibrate: what more seeds would do
+                    row[f"{key}_ci"]["components"] = decision.variance_components(mat)
         if ref is not None and name != reference:
             row["vs_ref"] = {}
             for key in ts[0].units:
@@ -338,9 +340,10 @@ def _excess(row: dict, ts: list[Trial], ref: list[Trial]) -> None:
     own, l_max = ts[0].own_length, int(ts[0].record["l_max"])
     row["own_length"] = own
     if own is not None and own < l_max:
-        iv = _paired(ts, ref, own_rise_units(own, l_max))
-        if iv is not None:
-            row["own_excess"] = iv.to_dict()
+        d = paired_matrix(ts, ref, own_rise_units(own, l_max))
+        if d is not None:  # with its variance components: what more seeds would do
+            comp = decision.variance_components(d)
+            row["own_excess"] = paired_interval(d).to_dict() | {"components": comp}
 
 
 def _num(v) -> float:
@@ -822,6 +825,9 @@ def confirmation(sweep_dir: Path, chosen: list[dict]) -> dict | None:
         else:
             status = "did not hold"
         lo, hi = d.get("interval") or (None, None)
+        level = f"at {100 * d['level']:.4g}%" if d.get("level") else "at 95%"
+        if lo is None and far is not None:  # the stage decided nothing: its own interval
+            lo, hi = far.get("lo"), far.get("hi")
         out["schedules"][name] = {
             "status": status,
             "outcome": d.get("outcome"),
@@ -832,8 +838,10 @@ def confirmation(sweep_dir: Path, chosen: list[dict]) -> dict | None:
         if far is None:
             words.append(f"{name} {status}")
         else:
-            outcome = d.get("outcome", "no decision")
-            words.append(f"{name} {status} ({far['mean']:+.4f} [{_f(lo)}, {_f(hi)}], {outcome})")
+            outcome = d.get("outcome") or "no decision: the stage is underpowered"
+            words.append(
+                f"{name} {status} ({far['mean']:+.4f} [{_f(lo)}, {_f(hi)}] {level}, {outcome})"
+            )
     out["summary"] = (
         f"confirmation on fresh seeds {plan.get('seeds')} (selection-free): " + "; ".join(words)
     )

@@ -13,7 +13,6 @@ the compute at which the criteria would hold."""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import TextIO
 import numpy as np
 import yaml
 
-from sweep import orchestrate
+from sweep import decision, orchestrate
 from sweep.aggregate import aggregate
 from sweep.records import write_json_atomic, write_text_atomic
 from sweep.spec import NEGATIVE_CONTROL, SpecError, SweepSpec, parse
@@ -137,14 +136,29 @@ def _holds(iv: dict | None) -> bool:
     return bool(iv and iv.get("lo") is not None and iv["lo"] > 0)
 
 
+def seeds_needed(iv: dict | None) -> int | None:
+    """For a criterion that does not hold yet but leans positive: the seeds at which its
+    interval would likely clear zero, from the variance components of its own matrix
+    (``decision.seeds_to_settle`` with margin 0). None when unmeasured or not leaning."""
+    if not iv or _holds(iv) or not iv.get("components") or (iv.get("mean") or 0) <= 0:
+        return None
+    return decision.seeds_to_settle(iv["mean"], iv["components"], 0.0, 0.95)
+
+
+def _said(iv: dict | None) -> str:
+    if _holds(iv):
+        return "> 0"
+    n = seeds_needed(iv)
+    return f"NOT > 0; ~{n} seeds would likely clear zero" if n else "NOT > 0"
+
+
 def describe(k: int, rs: SweepSpec, axes: list[tuple[str, str]], m: dict) -> str:
     """One printed line per rung: the proxy, the criteria with their intervals, the cost."""
     shown = "".join(f", {key} {getattr(getattr(rs, section), key)}" for section, key in axes)
-    said = {True: "> 0", False: "NOT > 0"}
     return (
         f"rung {k}: {m['tokens'] / 1e6:.2f}M tokens{shown}: reference context_use "
-        f"{_iv(m['context_use'])} ({said[_holds(m['context_use'])]}), control "
-        f"{m['excess_key']} {_iv(m['own_excess'])} ({said[_holds(m['own_excess'])]}), level "
+        f"{_iv(m['context_use'])} ({_said(m['context_use'])}), control "
+        f"{m['excess_key']} {_iv(m['own_excess'])} ({_said(m['own_excess'])}), level "
         f"gap {_iv(m['level_gap'])}; {m['flops'] / 1e12:.3f} TFLOPs, {m['minutes']:.1f} min"
     )
 
@@ -214,8 +228,8 @@ def run(
     for k, rs in enumerate(rungs):
         rd = d / f"rung{k}"
         done = rd / "rung.json"
-        if done.is_file():
-            m = json.loads(done.read_text())
+        if done.is_file():  # measured again from its records: the same code reads every rung
+            m = measure(rd) | {"k": k}
         else:
             if rows:  # a rung costs about its FLOPs at the last rung's rate
                 guess = rows[-1]["minutes"] * orchestrate_flops(rs) / max(1.0, rows[-1]["flops"])
@@ -251,6 +265,16 @@ def run(
     else:
         result["projection"] = proj = project(rows)
         need, mins = proj["needed_flops"], proj["needed_minutes"]
+        seeds = {key: seeds_needed(rows[-1].get(key)) for key in CRITERIA} if rows else {}
+        held = {key: _holds(rows[-1].get(key)) for key in CRITERIA} if rows else {}
+        proj["seeds_at_last_rung"] = seeds
+        if rows and all(held[k] or seeds[k] for k in CRITERIA):
+            n = max([seeds[k] for k in CRITERIA if seeds[k]] or [len(cal.seeds)])
+            print(
+                f"at rung {len(rows) - 1} both criteria lean positive: about {n} seeds "
+                f"(calibrate.seeds) would likely clear zero on both at its size",
+                file=out,
+            )
         if need is None:
             print(
                 f"no rung sees extrapolation within {len(rows)} rung(s) and {spent:.1f} min, "
