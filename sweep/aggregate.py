@@ -645,20 +645,8 @@ def decide(
     picks, candidates, too_costly, outcomes = [], [], [], {}
     for r in compared:
         far = r["vs_ref"][OBJECTIVE]
-        lo, hi = decision.rescale(far, level, sim)
-        outcome = decision.classify(lo, hi, margin)
-        comp = far.get("components")
-        settle = decision.seeds_to_settle(far["mean"], comp, margin, sim) if comp else None
-        if comp is None:
-            settle = "unknown"  # variances not recorded with the interval
-        r["decision"] = {
-            "distance": _to_boundary(far["mean"], margin),
-            "outcome": outcome,
-            "interval": [lo, hi],
-            "level": sim,
-            "margin": margin,
-            "seeds_to_settle": settle if isinstance(settle, int) else None,
-        }
+        r["decision"], settle = _judge(far, level, sim, margin)
+        outcome, (lo, hi) = r["decision"]["outcome"], r["decision"]["interval"]
         outcomes.setdefault(outcome, []).append(r["schedule"])
         id_cost = r["id_loss"] - ref["id_loss"]
         leans = outcome == "better" or (outcome == "inconclusive" and far["mean"] < 0)
@@ -688,6 +676,24 @@ def decide(
     verdict = _verdict(picks, candidates, too_costly, outcomes, reference, controls, blind, epsilon)
     verdict += f"; {correction}; margin {margin:.4f} nats ({source})"
     return Decision(picks, candidates, verdict, margin, source, m, sim, correction)
+
+
+def _judge(far: dict, level: float, sim: float, margin: float) -> tuple[dict, int | str | None]:
+    """One comparison with the reference: its interval at the simultaneous level, its
+    outcome at the margin, and the seeds that would likely settle it ("unknown" when the
+    interval came without its variance components)."""
+    lo, hi = decision.rescale(far, level, sim)
+    comp = far.get("components")
+    settle = decision.seeds_to_settle(far["mean"], comp, margin, sim) if comp else "unknown"
+    judged = {
+        "distance": _to_boundary(far["mean"], margin),
+        "outcome": decision.classify(lo, hi, margin),
+        "interval": [lo, hi],
+        "level": sim,
+        "margin": margin,
+        "seeds_to_settle": settle if isinstance(settle, int) else None,
+    }
+    return judged, settle
 
 
 def _rationale(r: dict, ref: dict, reference: str, e: dict, margin: float, eps: float) -> str:
