@@ -268,14 +268,20 @@ def run(
         seeds = {key: seeds_needed(rows[-1].get(key)) for key in CRITERIA} if rows else {}
         held = {key: _holds(rows[-1].get(key)) for key in CRITERIA} if rows else {}
         proj["seeds_at_last_rung"] = seeds
-        if rows and all(held[k] or seeds[k] for k in CRITERIA):
+        leaning = rows and all(held[k] or seeds[k] for k in CRITERIA)
+        if leaning:
             n = max([seeds[k] for k in CRITERIA if seeds[k]] or [len(cal.seeds)])
+            proj["seeds_needed"] = n
             print(
-                f"at rung {len(rows) - 1} both criteria lean positive: about {n} seeds "
-                f"(calibrate.seeds) would likely clear zero on both at its size",
+                f"no rung sees extrapolation within {len(rows)} rung(s) and {spent:.1f} min "
+                f"on {len(cal.seeds)} seeds, but at rung {len(rows) - 1} both criteria lean "
+                f"positive: about {n} seeds (calibrate.seeds) would likely clear zero on both "
+                f"at its size; figure {figure}",
                 file=out,
             )
-        if need is None:
+        if leaning:
+            pass
+        elif need is None:
             print(
                 f"no rung sees extrapolation within {len(rows)} rung(s) and {spent:.1f} min, "
                 "and the measured trend does not reach the criteria (a criterion falls or "
@@ -322,6 +328,7 @@ def plot(rows: list[dict], path: Path) -> Path:
         ax.errorbar(x, mean, yerr=err, marker="o", capsize=3)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # the minor labels collide
         ax.set_xlabel("rung training FLOPs (reference + control, all seeds)")
         ax.set_ylabel("nats")
         ax.set_title(title, fontsize=10)
