@@ -35,9 +35,8 @@ def plan(sweep_dir: Path, n_seeds: int) -> tuple[SweepSpec, list[str]]:
         summary = aggregate(sweep_dir)
         chosen = [p["schedule"] for p in summary.picks or summary.candidates]
         if not chosen:
-            raise SpecError(
-                "DIR", str(sweep_dir), f"has no pick or candidate to confirm ({summary.verdict})"
-            )
+            said = "; ".join(summary.verdict.splitlines())  # the error stays one line
+            raise SpecError("DIR", str(sweep_dir), f"has no pick or candidate to confirm ({said})")
         controls = [
             r["schedule"]
             for r in summary.schedules

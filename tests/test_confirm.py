@@ -29,6 +29,7 @@ def test_confirm_refuses_one_seed_and_a_sweep_with_nothing_chosen(tmp_path):
     fake_sweep(tmp_path / "b", {"linear-r0.5": 0.1, "geometric-r0.5": 0.1}, seeds=(0, 1))
     r = run_sweep("confirm", tmp_path / "b")
     assert r.returncode == 2 and "has no pick or candidate to confirm" in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "sees " in r.stderr  # one line, the verdict
 
 
 @pytest.mark.e2e
