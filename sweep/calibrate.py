@@ -13,6 +13,7 @@ the compute at which the criteria would hold."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Callable
@@ -23,9 +24,16 @@ import numpy as np
 import yaml
 
 from sweep import decision, orchestrate
-from sweep.aggregate import aggregate
+from sweep.aggregate import _iv, aggregate
 from sweep.records import write_json_atomic, write_text_atomic
-from sweep.spec import NEGATIVE_CONTROL, SpecError, SweepSpec, parse
+from sweep.spec import (
+    NEGATIVE_CONTROL,
+    RATE_FREE_SHAPES,
+    SHAPE_PARAMS,
+    SpecError,
+    SweepSpec,
+    parse,
+)
 
 CRITERIA = ("context_use", "own_excess")  # both > 0 beyond their intervals: sees extrapolation
 
@@ -63,10 +71,6 @@ def rung_spec(spec: SweepSpec, k: int) -> SweepSpec:
 
 def _entry(spec: SweepSpec, label: str) -> dict:
     """The shape entry that makes schedule ``label`` alone (the reference)."""
-    import dataclasses
-
-    from sweep.spec import RATE_FREE_SHAPES, SHAPE_PARAMS
-
     sched = next(t.schedule for t in spec.trials() if t.schedule.label == label)
     entry = {"shape": sched.shape}
     if sched.shape not in RATE_FREE_SHAPES:
@@ -124,15 +128,8 @@ def _concurrency(trials) -> int:
     return int((sweep.get("resources") or {}).get("max_concurrent_trials") or 1)
 
 
-def _iv(iv: dict | None) -> str:
-    if not iv or iv.get("mean") is None:
-        return "n/a"
-    if iv.get("lo") is None:
-        return f"{iv['mean']:+.4f}"
-    return f"{iv['mean']:+.4f} [{iv['lo']:+.4f}, {iv['hi']:+.4f}]"
-
-
 def _holds(iv: dict | None) -> bool:
+    """A lower bound above zero (a projection's rows carry bounds without a mean)."""
     return bool(iv and iv.get("lo") is not None and iv["lo"] > 0)
 
 
@@ -272,30 +269,27 @@ def run(
         if leaning:
             n = max([seeds[k] for k in CRITERIA if seeds[k]] or [len(cal.seeds)])
             proj["seeds_needed"] = n
-            print(
-                f"no rung sees extrapolation within {len(rows)} rung(s) and {spent:.1f} min "
-                f"on {len(cal.seeds)} seeds, but at rung {len(rows) - 1} both criteria lean "
+            said = (
+                f" on {len(cal.seeds)} seeds, but at rung {len(rows) - 1} both criteria lean "
                 f"positive: about {n} seeds (calibrate.seeds) would likely clear zero on both "
-                f"at its size; figure {figure}",
-                file=out,
+                "at its size"
             )
-        if leaning:
-            pass
         elif need is None:
-            print(
-                f"no rung sees extrapolation within {len(rows)} rung(s) and {spent:.1f} min, "
-                "and the measured trend does not reach the criteria (a criterion falls or "
-                f"has one rung only): try other axes; figure {figure}",
-                file=out,
+            said = (
+                ", and the measured trend does not reach the criteria (a criterion falls or "
+                "has one rung only): try other axes"
             )
         else:
-            print(
-                f"no rung sees extrapolation within {len(rows)} rung(s) and {spent:.1f} min; "
-                f"the measured trend reaches both criteria at about {need / 1e12:.1f} TFLOPs "
+            said = (
+                f"; the measured trend reaches both criteria at about {need / 1e12:.1f} TFLOPs "
                 f"a rung ({need / max(1.0, rows[-1]['flops']):.1f}x the last rung, about "
-                f"{mins:.0f} min at its speed); figure {figure}",
-                file=out,
+                f"{mins:.0f} min at its speed)"
             )
+        print(
+            f"no rung sees extrapolation within {len(rows)} rung(s) and {spent:.1f} min{said}; "
+            f"figure {figure}",
+            file=out,
+        )
     write_json_atomic(d / "calibration.json", result)
     return 0 if reached is not None else 1
 
