@@ -376,10 +376,11 @@ def check_controls(rows: list[dict], reference: str) -> dict:
     ``sees`` is "extrapolation" when the shape leg holds, "level only" when only the level
     leg does, "nothing" when neither does (then ``discriminates`` is False). ctx_gain is
     reported, never required: an ALiBi model uses almost no context past l_max. With
-    several modes there is one control per mode, each judged against the reference:
-    ``by_mode`` holds each verdict, the top-level fields are the reshape control's (else
-    the first), ``discriminates`` is True only when every mode's control is told apart,
-    and the sweep sees extrapolation only when every mode's control does."""
+    several modes there is one control per mode, each judged against the reference (of
+    several in one mode, the one trained shortest): ``by_mode`` holds each verdict, the
+    top-level fields are the reshape control's (else the first), ``discriminates`` is True
+    only when every mode's control is told apart, and the sweep sees extrapolation only
+    when every mode's control does. ``every`` holds every negative control's judgement."""
     negs = [r for r in rows if r["role"] == "control" and r["shape"] == NEGATIVE_CONTROL]
     if not negs:
         return {
@@ -393,8 +394,15 @@ def check_controls(rows: list[dict], reference: str) -> dict:
     ref = next((r for r in rows if r["schedule"] == reference), None)
     by_mode: dict[str, dict] = {}
     order = {m: i for i, m in enumerate(MODES)}
-    for neg in sorted(negs, key=lambda r: order.get(r.get("mode", "reshape"), len(MODES))):
-        by_mode.setdefault(neg.get("mode", "reshape"), _control(neg, reference, ref))
+
+    def key(r: dict) -> tuple:
+        # per mode, the control trained shortest judges the sweep: the one that must fail
+        # most clearly (short_only at l_min before short_only at l_max/4), fixed by the spec
+        return order.get(r.get("mode", "reshape"), len(MODES)), r.get("own_length") or math.inf
+
+    judged = [(neg, _control(neg, reference, ref)) for neg in sorted(negs, key=key)]
+    for neg, c in judged:
+        by_mode.setdefault(neg.get("mode", "reshape"), c)
     first = next(iter(by_mode.values()))  # reshape's when there is one: modes in order
     parts = [c["summary"] for c in by_mode.values()]
     # the advice once, from the first control not told apart (it reads alike for all)
@@ -413,6 +421,7 @@ def check_controls(rows: list[dict], reference: str) -> dict:
         "discriminates": discriminates,
         "sees": sees,
         "by_mode": by_mode,
+        "every": [c for _, c in judged],  # every negative control, each judged alike
         "summary": "; ".join(parts),
     }
 

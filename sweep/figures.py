@@ -1303,42 +1303,60 @@ FIGURES = (
 
 
 def plot_study_curves(curves: dict, study, found: dict, l_max: int, path: Path) -> Path | None:
-    """Per-position differences, log-binned, out to E: the main arm's two stages, best
-    ramp and negative control minus the reference (left); each schedule's rotary trial
-    minus its ALiBi trial (right). Differences, because every curve shares the same
-    windows' ups and downs, which would hide gaps of a hundredth of a nat."""
-    main = curves.get(study.main) or {}
-    f = study.findings
+    """BTLM's chart with its uncertainty, from ``found["curves"]``: the main arm's
+    absolute loss per position bin, seed and document mean with its 95% band (left), and
+    each schedule minus the reference per bin with its paired 95% band (right; bands the
+    shared windows do not widen). Bins are the records' (powers of two and the band
+    edges), drawn at their geometric centre from position 4 on, so no point is a single
+    position. With a rotary arm, a third panel: rotary minus ALiBi for the same schedule,
+    seeds and windows (``curves``: seed-mean per-position curves by arm)."""
+    per = found.get("curves") or {}
     ref = found.get("reference")
-    best = (found.get("best_ramps") or [None])[0]
-    if ref not in main:
+    if ref not in per:
         return None
-    names = [n for n in (f.get("btlm"), best, f.get("negative")) if n in main]
-    plt = _plt()
+    f = study.findings
     rope = curves.get(f.get("rope_arm")) or {}
-    both = [n for n in (ref, f.get("btlm"), best) if n in rope and n in main]
-    fig, axes = plt.subplots(1, 2 if both else 1, figsize=(11 if both else 6.5, 4.2), squeeze=False)
-    pal = _palette(4)
-    colours = {n: pal(i) for i, n in enumerate([ref, f.get("btlm"), best, f.get("negative")])}
-    ax = axes[0][0]
+    main = curves.get(study.main) or {}
+    both = [n for n in (ref, f.get("btlm"), *(found.get("best_ramps") or [])[:1]) if n in rope]
+    both = [n for n in both if n in main]
+    plt = _plt()
+    n_ax = 3 if both else 2
+    fig, axes = plt.subplots(1, n_ax, figsize=(5.6 * n_ax, 4.4), squeeze=False)
+    names = sorted(per, key=lambda n: (n != ref, n))
+    pal = _palette(len(names))
+    colours = {n: pal(i) for i, n in enumerate(names)}
+    ax, dx = axes[0][0], axes[0][1]
     for n in names:
-        x, y, _ = _binned(main[n] - main[ref], split=l_max + 1, per_octave=4)
-        ax.plot(x, y, color=colours[n], label=n, marker="o", ms=2.5)
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_ylabel(f"loss minus {ref}, nats (below 0: better)")
-    ax.set_title(f"{study.main}: schedules minus the reference (seed means)")
+        c = per[n]
+        hi_e = np.asarray(c["edges"], dtype=float)
+        lo_e = np.concatenate([[0.0], hi_e[:-1]])
+        x = np.sqrt((lo_e + 1) * hi_e)  # bin (lo, hi]: positions lo+1..hi
+        keep = hi_e >= 4
+        y, lo, hi = (np.asarray(c[k], dtype=float)[keep] for k in ("mean", "lo", "hi"))
+        ax.plot(x[keep], y, color=colours[n], label=n, marker="o", ms=2.5)
+        ax.fill_between(x[keep], lo, hi, color=colours[n], alpha=0.15, lw=0)
+        v = c.get("vs_ref")
+        if v:
+            y, lo, hi = (np.asarray(v[k], dtype=float)[keep] for k in ("mean", "lo", "hi"))
+            dx.plot(x[keep], y, color=colours[n], label=n, marker="o", ms=2.5)
+            dx.fill_between(x[keep], lo, hi, color=colours[n], alpha=0.15, lw=0)
+    ax.set_ylabel("loss, nats (mean over seeds and windows)")
+    ax.set_title(f"{study.main}: loss per position bin (95% bands)")
+    dx.axhline(0, color="k", lw=0.8)
+    dx.set_ylabel(f"loss minus {ref}, nats (below 0: better)")
+    dx.set_title("minus the reference, paired by seed and window (95%)")
     if both:
-        ax2 = axes[0][1]
+        rx = axes[0][2]
         for n in both:
-            x, y, _ = _binned(rope[n] - main[n], split=l_max + 1, per_octave=4)
-            ax2.plot(x, y, color=colours[n], label=n, marker="o", ms=2.5)
-        ax2.axhline(0, color="k", lw=0.8)
-        ax2.set_yscale("symlog", linthresh=0.01)
-        ax2.set_ylabel("rotary minus ALiBi, nats (symlog)")
-        ax2.set_title("rotary minus ALiBi, same schedule, seeds and windows")
+            xb, yb, _ = _binned(rope[n] - main[n], split=l_max + 1, per_octave=4)
+            rx.plot(xb, yb, color=colours.get(n, "k"), label=n, marker="o", ms=2.5)
+        rx.axhline(0, color="k", lw=0.8)
+        rx.set_yscale("symlog", linthresh=0.01)
+        rx.set_ylabel("rotary minus ALiBi, nats (symlog)")
+        rx.set_title("rotary minus ALiBi (seed means)")
     for a in axes[0]:
         a.set_xscale("log", base=2)
-        a.set_xlabel("token position")
+        a.set_xlabel("token position (bin centre)")
         a.axvline(l_max, color="k", ls="--", lw=0.8)
         _mark_l_max(a, l_max)
         a.grid(alpha=0.3)

@@ -14,8 +14,20 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from sweep.aggregate import Summary, Trial, _iv, _paired, aggregate, units_matrix
-from sweep.intervals import Interval
+from sweep import decision
+from sweep.aggregate import (
+    LEVEL,
+    OBJECTIVE,
+    Summary,
+    Trial,
+    _iv,
+    _judge,
+    _paired,
+    aggregate,
+    paired_matrix,
+    units_matrix,
+)
+from sweep.intervals import Interval, mean_interval, paired_interval
 from sweep.metrics import bands
 from sweep.records import write_text_atomic
 from sweep.study import RUNS_FILE, Study, best_ramps, load_dir
@@ -45,6 +57,102 @@ def _diff(a: list[Trial] | None, b: list[Trial] | None, keys: list[str]) -> dict
         if iv is not None:
             out[k] = iv.to_dict()
     return out
+
+
+def _bin_matrix(trials: list[Trial]) -> tuple[list[int], dict[int, np.ndarray]] | None:
+    """A schedule's per-document position-bin means by seed, when every trial kept them on
+    the same bins and documents: (edges, {seed: (documents x bins)})."""
+    got = [t.bins for t in trials]
+    if not got or any(b is None for b in got) or len({(tuple(b[0]), b[1]) for b in got}) != 1:
+        return None
+    return list(got[0][0]), {t.record["seed"]: b[2] for t, b in zip(trials, got)}
+
+
+def position_curves(by: dict[str, list[Trial]], reference: str) -> dict:
+    """BTLM's chart with its uncertainty: each schedule's absolute loss per position bin
+    (the bins the records keep: powers of two and the band edges, so the last bin is
+    (E/2, E], never one position), the seed and document mean with its 95% interval over
+    both, and its paired difference from the reference per bin."""
+    ref = _bin_matrix(by.get(reference) or [])
+    out = {}
+    for label, ts in sorted(by.items()):
+        got = _bin_matrix(ts)
+        if got is None:
+            continue
+        edges, per_seed = got
+        x = np.stack([per_seed[s] for s in sorted(per_seed)])  # seeds x documents x bins
+        ivs = [mean_interval(x[:, :, j]) for j in range(x.shape[2])]
+        row = {
+            "edges": edges,
+            "seeds": len(per_seed),
+            "mean": [iv.mean for iv in ivs],
+            "lo": [iv.lo for iv in ivs],
+            "hi": [iv.hi for iv in ivs],
+        }
+        if ref is not None and label != reference and ref[0] == edges:
+            seeds = sorted(set(per_seed) & set(ref[1]))
+            if seeds:
+                d = np.stack([per_seed[s] - ref[1][s] for s in seeds])
+                dv = [paired_interval(d[:, :, j]) for j in range(d.shape[2])]
+                row["vs_ref"] = {
+                    "mean": [iv.mean for iv in dv],
+                    "lo": [iv.lo for iv in dv],
+                    "hi": [iv.hi for iv in dv],
+                }
+        out[label] = row
+    return out
+
+
+def schedule_table(summary: Summary) -> list[dict]:
+    """Every schedule of an arm with its absolute id_loss and far_loss (seed and document
+    means, each with its interval), its context_use, and its differences from the
+    reference on level and shape: what the study shows beside the paired differences."""
+    out = []
+    for r in summary.schedules:
+        vs = r.get("vs_ref") or {}
+        out.append(
+            {
+                "schedule": r["schedule"],
+                "role": r["role"],
+                "seeds": r["seeds"],
+                "own_length": r.get("own_length"),
+                **{k: r.get(f"{k}_ci") for k in ("id_loss", "far_loss", "context_use")},
+                "far_vs_ref": vs.get(OBJECTIVE),
+                "far_excess": r.get("far_excess"),
+                "own_excess": r.get("own_excess"),
+                "decision": (r.get("decision") or {}).get("outcome"),
+            }
+        )
+    return out
+
+
+def ramps_vs_btlm(
+    by: dict[str, list[Trial]], ramps: list[str], btlm: str | None, margin: float | None
+) -> dict:
+    """Each increasing ramp against two stages on far_loss, as one of the four outcomes at
+    the arm's equivalence margin, with the family of len(ramps) comparisons held to a 95%
+    family-wise level (Bonferroni): the seeds that would likely settle each one, too."""
+    if not btlm or btlm not in by or margin is None:
+        return {}
+    sim = decision.simultaneous_level(LEVEL, max(len(ramps), 1))
+    out = {}
+    for r in ramps:
+        d = paired_matrix(by.get(r, []), by[btlm], OBJECTIVE)
+        if d is None:
+            continue
+        far = paired_interval(d).to_dict() | {"components": decision.variance_components(d)}
+        if far.get("hi") is None:
+            continue
+        judged, _ = _judge(far, LEVEL, sim, margin)
+        out[r] = judged | {"mean": far["mean"]}
+    return {
+        "comparisons": len(out),
+        "level": sim,
+        "margin": margin,
+        "correction": f"{len(out)} comparison(s) with {btlm}, Bonferroni: each interval at "
+        f"{100 * sim:.4g}%",
+        "by_ramp": out,
+    }
 
 
 def _sign(iv: dict | None, worse: str = "worse", better: str = "better") -> str:
@@ -180,7 +288,19 @@ def compute(study: Study, study_dir: Path, arms: dict[str, Summary] | None = Non
             label: _diff(S[rope].get(label), M.get(label), keys) for label in S[rope] if label in M
         }
     ramp_rows = {r: _diff(M.get(r), M.get(btlm), keys) for r in ramps}
-    out["ramp_vs_btlm"] = {"main": ramp_rows, "best": best}
+    margin = main.decision.margin if main.decision else None
+    out["ramp_vs_btlm"] = {
+        "main": ramp_rows,
+        "best": best,
+        "decided": ramps_vs_btlm(M, ramps, btlm, margin),
+        "margin_source": main.decision.margin_source if main.decision else "",
+    }
+    out["curves"] = position_curves(M, ref)
+    out["schedules"] = {arm: schedule_table(s) for arm, s in arms.items()}
+    # an arm whose own negative control was not told apart confirms nothing
+    out["blind_arms"] = sorted(
+        arm for arm, s in arms.items() if s.controls.get("discriminates") is False
+    )
     win = f.get("window_arm")
     if win in S and best:
         wlabel = f"{best}-window"
@@ -200,7 +320,9 @@ def compute(study: Study, study_dir: Path, arms: dict[str, Summary] | None = Non
             {t.record["seed"] for t in main.finished}
             & {t.record["seed"] for t in arms[wide].finished}
         )
-        common = [lab for lab in W if lab in M and lab != ref]
+        # candidates only: a control's large gap would make any ranking look transferred
+        roles = {t.record["schedule"]: t.role for t in main.finished}
+        common = [lab for lab in W if lab in M and lab != ref and roles.get(lab) != "control"]
         mats_a = {lab: _far_matrix(M[lab], seeds) for lab in common}
         mats_b = {lab: _far_matrix(W[lab], seeds) for lab in common}
         ra, rb = _far_matrix(M.get(ref, []), seeds), _far_matrix(W.get(ref, []), seeds)

@@ -10,7 +10,7 @@ import numpy as np
 
 from sweep.findings import _iv, _sign
 from sweep.records import write_text_atomic
-from sweep.study import Study
+from sweep.study import FINDINGS_KEYS, Study
 
 FIG_DIR = "study"
 
@@ -62,8 +62,6 @@ def _summary(study: Study, found: dict) -> list[str]:
     b_ok = bool(rope) and all(_sign(d.get("far_loss")) == "worse" for d in rope.values())
     c = found.get("ramp_vs_btlm", {})
     best = c.get("best")
-    main_best = (c.get("main") or {}).get(best, {})
-    wide_best = (c.get("wide") or {}).get(best, {})
     t = found.get("transfer") or {}
     out = [
         "## Summary",
@@ -82,33 +80,140 @@ def _summary(study: Study, found: dict) -> list[str]:
             + "."
         )
     if best:
-        beats = [
-            r for r, d in (c.get("main") or {}).items() if _sign(d.get("far_loss")) == "better"
-        ]
-        line = (
-            f"- (c) The best steady ramp, `{best}`, minus two stages past l_max: "
-            f"{_iv(main_best.get('far_loss'))} ({_sign(main_best.get('far_loss'))}, chosen "
-            "on these trials)"
-        )
-        if wide_best:
-            line += (
-                f"; on fresh trials at twice the width {_iv(wide_best.get('far_loss'))} "
-                f"({_sign(wide_best.get('far_loss'))})"
-            )
-        line += (
-            f". Better than two stages beyond the noise: {', '.join(beats)}."
-            if beats
-            else ". At this scale no steady ramp beats two stages beyond the noise."
-        )
-        out.append(line)
+        out.append(_c_line(found, study))
     if t.get("rho") is not None:
         out.append(
             f"- Width transfer: Spearman {t['rho']:+.2f} [{t['lo']:+.2f}, {t['hi']:+.2f}] "
-            f"over {len(t['labels'])} schedules; the best of them is "
+            f"over {len(t['labels'])} candidate schedules (controls left out); the best of "
+            "them is "
             + ("the same" if t["best_a"] == t["best_b"] else "not the same")
             + f" at both widths (`{t['best_a']}`, `{t['best_b']}`)."
         )
     return [*out, ""]
+
+
+def _outcome_words(j: dict) -> str:
+    """One comparison as the decision layer reads it: interval at its level, outcome,
+    and what would settle it."""
+    lo, hi = j["interval"]
+    said = f"{j['mean']:+.4f} [{lo:+.4f}, {hi:+.4f}] at {100 * j['level']:.4g}%: **{j['outcome']}**"
+    if j["outcome"] == "inconclusive":
+        n = j.get("seeds_to_settle")
+        said += (
+            f" (about {n} seeds would likely settle it)"
+            if n
+            else " (not within 64 seeds at the measured variances)"
+        )
+    return said
+
+
+def _c_line(found: dict, study: Study) -> str:
+    """Finding (c) in a sentence: every ramp against two stages, four outcomes at the
+    margin, the family's correction, and the fresh trials of an arm whose control held."""
+    c = found.get("ramp_vs_btlm", {})
+    dec = c.get("decided") or {}
+    btlm = study.findings.get("btlm")
+    if not dec.get("by_ramp"):
+        return f"- (c) No steady ramp could be compared with `{btlm}`."
+    parts = [f"`{r}` {_outcome_words(j)}" for r, j in dec["by_ramp"].items()]
+    selection = (
+        " (one ramp: no selection)"
+        if dec["comparisons"] == 1
+        else f" (the best, `{c.get('best')}`, chosen on these trials)"
+    )
+    line = (
+        f"- (c) Steady ramp minus two stages (`{btlm}`) past l_max, at the margin "
+        f"±{dec['margin']:.4f} nats ({c.get('margin_source', '')}; {dec['correction']}): "
+        + "; ".join(parts)
+        + selection
+    )
+    wide = study.findings.get("wide_arm")
+    wide_best = (c.get("wide") or {}).get(c.get("best"), {})
+    if wide_best and wide not in found.get("blind_arms", []):
+        line += (
+            f"; on fresh trials at twice the width {_iv(wide_best.get('far_loss'))} "
+            f"({_sign(wide_best.get('far_loss'))})"
+        )
+    elif wide_best:
+        line += f"; the `{wide}` arm's own control failed, so it confirms nothing"
+    return line + "."
+
+
+def _schedules(found: dict, study: Study) -> list[str]:
+    """Every schedule of every arm on an absolute scale, beside its differences."""
+    lines = [
+        "## Every schedule",
+        "",
+        "Absolute losses (mean over seeds and evaluation windows, 95% interval over both), "
+        "the reference's gain from context (context_use), and each schedule minus the "
+        "reference on level (far_loss) and on shape (far_excess: its rise from near l_max "
+        "to past l_max, minus the reference's; own_excess: its rise past its own trained "
+        "length, minus the reference's).",
+        "",
+    ]
+    head = [
+        "schedule",
+        "role",
+        "id_loss",
+        "far_loss",
+        "context_use",
+        "far_loss - ref",
+        "far_excess",
+        "own_excess",
+        "outcome vs ref",
+    ]
+    for arm, rows in (found.get("schedules") or {}).items():
+        blind = " (its own negative control failed)" if arm in found.get("blind_arms", []) else ""
+        lines += [f"`{arm}` arm{blind}:", ""]
+        body = [
+            [
+                f"`{r['schedule']}`",
+                r["role"] + (f" (trained ≤ {r['own_length']})" if r.get("own_length") else ""),
+                _abs(r.get("id_loss")),
+                _abs(r.get("far_loss")),
+                _iv(r.get("context_use")),
+                _iv(r.get("far_vs_ref")) if r.get("far_vs_ref") else "",
+                _iv(r.get("far_excess")) if r.get("far_excess") else "",
+                _iv(r.get("own_excess")) if r.get("own_excess") else "",
+                r.get("decision") or "",
+            ]
+            for r in rows
+        ]
+        lines += _table(head, body)
+    return lines
+
+
+def _abs(iv: dict | None) -> str:
+    if not iv or iv.get("mean") is None:
+        return "n/a"
+    if iv.get("lo") is None:
+        return f"{iv['mean']:.4f}"
+    return f"{iv['mean']:.4f} [{iv['lo']:.4f}, {iv['hi']:.4f}]"
+
+
+def _controls(found: dict) -> list[str]:
+    """Every control every arm trained, each judged on its own: the short-only controls
+    by the control check (level and shape), the others on far_loss and far_excess."""
+    lines = ["## Every control", ""]
+    for arm, summ in (found.get("arms") or {}).items():
+        c = summ.get("controls") or {}
+        every = c.get("every") or []
+        judged = {e["negative"] for e in every}
+        lines.append(
+            f"- `{arm}` arm: the sweep sees {c['sees']}."
+            if c.get("sees")
+            else f"- `{arm}` arm: no negative control in this arm."
+        )
+        lines += [f"  - {e['summary']}: sees {e['sees']}." for e in every]
+        for r in (found.get("schedules") or {}).get(arm, []):
+            if r["role"] != "control" or r["schedule"] in judged:
+                continue
+            lines.append(
+                f"  - {r['schedule']} (must fail; not a short-only control, so it does not "
+                f"judge the sweep): far_loss - reference {_iv(r.get('far_vs_ref'))} "
+                f"({_sign(r.get('far_vs_ref'))}), far_excess {_iv(r.get('far_excess'))}."
+            )
+    return [*lines, ""]
 
 
 def _setup(study: Study, found: dict) -> list[str]:
@@ -275,23 +380,51 @@ def _finding_c(found: dict, study: Study) -> list[str]:
     c = found.get("ramp_vs_btlm", {})
     btlm = study.findings.get("btlm")
     best = c.get("best")
+    dec = c.get("decided") or {}
+    several = len(c.get("main") or {}) > 1
     lines = [
         "## (c) A steady ramp against two stages (the open question)",
         "",
         f"Every increasing ramp of the main arm minus `{btlm}` (negative: the ramp is better), "
-        f"best far_loss first. The best, `{best}`, was chosen on these same trials, so its "
-        "own row is optimistic (a winner among several); the width arm and the window arm "
-        "train it again on fresh trials, free of that selection.",
+        + (
+            f"best far_loss first. The best, `{best}`, was chosen on these same trials, so "
+            "its own row is optimistic (a winner among several); only fresh trials of "
+            "another arm whose own control held are free of that selection."
+            if several
+            else "one ramp, so no selection is involved."
+        ),
         "",
     ]
-    head = ["ramp", "far_loss - two_stage", "reading", "id_loss - two_stage"]
-    lines += _table(head, _ramp_rows(c.get("main", {})))
-    wide = c.get("wide") or {}
-    if wide:
+    if dec.get("by_ramp"):
         lines += [
-            f"At the second width (`{study.findings.get('wide_arm')}` arm, fresh trials):",
+            f"Each comparison is one of four outcomes at the equivalence margin "
+            f"±{dec['margin']:.4f} nats ({c.get('margin_source', '')}): better (interval "
+            "wholly below -margin), equivalent (wholly inside ±margin, TOST), worse, or "
+            f"inconclusive. {dec['correction']} (family-wise 95%).",
             "",
-            *_table(head, _ramp_rows(wide)),
+        ]
+    head = ["ramp", "far_loss - two_stage (95%)", "outcome (family-wise)", "id_loss - two_stage"]
+    rows = [
+        [
+            f"`{r}`",
+            _row_iv(d, "far_loss"),
+            _outcome_words(dec["by_ramp"][r]) if r in dec.get("by_ramp", {}) else "n/a",
+            _row_iv(d, "id_loss"),
+        ]
+        for r, d in (c.get("main") or {}).items()
+    ]
+    lines += _table(head, rows)
+    wide = c.get("wide") or {}
+    blind = found.get("blind_arms", [])
+    failed = " Its own negative control failed, so it confirms nothing."
+    if wide:
+        arm = study.findings.get("wide_arm")
+        lines += [
+            f"At the second width (`{arm}` arm, fresh trials):" + (failed if arm in blind else ""),
+            "",
+            *_table(
+                ["ramp", "far_loss - two_stage", "reading", "id_loss - two_stage"], _ramp_rows(wide)
+            ),
         ]
     win = c.get("window")
     if win:
@@ -300,7 +433,8 @@ def _finding_c(found: dict, study: Study) -> list[str]:
             f"In window mode (`{win['label']}`: rows of l_max, attention limited to the "
             f"schedule's length, SkyLadder's way): minus `{btlm}` far_loss "
             f"{_row_iv(vb, 'far_loss')} ({_sign(vb.get('far_loss'))}); minus the same ramp "
-            f"reshaped {_row_iv(vr, 'far_loss')} ({_sign(vr.get('far_loss'))}).",
+            f"reshaped {_row_iv(vr, 'far_loss')} ({_sign(vr.get('far_loss'))})."
+            + (failed if study.findings.get("window_arm") in blind else ""),
             "",
         ]
     main_best = c.get("main", {}).get(best, {})
@@ -315,8 +449,10 @@ def _finding_c(found: dict, study: Study) -> list[str]:
         s = _sign(d.get("far_loss"))
         return f"{said.get(s, s + ' against')} two stages"
 
+    j = (dec.get("by_ramp") or {}).get(best)
     lines += [
         f"Reading: past l_max the best ramp `{best}` is {vs(main_best)} in the main arm"
+        + (f" ({j['outcome']} at the margin, family-wise)" if j else "")
         + (f", and {vs(wide_best)} at the second width (fresh trials)." if wide_best else "."),
         "",
     ]
@@ -336,10 +472,12 @@ def _transfer(found: dict, study: Study) -> list[str]:
     return [
         "## Width transfer",
         "",
-        f"The reference, the negative control, two stages and the two best ramps again at "
+        f"The reference, two stages, the two best ramps and the negative control again at "
         f"d_model x2 (`{wide}` arm: muP base width {main_spec.model.mup_base_width} kept, "
         "the same tokens, not the same tokens per parameter). Gain = the schedule's far_loss "
-        "minus the reference's at that width (seed means).",
+        "minus the reference's at that width (seed means). The correlation is over the "
+        f"candidate schedules only ({len(t['labels'])}): a control's large gap would make "
+        "any ranking look transferred.",
         "",
         *_table(["schedule", f"gain at d_model {main_spec.model.d_model}", "gain at x2"], rows),
         f"- Spearman rank correlation of the gains across widths: {rho} "
@@ -406,7 +544,18 @@ def _repeat_lines(found: dict) -> list[str]:
     ]
 
 
-def _limits(study: Study) -> list[str]:
+def _not_run(study: Study, found: dict) -> list[str]:
+    """The study's standard arms that have no results here, named by what they test."""
+    arms = found.get("arms", {})
+    absent = [
+        FINDINGS_KEYS[k].removeprefix("the arm ")
+        for k in ("rope_arm", "window_arm", "wide_arm")
+        if study.findings.get(k) not in arms
+    ]
+    return [f"- Not run in this study: the arms {'; '.join(absent)}."] if absent else []
+
+
+def _limits(study: Study, found: dict) -> list[str]:
     from sweep.orchestrate import non_embedding_params
 
     spec = study.arm_spec(study.main, [])
@@ -422,8 +571,15 @@ def _limits(study: Study) -> list[str]:
         "BPE tokens, l_max 1,024).",
         f"- {len(spec.seeds)} seeds: intervals include seed noise, but with few seeds they "
         "are wide, and rank statistics over 4 schedules take few values.",
-        "- The best ramp is a winner among several on the same trials (see (c)); only the "
-        "fresh trials of the other arms are free of that selection.",
+        *(
+            [
+                "- The best ramp is a winner among several on the same trials (see (c)); only "
+                "the fresh trials of the other arms are free of that selection."
+            ]
+            if len(found.get("best_ramps") or []) > 1
+            else []
+        ),
+        *_not_run(study, found),
         "- Window mode on a CPU computes every masked score (SDPA), so it costs what "
         "constant costs here; its speed-up needs a block-sparse kernel on a GPU.",
         "",
@@ -470,12 +626,14 @@ def write_document(study: Study, found: dict, arms: dict, dest: Path) -> Path:
         lines += _summary(study, found)
         lines += _setup(study, found)
         lines += [f"![{p.stem}]({FIG_DIR}/{p.name})" for p in figs] + [""]
+        lines += _schedules(found, study)
+        lines += _controls(found)
         lines += _finding_a(found, study)
         lines += _finding_b(found, study)
         lines += _finding_c(found, study)
         lines += _transfer(found, study)
         lines += _repeat_lines(found)
-        lines += _limits(study)
+        lines += _limits(study, found)
     lines += _cost(found, f"sweep run configs/{study.name}.yaml")
     md = dest / f"{study.name}.md"
     write_text_atomic(md, "\n".join(lines))

@@ -187,6 +187,23 @@ def test_shape_needs_both_the_excess_and_the_references_context_use():
     assert c["sees"] == "extrapolation" and c["discriminates"] is True
 
 
+def test_of_two_short_only_controls_the_one_trained_shortest_judges():
+    """short_only at 64 comes first in the ranking (lower far_loss) but short_only at 32
+    is the control that must fail most clearly: it judges the sweep, whatever the order;
+    both are judged and kept in ``every``."""
+    rows = control_rows(
+        iv(0.05, 0.04, 0.06), None, own=iv(0.02, 0.01, 0.03), use=iv(0.1, 0.08, 0.12)
+    )
+    rows[2]["own_length"] = 32
+    ls64 = {**rows[2], "schedule": "short_only-ls64", "own_length": 64}
+    ls64["own_excess"] = iv(0.002, -0.01, 0.014)
+    for order in ([ls64, *rows], [*rows, ls64]):
+        c = aggregate.check_controls(order, "constant")
+        assert c["negative"] == "short_only" and c["sees"] == "extrapolation"
+        assert [e["negative"] for e in c["every"]] == ["short_only", "short_only-ls64"]
+        assert [e["sees"] for e in c["every"]] == ["extrapolation", "level only"]
+
+
 def test_control_without_a_reference_to_compare():
     c = aggregate.check_controls(control_rows(with_vs=False), "constant")
     assert c["discriminates"] is False and c["far_loss"] is None

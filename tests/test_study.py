@@ -15,6 +15,7 @@ from support import ROOT, run_sweep
 from sweep import cli, metrics, study
 from sweep.findings import compute, spearman_transfer, write_study
 from sweep.records import write_record
+from sweep.spec import load as load_spec
 
 SMOKE = ROOT / "configs" / "study-smoke.yaml"
 
@@ -24,10 +25,13 @@ def smoke_raw() -> dict:
 
 
 def test_the_study_files_parse_and_arms_merge_over_the_base():
-    for path in (ROOT / "configs" / "study.yaml", SMOKE):
+    for path in (ROOT / "configs" / "study-gpu.yaml", SMOKE):
         st = study.load(path)
         specs = {a: st.arm_spec(a, _standins(st)) for a in st.arm_names}
         assert set(specs) == {"alibi", "window", "rope", "wide"}
+        main = specs["alibi"]
+        assert specs["wide"].model.mup_base_width == main.model.mup_base_width
+    specs = {a: study.load(SMOKE).arm_spec(a, _standins(study.load(SMOKE))) for a in specs}
     main = specs["alibi"]
     assert specs["rope"].model.position == "rope" and main.model.position == "alibi"
     assert specs["wide"].model.d_model == 2 * main.model.d_model
@@ -36,9 +40,18 @@ def test_the_study_files_parse_and_arms_merge_over_the_base():
     # what the arms do not change is the base's
     assert specs["rope"].eval == main.eval and specs["wide"].data == main.data
     assert {s.name for s in specs.values()} == {f"study-smoke-{a}" for a in specs}
-    full = study.load(ROOT / "configs" / "study.yaml").arm_spec("alibi", [])
+    # the CPU study: the main arm on the calibrated regime (calibrate's rung 3: 8x its base
+    # tokens), with both short-only controls, at E = 16 x l_max and 3 seeds
+    cpu = study.load(ROOT / "configs" / "study.yaml")
+    assert cpu.arm_names == ["alibi"]
+    full = cpu.arm_spec("alibi", [])
     assert full.eval.multiple == 16 and len(full.seeds) >= 3
     assert full.deepspeed.precision == "bf16"
+    cal = load_spec(ROOT / "configs" / "calibrate.yaml")
+    assert full.budget.tokens == cal.budget.tokens * cal.calibrate.token_factor**3
+    assert full.model == cal.model and full.data == cal.data
+    labels = {t.schedule.label for t in full.trials()}
+    assert {"constant", "two_stage", "short_only", "short_only-ls64"} <= labels
 
 
 def _standins(st: study.Study) -> list[dict]:
@@ -112,11 +125,20 @@ def test_placeholders_are_refused_in_the_main_arm_and_beyond_its_ramps(tmp_path,
 N_SEQ = 24
 
 
-def _write_arm(d: Path, spec, far: dict[str, float], id_shift: dict[str, float] | None = None):
+def _write_arm(
+    d: Path,
+    spec,
+    far: dict[str, float],
+    id_shift: dict[str, float] | None = None,
+    own_rise: float | None = None,
+):
     """Records whose per-sequence losses are one shared base (the same eval windows for
     every arm) plus ``far[label]`` past l_max, ``id_shift[label]`` within it, a seed offset
-    and a little noise of their own."""
+    and a little noise of their own. With ``own_rise``, records as trials write them
+    today: position-bin means, own lengths and context_use (0.05 for every schedule), and
+    a short-only control's loss ``own_rise`` higher from its own length to l_max."""
     id_shift = id_shift or {}
+    own_of = {t.schedule.label: t.plan().longest for t in spec.trials()}
     L, E = spec.schedules.l_max, spec.eval.length(spec.schedules.l_max)
     base = 3.0 + 0.05 * np.random.default_rng(0).standard_normal((N_SEQ, E))
     rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
@@ -126,20 +148,36 @@ def _write_arm(d: Path, spec, far: dict[str, float], id_shift: dict[str, float] 
         losses = base + 0.01 * rng.standard_normal((N_SEQ, E)) + 0.003 * rng.standard_normal()
         losses[:, L:] += far.get(label, 0.0)
         losses[:, :L] += id_shift.get(label, 0.0)
+        own = own_of[label]
+        if own_rise is not None and own < L:
+            losses[:, own:L] += own_rise
         gain = (-0.05 if t.schedule.shape == "short_only" else 0.0) + 0.002 * rng.standard_normal(
             N_SEQ
         )
+        per_seq = {**metrics.per_sequence(losses, L), "ctx_gain": gain.tolist()}
+        shape = {}
+        if own_rise is not None:
+            edges = metrics.position_edges(E, L, tuple(sorted(set(own_of.values()))))
+            per_seq["context_use"] = (0.05 + 0.01 * rng.standard_normal(N_SEQ)).tolist()
+            shape = {
+                "own_length": own,
+                "position_bins": {
+                    "edges": edges,
+                    "values": metrics.bin_means(losses, edges).tolist(),
+                },
+            }
         write_record(
             d,
             t,
             "finished",
             tokens_trained=spec.budget.tokens,
-            tokens_by_length={str(L): spec.budget.tokens},
+            tokens_by_length={str(own): spec.budget.tokens},
             wall_s=2.0,
             curve=losses.mean(axis=0).tolist(),
-            per_sequence={**metrics.per_sequence(losses, L), "ctx_gain": gain.tolist()},
+            per_sequence=per_seq,
             eval_windows={"doc": docs, "source": ["natural"] * N_SEQ, "offset": [0] * N_SEQ},
             metrics={"flops": 1e9},
+            **shape,
         )
 
 
@@ -194,11 +232,12 @@ def test_findings_recover_known_differences(fake_study):
     assert _mean(c["window"]["vs_btlm"]) == pytest.approx(-0.11, abs=0.01)
     assert _mean(c["window"]["vs_reshape"]) == pytest.approx(-0.03, abs=0.01)
     # transfer: same order at both widths; the gains are schedule minus reference
+    # over the candidates only: the control's 0.2-nat gap would rank-correlate anything
     t = found["transfer"]
-    assert t["labels"] == ["linear-r0.5", "linear-r1", "short_only-ls16", "two_stage"]
+    assert t["labels"] == ["linear-r0.5", "linear-r1", "two_stage"]
     assert t["rho"] == pytest.approx(1.0)
-    assert t["gain_a"]["short_only-ls16"] == pytest.approx(0.2, abs=0.01)
-    assert t["gain_b"]["short_only-ls16"] == pytest.approx(0.3, abs=0.01)
+    assert t["gain_a"]["two_stage"] == pytest.approx(0.05, abs=0.01)
+    assert t["gain_b"]["two_stage"] == pytest.approx(0.075, abs=0.01)
     assert t["best_a"] == t["best_b"] == "linear-r0.5"
     # the fake arms draw their own noise: same trial spec, different curves
     assert found["repeats"] == [
@@ -217,19 +256,70 @@ def test_the_document_states_signs_from_intervals_and_rebuilds_identically(fake_
     assert "reproduced on level only at this scale" in text and "NOT reproduced" not in text
     assert "(a) BTLM's finding reproduces on level only here" in text
     assert "(the sweep sees level only)" in text
-    assert "Better than two stages beyond the noise: linear-r0.5, linear-r1." in text
+    # (c): four outcomes at the margin (half the control's gap), Bonferroni over 2 ramps
+    m = re.search(
+        r"at the margin ±(0\.\d+) nats .*?2 comparison\(s\) with two_stage, "
+        r"Bonferroni: each interval at 97\.5%\): `linear-r0\.5` (-0\.\d+) \[",
+        text,
+    )
+    assert m and float(m.group(1)) == pytest.approx(0.1, abs=0.01)
+    assert float(m.group(2)) == pytest.approx(-0.08, abs=0.01)
+    assert "at 97.5%: **inconclusive** (about" in text
+    assert "(the best, `linear-r0.5`, chosen on these trials)" in text
+    # every schedule on an absolute scale; every control, including the wide arm's
+    assert re.search(r"\| `short_only-ls16` \| control \(trained ≤ 16\) \| 3\.0", text)
+    assert text.count("short_only-ls16 - constant: far_loss") >= 3  # alibi, wide, (a)
+    assert "- `rope` arm: no negative control in this arm." in text
     assert "Past l_max rotary is worse (`constant`)" in text
     assert "reproduced at this scale: rotary positions are worse" in text
     m = re.search(r"deficit averages \+0\.(\d+) nats up to 2 x l_max and \+0\.(\d+)", text)
     assert m and abs(int(m.group(1)) - int(m.group(2))) <= 10  # a flat +0.5: no growth
     assert "is better than two stages in the main arm" in text
     assert "**the same**" in text
-    for fig in ("positions", "bands", "transfer"):
+    for fig in ("bands", "transfer"):
         png = tmp_path / "docs" / "study" / f"{fig}.png"
         assert png.is_file() and 0 < png.stat().st_size <= 300_000
         assert f"(study/{fig}.png)" in text
+    # records without position bins (from before the shape metrics) draw no curves
+    assert not (tmp_path / "docs" / "study" / "positions.png").exists()
     again = write_study(fake_study, tmp_path / "again")
     assert again.read_text() == text
+
+
+def test_a_study_that_sees_extrapolation_shows_curves_with_bands(tmp_path):
+    """Records as trials write them today: the control's loss rises 0.1 nats from its own
+    length (16) to l_max and 0.2 past l_max; every model gains 0.05 from context."""
+    d = tmp_path / "study-smoke"
+    st = study.load(SMOKE)
+    study.prepare(st, d, overwrite=False)
+    _write_arm(d / "alibi", st.arm_spec("alibi", []), MAIN_FAR, own_rise=0.1)
+    found = compute(st, d)
+    c = found["btlm"]["controls"]
+    assert c["sees"] == "extrapolation" and c["excess_key"] == "own_excess"
+    assert c["own_excess"]["mean"] == pytest.approx(0.1, abs=0.01)
+    curves = found["curves"]
+    assert set(curves) == {"constant", "two_stage", "linear-r0.5", "linear-r1", "short_only-ls16"}
+    ref, neg = curves["constant"], curves["short_only-ls16"]
+    edges = ref["edges"]
+    assert edges[-1] == 256 and edges[-2] == 128  # the last bin is (E/2, E], not a position
+    v = neg["vs_ref"]
+    for j, hi in enumerate(edges):
+        assert ref["lo"][j] < ref["mean"][j] < ref["hi"][j]
+        assert ref["mean"][j] == pytest.approx(3.0, abs=0.05)  # absolute, not a difference
+        assert v["lo"][j] < v["mean"][j] < v["hi"][j]
+        # the control's rise past its own length (16) and past l_max (64), each bin's band
+        # narrower than the effect and excluding zero; below 16 the two models agree
+        want = 0.2 if hi > 64 else 0.1 if hi > 16 else 0.0
+        assert v["mean"][j] == pytest.approx(want, abs=0.01)
+        if want:
+            assert v["lo"][j] > want / 2 and v["hi"][j] - v["lo"][j] < 0.05
+    rows = {r["schedule"]: r for r in found["schedules"]["alibi"]}
+    assert rows["short_only-ls16"]["far_loss"]["mean"] == pytest.approx(3.2, abs=0.05)
+    assert rows["short_only-ls16"]["own_length"] == 16
+    text = write_study(d, tmp_path / "docs").read_text()
+    assert "(a) BTLM's finding reproduces here" in text and "level only" not in text
+    assert (tmp_path / "docs" / "study" / "positions.png").stat().st_size > 0
+    assert "(study/positions.png)" in text
 
 
 def test_an_unseparated_control_says_not_reproduced(tmp_path):
