@@ -800,7 +800,10 @@ def aggregate(sweep_dir: Path, reference: str | None = None) -> Summary:
         if dec.head_to_head:
             verdict += "\n" + dec.head_to_head["summary"]
     else:
-        dec = Decision([], [], "no pick: no finished trial")
+        why = "no pick: no finished trial"
+        if all(t.status == "diverged" for t in trials):
+            why += " (every trial diverged: lower optim.lr or raise optim.warmup_fraction)"
+        dec = Decision([], [], why)
         verdict = dec.verdict
     confirmed = confirmation(sweep_dir, dec.picks or dec.candidates)
     if confirmed:

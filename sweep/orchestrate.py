@@ -236,14 +236,7 @@ class Progress:
                 tid = self._id(trial)
                 self.state[tid] = "done"
                 rec = read_record(record_path(Path(trial.config["sweep_dir"]), tid))
-                msg = f"{tid} {rec.get('status')}" if rec else f"{tid} ended"
-                if rec and rec.get("metrics"):
-                    m = rec["metrics"]
-                    msg += (
-                        f": id_loss {m['id_loss']:.4f} far_loss {m['far_loss']:.4f} "
-                        f"in {rec.get('wall_s', 0):.0f}s"
-                    )
-                self._say(f"{msg}; {self.status()}")
+                self._say(f"{trial_line(tid, rec)}; {self.status()}")
 
             def on_trial_error(self, iteration, trials, trial, **info):
                 tid = self._id(trial)
@@ -252,6 +245,20 @@ class Progress:
                 self._say(f"{tid} FAILED: {(rec or {}).get('error', '?')}; {self.status()}")
 
         return _Progress(*args, **kwargs)
+
+
+def trial_line(tid: str, rec: dict | None) -> str:
+    """One line on how a trial ended: its losses, or why it has none (a diverged trial's
+    error names the step and the loss)."""
+    if not rec:
+        return f"{tid} ended"
+    msg = f"{tid} {rec.get('status')}"
+    m = rec.get("metrics") or {}
+    if rec.get("status") != "finished" and rec.get("error"):
+        return f"{msg}: {rec['error']}"
+    if all(isinstance(m.get(k), (int, float)) for k in ("id_loss", "far_loss")):
+        msg += f": id_loss {m['id_loss']:.4f} far_loss {m['far_loss']:.4f}"
+    return msg + f" in {rec.get('wall_s') or 0:.0f}s"
 
 
 def start_ray(address: str | None, out: TextIO) -> bool:

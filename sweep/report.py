@@ -436,7 +436,8 @@ def _html(summary: Summary, figs, facts: str) -> str:
 
 def report_sweep(sweep_dir: Path) -> int:
     """Aggregate a sweep directory, write summary.json and the report, print the ranking;
-    0 when every trial ended (finished, diverged or stopped early), else 1."""
+    0 when every trial ended (finished, diverged or stopped early) and at least one
+    finished, else 1: a sweep with nothing to compare has no answer."""
     from sweep.aggregate import aggregate, format_table, write_summary
 
     summary = aggregate(sweep_dir)
@@ -446,7 +447,8 @@ def report_sweep(sweep_dir: Path) -> int:
     for s in summary.skipped:
         print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
     print(f"report: {html}\n        {md}")
-    return 0 if all(t.status in ("finished", "diverged", "stopped") for t in summary.trials) else 1
+    ended = all(t.status in ("finished", "diverged", "stopped") for t in summary.trials)
+    return 0 if ended and summary.finished else 1
 
 
 def write_report(summary: Summary) -> tuple[Path, Path]:

@@ -230,19 +230,74 @@ def train(config: dict, session: Session) -> None:
     saved = restore(run.engine, dataclasses.asdict(state), session)
     state = LoopState(**{k: v for k, v in saved.items() if k in LoopState.__dataclass_fields__})
     run.batcher.load(state.position)
-    status, error = "finished", None
+    status, error, at = "finished", None, {}
     run.timings["train_start"] = t_train = time.time()
+    bound = divergence_bound(run.tok.vocab_size)
     for step in range(state.step, run.plan.steps):
         loss = train_step(run, state, step)
         state.step = step + 1
-        if not math.isfinite(loss):
-            status = "diverged"
-            error = f"loss became {loss} at step {step} ({state.seen} tokens)"
-        last = step == run.plan.steps - 1 or status == "diverged"
+        error = diverged(loss, bound, step, state.seen)
+        last = step == run.plan.steps - 1 or error is not None
         after_step(run, state, step, loss, last, t_train)
-        if status == "diverged":
+        if error is not None:
+            status = "diverged"
+            at = {"step": step, "loss": loss if math.isfinite(loss) else None}
             break
+    if status == "diverged":
+        give_up(run, state, error, at, time.time() - t_train - state.mid_eval_s)
+        return
     finish(run, state, status, error, time.time() - t_train - state.mid_eval_s)
+
+
+def divergence_bound(vocab_size: int) -> float:
+    """The training loss past which a trial has diverged: twice the loss of guessing
+    uniformly over the vocabulary. A model that bad has unlearned everything, and
+    evaluating it would only spend time on numbers no comparison can use."""
+    return 2.0 * math.log(vocab_size)
+
+
+def diverged(loss: float, bound: float, step: int, seen: int) -> str | None:
+    """Why a step's loss ends the trial (not finite, or past ``bound``), or None."""
+    if not math.isfinite(loss):
+        return f"loss became {loss} at step {step} ({seen} tokens)"
+    if loss > bound:
+        return (
+            f"loss {loss:.3f} at step {step} ({seen} tokens) is past {bound:.3f}, twice "
+            "the loss of a uniform guess"
+        )
+    return None
+
+
+def give_up(run: Run, state: LoopState, error: str, at: dict, train_wall: float) -> None:
+    """A diverged trial's record: where and how it diverged, its training history, and no
+    evaluation (a diverged model's losses compare with nothing). It is a result: a row of
+    the ranking, never a pick."""
+    spec, p = run.spec, run.plan
+    if run.session.rank == 0:
+        fields = dict(
+            error=error,
+            diverged_at=at,
+            mode=run.sched.mode,
+            tokens_trained=state.seen,
+            tokens_budget=spec.budget.tokens,
+            tokens_by_length={str(k): v for k, v in p.tokens_by_length(state.step).items()},
+            steps=p.steps,
+            wall_s=time.time() - run.timings["worker_start"],
+            train_wall_s=train_wall,
+            n_params=run.n_params,
+            history=state.history,
+            metrics={},
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            versions=_versions(),
+        )
+        if run.tracker:
+            run.tracker.finish({"tokens_trained": state.seen, "status": "diverged"})
+        write_record(run.sweep_dir, run.trial, "diverged", **fields)
+    run.session.report(
+        {"tokens": state.seen, "budget": spec.budget.tokens, "phase": "done"}
+        | {"status": "diverged", "error": error}
+    )
 
 
 def train_step(run: Run, state: LoopState, step: int) -> float:
