@@ -226,13 +226,14 @@ def _run_study(args: argparse.Namespace) -> int:
     from sweep import data, orchestrate, study
 
     st = study.load(args.spec)
-    if args.dry_run:
-        study.dry_run(st)
-        return 0
     study_dir = orchestrate.sweep_dir_for_name(st.name, Path(args.results))
     main = st.arm_spec(st.main, [])
     orchestrate.preflight(main, args.address)
     data.check_eval_feasible(main.data, main.eval, main.schedules.l_max)
+    study.prepare(st, study_dir, args.overwrite, check_only=True)
+    if args.dry_run:
+        study.dry_run(st)
+        return 0
     study.prepare(st, study_dir, args.overwrite)
     return study.run(st, study_dir, args.address)
 
@@ -246,21 +247,11 @@ def main(argv: list[str] | None = None) -> int:
             if study.is_study(_yaml(args.spec)):
                 return _run_study(args)
             sw = spec.load(args.spec)
+            sweep_dir = orchestrate.sweep_dir_for(sw, Path(args.results))
+            orchestrate.preflight_run(sw, sweep_dir, args.address, args.overwrite, sys.stdout)
             if args.dry_run:
                 orchestrate.dry_run(sw)
                 return 0
-            sweep_dir = orchestrate.sweep_dir_for(sw, Path(args.results))
-            from sweep import data
-
-            orchestrate.preflight(sw, args.address)  # cheap: an unreachable address fails first
-            parts = data.check_eval_feasible(sw.data, sw.eval, sw.schedules.l_max)
-            print(
-                f"held-out: {len(parts.held_out)} documents after removing "
-                f"{parts.held_out_removed} that overlap the train split "
-                f"({parts.held_out_exact} share a verbatim span, {parts.held_out_near} "
-                f"near-duplicates); evaluating on {sw.eval.sequences} windows of "
-                f"E+1 = {sw.eval.length(sw.schedules.l_max) + 1} tokens at random offsets"
-            )
             orchestrate.prepare(sw, sweep_dir, args.overwrite)
             return _run(sw, sweep_dir, args.address)
         if args.cmd == "resume":

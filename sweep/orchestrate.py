@@ -91,8 +91,11 @@ def working_directory(path: Path):
                 os.chdir(before)
 
 
-def prepare(spec: SweepSpec, sweep_dir: Path, overwrite: bool = False) -> None:
-    """Create the results directory, or check an existing one holds this very spec."""
+def prepare(
+    spec: SweepSpec, sweep_dir: Path, overwrite: bool = False, check_only: bool = False
+) -> None:
+    """Create the results directory, or check an existing one holds this very spec
+    (``check_only``: every check, nothing written: what the dry run does)."""
     claim_dir(
         sweep_dir,
         "spec.yaml",
@@ -100,18 +103,27 @@ def prepare(spec: SweepSpec, sweep_dir: Path, overwrite: bool = False) -> None:
         lambda text: _same(lambda: parse(yaml.safe_load(text)), spec),
         "sweep",
         overwrite,
+        check_only,
     )
 
 
 def claim_dir(
-    d: Path, name: str, content: dict, same: Callable[[str], bool], kind: str, overwrite: bool
+    d: Path,
+    name: str,
+    content: dict,
+    same: Callable[[str], bool],
+    kind: str,
+    overwrite: bool,
+    check_only: bool = False,
 ) -> None:
     """Create results directory ``d`` with ``content`` as its YAML file ``name``, or check
     an existing one holds the same (``same`` of the stored text); ``kind``: what the
-    directory holds (a sweep, a study), for the errors."""
+    directory holds (a sweep, a study), for the errors. ``check_only``: refuse what the
+    real call would refuse, write nothing."""
     path = d / name
     if d.exists() and overwrite:
-        shutil.rmtree(d)
+        if not check_only:
+            shutil.rmtree(d)
     elif path.exists():
         if not same(path.read_text()):
             raise SpecError(
@@ -122,12 +134,52 @@ def claim_dir(
             )
     elif d.exists() and any(d.iterdir()):
         raise SpecError("--results", str(d), f"exists and is not a {kind}'s results directory")
+    if check_only:
+        _check_writable(d)
+        return
     try:
         d.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, yaml.safe_dump(content, sort_keys=False))
     except OSError as exc:
         why = f"cannot be written ({exc.strerror or type(exc).__name__})"
         raise SpecError("--results", str(d), why) from None
+
+
+def _check_writable(d: Path) -> None:
+    """Whether ``d`` could be created and written, judged from its nearest existing
+    ancestor (without creating anything)."""
+    probe = Path(d).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise SpecError("--results", str(d), "cannot be written (Not a directory)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SpecError("--results", str(d), "cannot be written (Permission denied)")
+
+
+def preflight_run(
+    spec: SweepSpec, sweep_dir: Path, address: str | None, overwrite: bool, out: TextIO
+):
+    """Every check ``sweep run`` makes before it starts anything, for the run and the dry
+    run alike: the cluster address or this machine's resources, the corpus and the
+    evaluation's feasibility (held-out documents, windows of E+1), and the results
+    directory (writable, and empty or holding this very spec). Writes nothing; returns
+    the corpus split it checked."""
+    from sweep import data
+
+    preflight(spec, address)  # cheap: an unreachable address fails first
+    parts = data.check_eval_feasible(spec.data, spec.eval, spec.schedules.l_max)
+    prepare(spec, sweep_dir, overwrite, check_only=True)
+    print(
+        f"held-out: {len(parts.held_out)} documents after removing "
+        f"{parts.held_out_removed} that overlap the train split "
+        f"({parts.held_out_exact} share a verbatim span, {parts.held_out_near} "
+        f"near-duplicates); evaluating on {spec.eval.sequences} windows of "
+        f"E+1 = {spec.eval.length(spec.schedules.l_max) + 1} tokens at random offsets",
+        file=out,
+        flush=True,
+    )
+    return parts
 
 
 def _same(load, want) -> bool:
@@ -578,6 +630,33 @@ def measure_eval_seconds(spec: SweepSpec, model) -> float:
     return t_eval * ev.sequences / ev.batch_size + t_probe * min(ev.probe_sequences, ev.sequences)
 
 
+MEASURE_SHARE = 0.5  # of the available memory a dry run's timing measurement may take
+
+
+def measurement_bytes(spec: SweepSpec, vocab: int = 257) -> int:
+    """An upper bound on the memory of the dry run's two timing measurements, whichever
+    is larger: one training step at l_max (attention scores, softmax and bias per layer
+    kept for the backward pass, ~20 activations of width d_model per layer, logits) and
+    one evaluation batch at E (attention in chunks of evaluate.CHUNK query positions)."""
+    from sweep.evaluate import CHUNK
+
+    m, r = spec.model, spec.resources
+    L, E = spec.schedules.l_max, spec.eval.length(spec.schedules.l_max)
+    rows = max(1, spec.budget.tokens_per_step // L // r.workers_per_trial)
+    f32 = 4
+    step = rows * L * f32 * (3 * m.n_heads * L * m.n_layers + 20 * m.d_model * m.n_layers)
+    step += 3 * rows * L * vocab * f32
+    b = spec.eval.batch_size
+    ev = b * f32 * (3 * m.n_heads * min(CHUNK, E) * E + 10 * E * m.d_model + 3 * E * vocab)
+    return int(max(step, ev))
+
+
+def available_bytes() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> list[dict]:
     """List the trials with token budget, FLOPs and estimated time here; start nothing.
     Time is the measured step time at l_max scaled by each trial's FLOPs, plus the
@@ -591,6 +670,15 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
         # A GPU-sized step on this machine's CPU would take minutes and say nothing.
         measure = torch.cuda.is_available()
     step_s = eval_s = float("nan")
+    unmeasured = "the spec asks for GPUs; this machine has none"
+    need, have = measurement_bytes(spec), available_bytes()
+    if measure and need > MEASURE_SHARE * have:
+        # what the measurement cannot afford it does not try: it would take the machine down
+        measure = False
+        unmeasured = (
+            f"measuring would need ~{need / 2**30:.1f} GiB, over {MEASURE_SHARE:.0%} of "
+            f"the {have / 2**30:.1f} GiB available here"
+        )
     if measure:
         model = build(m, 257)
         step_s = measure_step_seconds(spec, model)
@@ -646,7 +734,7 @@ def dry_run(spec: SweepSpec, out: TextIO = sys.stdout, measure: bool = True) -> 
         f"estimated {total / 60:.1f} min here at {min(slots, len(rows))} at a time "
         f"(one step at l_max measured at {step_s:.2f}s, a trial's evaluation at {eval_s:.0f}s)"
         if math.isfinite(step_s)
-        else "time not estimated (the spec asks for GPUs; this machine has none)"
+        else f"time not estimated ({unmeasured})"
     )
     print(
         f"{len(rows)} trials; {sum(r['flops'] for r in rows) / 1e12:.2f} TFLOPs in all; "

@@ -198,14 +198,15 @@ def parse_study(raw: dict) -> Study:
     return study
 
 
-def prepare(study: Study, study_dir: Path, overwrite: bool) -> None:
-    """Create the study's directory, or check an existing one holds this very study."""
+def prepare(study: Study, study_dir: Path, overwrite: bool, check_only: bool = False) -> None:
+    """Create the study's directory, or check an existing one holds this very study
+    (``check_only``: the checks alone, for the dry run)."""
     from sweep.orchestrate import claim_dir
 
     def same(text: str) -> bool:
         return yaml.safe_load(text) == study.raw
 
-    claim_dir(study_dir, STUDY_FILE, study.raw, same, "study", overwrite)
+    claim_dir(study_dir, STUDY_FILE, study.raw, same, "study", overwrite, check_only)
 
 
 def load_dir(study_dir: Path) -> Study:

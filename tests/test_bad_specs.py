@@ -36,9 +36,12 @@ def header(path: Path) -> dict:
     return out
 
 
-def run_watched(args: list[str], cwd: Path, timeout: float = 120) -> tuple[int, str, str, set]:
+def run_watched(
+    args: list[str], cwd: Path, timeout: float = 120, peak: list | None = None
+) -> tuple[int, str, str, set]:
     """``python -m sweep ARGS``; returns exit status, stdout, stderr and the names of every
-    process it started (sampled every 20 ms while it ran)."""
+    process it started (sampled every 20 ms while it ran); ``peak`` gets the largest
+    resident memory of the command and its children together, in bytes."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "sweep", *args],
         cwd=cwd,
@@ -49,13 +52,19 @@ def run_watched(args: list[str], cwd: Path, timeout: float = 120) -> tuple[int, 
     seen: set[str] = set()
     watched = psutil.Process(proc.pid)
     t0 = time.time()
+    top = 0
     while proc.poll() is None and time.time() - t0 < timeout:
         try:
+            rss = watched.memory_info().rss
             for child in watched.children(recursive=True):
                 seen.add(" ".join(child.cmdline()[:2]) or child.name())
+                rss += child.memory_info().rss
+            top = max(top, rss)
         except psutil.Error:
             pass
         time.sleep(0.02)
+    if peak is not None:
+        peak.append(top)
     if proc.poll() is None:
         proc.kill()
     out, err = proc.communicate()
@@ -85,13 +94,28 @@ def test_corpus_is_large_and_every_file_names_its_field():
         assert h["field"] in h["shows"] or h["field"] == "spec", path.name
 
 
+DRY_RUN_SECONDS = 15
+DRY_RUN_BYTES = 2 * 2**30  # a refused spec never comes near the memory of a measurement
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
-def test_bad_spec_exits_2_with_one_line_naming_the_field(path, tmp_path):
+def test_bad_spec_exits_2_with_one_line_naming_the_field(path, dry, tmp_path):
+    """The run and the dry run refuse the same specs, through the same preflight; the dry
+    run within seconds and a bounded memory (it once grew to 24 GB on spec 53)."""
     h = header(path)
     setup = h.get("setup", "")
     results = results_dir(setup, tmp_path)
     before = sorted(p.name for p in results.rglob("*")) if results.is_dir() else None
-    rc, out, err, started = run_watched(["run", str(path), "--results", str(results)], tmp_path)
+    peak: list[int] = []
+    t0 = time.time()
+    args = ["run", str(path), "--results", str(results), *(["--dry-run"] if dry else [])]
+    rc, out, err, started = run_watched(args, tmp_path, peak=peak)
+    if dry:
+        assert time.time() - t0 <= DRY_RUN_SECONDS and peak[0] <= DRY_RUN_BYTES, (
+            time.time() - t0,
+            peak,
+        )
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 2, (rc, out, err)
     assert "Traceback" not in out + err

@@ -524,3 +524,117 @@ def test_transfer_is_seeded_and_skips_resamples_without_two_ranks():
         fb = b if flat_a else {k: same for k in a}
         t = spearman_transfer(fa, zero, fb, zero, n_boot=100)
         assert t["boot"] == 0 and np.isnan(t["lo"])
+
+
+# ----------------------------------------------------------------------------- (c) and curves
+
+
+def _trials(label: str, shift: float, seeds=(0, 1, 2), docs=20, bins=None, seed_sd=0.01):
+    """Constructed finished trials of one schedule: far_loss per document is 3 + shift +
+    a seed offset + document noise (the same documents, the same draws for every label
+    apart from ``shift``); ``bins``: (edges, per-bin shift) for position bins."""
+    from sweep.aggregate import Trial
+
+    rng = np.random.default_rng(7)
+    doc = 0.05 * rng.standard_normal(docs)
+    out = []
+    for s in seeds:
+        own = np.random.default_rng([s, zlib.crc32(label.encode())])
+        far = 3 + shift + seed_sd * own.standard_normal() + doc + 0.01 * own.standard_normal(docs)
+        ids = tuple(f"d{i}" for i in range(docs))
+        t = Trial({"schedule": label, "seed": s, "status": "finished", "role": "candidate"})
+        t.units = {"far_loss": (ids, far)}
+        if bins is not None:
+            edges, per_bin = bins
+            t.bins = (edges, ids, far[:, None] - 3 + np.asarray(per_bin)[None, :] + 2.0)
+        out.append(t)
+    return out
+
+
+def test_ramps_against_two_stages_are_four_outcomes_at_a_family_wise_level():
+    from sweep import decision
+    from sweep.findings import ramps_vs_btlm
+
+    by = {
+        "two_stage": _trials("two_stage", 0.0),
+        "fast": _trials("fast", -0.4),  # far beyond the margin: better
+        "same": _trials("same", 0.0005, seed_sd=0.0),  # well inside it: equivalent
+        "worse": _trials("worse", 0.4),
+    }
+    out = ramps_vs_btlm(by, ["fast", "same", "worse", "absent"], "two_stage", 0.1)
+    assert out["comparisons"] == 3  # "absent" has no trials: not compared
+    assert out["level"] == pytest.approx(1 - 0.05 / 4)  # Bonferroni over the 4 ramps asked
+    assert out["margin"] == 0.1
+    assert out["correction"] == (
+        "3 comparison(s) with two_stage, Bonferroni: each interval at 98.75%"
+    )
+    got = out["by_ramp"]
+    assert set(got) == {"fast", "same", "worse"}
+    assert [got[k]["outcome"] for k in ("fast", "same", "worse")] == [
+        "better",
+        "equivalent",
+        "worse",
+    ]
+    assert got["fast"]["mean"] == pytest.approx(-0.4, abs=0.02)
+    assert got["worse"]["mean"] == pytest.approx(0.4, abs=0.02)
+    # the interval is the 95% one widened to the family's level, around the same mean
+    from sweep.aggregate import paired_matrix
+    from sweep.intervals import paired_interval
+
+    d = paired_matrix(by["fast"], by["two_stage"], "far_loss")
+    iv95 = paired_interval(d)
+    lo, hi = got["fast"]["interval"]
+    assert lo < iv95.lo and hi > iv95.hi and (lo + hi) / 2 == pytest.approx(iv95.mean)
+    assert (lo, hi) == pytest.approx(decision.rescale(iv95.to_dict(), 0.95, out["level"]))
+    assert got["fast"]["level"] == out["level"] and got["fast"]["margin"] == 0.1
+    # nothing to compare against, or no margin: no comparisons at all
+    assert ramps_vs_btlm(by, ["fast"], None, 0.05) == {}
+    assert ramps_vs_btlm(by, ["fast"], "missing", 0.05) == {}
+    assert ramps_vs_btlm(by, ["fast"], "two_stage", None) == {}
+    one = ramps_vs_btlm(by, ["same"], "two_stage", 0.05)
+    assert one["level"] == pytest.approx(0.95) and one["comparisons"] == 1
+
+
+def test_an_inconclusive_ramp_says_how_many_seeds_would_settle_it():
+    from sweep.findings import ramps_vs_btlm
+
+    by = {"two_stage": _trials("two_stage", 0.0), "r": _trials("r", -0.1, seed_sd=0.08)}
+    j = ramps_vs_btlm(by, ["r"], "two_stage", 0.05)["by_ramp"]["r"]
+    assert j["outcome"] == "inconclusive"
+    assert isinstance(j["seeds_to_settle"], int) and j["seeds_to_settle"] > 3
+
+
+def test_position_curves_are_absolute_with_bands_and_paired_against_the_reference():
+    from sweep.findings import _bin_matrix, position_curves
+
+    edges = [8, 16, 32, 64]
+    by = {
+        "constant": _trials("constant", 0.0, bins=(edges, [0.3, 0.2, 0.1, 0.1]), seed_sd=0.002),
+        "short": _trials("short", 0.0, bins=(edges, [0.3, 0.2, 0.2, 0.4]), seed_sd=0.002),
+        "nobins": _trials("nobins", 0.0),
+    }
+    curves = position_curves(by, "constant")
+    assert set(curves) == {"constant", "short"}  # a schedule without bins draws nothing
+    ref, short = curves["constant"], curves["short"]
+    assert ref["edges"] == edges and ref["seeds"] == 3 and "vs_ref" not in ref
+    assert ref["mean"] == pytest.approx([2.3, 2.2, 2.1, 2.1], abs=0.03)
+    for c in (ref, short):
+        assert all(lo < m < hi for lo, m, hi in zip(c["lo"], c["mean"], c["hi"]))
+    v = short["vs_ref"]
+    assert v["mean"] == pytest.approx([0.0, 0.0, 0.1, 0.3], abs=0.01)
+    assert v["lo"][3] > 0.25 and v["hi"][0] > 0 > v["lo"][0]
+    # paired: the shared document noise cancels, so the band of the difference is far
+    # narrower than the band of either absolute curve
+    assert v["hi"][3] - v["lo"][3] < ref["hi"][3] - ref["lo"][3]
+    # bins on other edges, or other documents, are not paired
+    other = {**by, "short": _trials("short", 0.0, bins=([8, 16, 64], [0.3, 0.2, 0.3]))}
+    assert "vs_ref" not in position_curves(other, "constant")["short"]
+    assert _bin_matrix([]) is None
+    mixed = by["constant"][:1] + _trials("constant", 0.0, seeds=(1,), bins=([8, 64], [0, 0]))
+    assert _bin_matrix(mixed) is None
+    got = _bin_matrix(by["short"])
+    assert got is not None and got[0] == edges and sorted(got[1]) == [0, 1, 2]
+    assert _bin_matrix(by["short"] + by["nobins"][:1]) is None
+    # the reference's seeds pair with the schedule's common seeds only
+    part = {"constant": by["constant"], "short": by["short"][:2]}
+    assert position_curves(part, "constant")["short"]["seeds"] == 2
