@@ -382,12 +382,27 @@ def eval_windows(
     )
 
 
+MIN_HELD_OUT = 20  # held-out documents below which no interval over documents means much
+FEW_HELD_OUT = 100  # below this, a run goes ahead with a warning: intervals will be wide
+
+
 def check_eval_feasible(spec: DataSpec, ev: EvalSpec, l_max: int) -> Split:
-    """Raises SpecError (before any training starts) when the held-out documents, after
-    overlap removal, cannot hold ``eval.sequences`` windows of E + 1 tokens (in each
+    """Raises SpecError (before any training starts) when fewer than MIN_HELD_OUT held-out
+    documents survive overlap removal, or when they cannot hold ``eval.sequences`` windows of E + 1 tokens (in each
     source, natural and repeat, in proportion). Returns the split it checked."""
     length, count = ev.length(l_max), ev.sequences
     parts = load_split(spec)
+    n_held = len(parts.held_out)
+    if n_held < MIN_HELD_OUT:
+        total = n_held + parts.held_out_removed + len(parts.train)
+        raise SpecError(
+            "data.held_out_fraction",
+            spec.held_out_fraction,
+            f"leaves {n_held} held-out document(s) of the corpus's {total} (after removing "
+            f"{parts.held_out_removed} that overlap the train split); intervals over "
+            f"documents need at least {MIN_HELD_OUT}: raise data.held_out_fraction or use "
+            "a larger corpus",
+        )
     tok = tokenizer_for(spec, parts.train["text"])  # trains and caches a BPE once, here
     repeats = Repeats.of(spec, length)
     got = eval_windows(parts.held_out, tok, length, count, ev.seed, repeats)

@@ -179,6 +179,14 @@ def preflight_run(
         file=out,
         flush=True,
     )
+    if len(parts.held_out) < data.FEW_HELD_OUT:
+        print(
+            f"warning: only {len(parts.held_out)} held-out documents (fewer than "
+            f"{data.FEW_HELD_OUT}): intervals over documents will be wide; raise "
+            "data.held_out_fraction or use a larger corpus",
+            file=out,
+            flush=True,
+        )
     return parts
 
 
