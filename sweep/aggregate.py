@@ -18,7 +18,7 @@ import yaml
 from sweep import decision, metrics
 from sweep.intervals import Interval, paired_interval
 from sweep.records import read_record, write_json_atomic
-from sweep.spec import MODES, NEGATIVE_CONTROL, RAMPS
+from sweep.spec import FEW_HELD_OUT, MODES, NEGATIVE_CONTROL, RAMPS
 
 EPSILON = 0.01  # nats of id_loss a pick may give up against the reference
 CONFIRM_DIR = "confirm"  # the confirmation stage's own results directory, in a sweep's
@@ -805,6 +805,13 @@ def aggregate(sweep_dir: Path, reference: str | None = None) -> Summary:
             why += " (every trial diverged: lower optim.lr or raise optim.warmup_fraction)"
         dec = Decision([], [], why)
         verdict = dec.verdict
+    kept = (trials[0].record.get("held_out_removed") or {}).get("kept")
+    if isinstance(kept, int) and kept < FEW_HELD_OUT:
+        verdict += (
+            f"\nwarning: only {kept} held-out documents (fewer than {FEW_HELD_OUT}): the "
+            "intervals over documents are wide; raise data.held_out_fraction or use a "
+            "larger corpus"
+        )
     confirmed = confirmation(sweep_dir, dec.picks or dec.candidates)
     if confirmed:
         verdict += "\n" + confirmed["summary"]

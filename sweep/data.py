@@ -19,7 +19,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from sweep.spec import DataSpec, EvalSpec, SpecError
+from sweep.spec import MIN_HELD_OUT, DataSpec, EvalSpec, SpecError
 
 
 class ByteTokenizer:
@@ -382,14 +382,11 @@ def eval_windows(
     )
 
 
-MIN_HELD_OUT = 20  # held-out documents below which no interval over documents means much
-FEW_HELD_OUT = 100  # below this, a run goes ahead with a warning: intervals will be wide
-
-
 def check_eval_feasible(spec: DataSpec, ev: EvalSpec, l_max: int) -> Split:
     """Raises SpecError (before any training starts) when fewer than MIN_HELD_OUT held-out
-    documents survive overlap removal, or when they cannot hold ``eval.sequences`` windows of E + 1 tokens (in each
-    source, natural and repeat, in proportion). Returns the split it checked."""
+    documents survive overlap removal, or when they cannot hold ``eval.sequences`` windows
+    of E + 1 tokens (in each source, natural and repeat, in proportion). Returns the split
+    it checked."""
     length, count = ev.length(l_max), ev.sequences
     parts = load_split(spec)
     n_held = len(parts.held_out)

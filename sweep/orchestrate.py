@@ -19,7 +19,7 @@ import yaml
 
 from sweep import schedules
 from sweep.records import read_record, record_path, write_text_atomic
-from sweep.spec import SpecError, SweepSpec, TrialSpec, parse
+from sweep.spec import FEW_HELD_OUT, SpecError, SweepSpec, TrialSpec, parse
 
 # A multi-worker trial's Tune function only drives its Ray Train worker group, so it
 # holds no CPU the workers need; Tune rejects an empty request, so it asks for a little
@@ -179,10 +179,10 @@ def preflight_run(
         file=out,
         flush=True,
     )
-    if len(parts.held_out) < data.FEW_HELD_OUT:
+    if len(parts.held_out) < FEW_HELD_OUT:
         print(
             f"warning: only {len(parts.held_out)} held-out documents (fewer than "
-            f"{data.FEW_HELD_OUT}): intervals over documents will be wide; raise "
+            f"{FEW_HELD_OUT}): intervals over documents will be wide; raise "
             "data.held_out_fraction or use a larger corpus",
             file=out,
             flush=True,

@@ -272,6 +272,10 @@ class DataSpec:
     repeat_max_distance: NonNegInt = 0
 
 
+MIN_HELD_OUT = 20  # held-out documents below which no interval over documents means much
+FEW_HELD_OUT = 100  # below this, a run goes ahead with a warning: intervals will be wide
+
+
 @dataclass(frozen=True)
 class ScheduleSpec:
     """One schedule: the shape, its lengths, ramp rate and shape-specific parameters."""

@@ -244,3 +244,16 @@ def test_decision_stability_needs_four_seeds_and_tracks_the_signal(tmp_path):
     fake_sweep(tmp_path / "noise", {}, seeds=seeds, seed_noise=0.05, own_noise=0.001)
     st = aggregate.aggregate(tmp_path / "noise").decision.stability
     assert st["accuracy"] < 0.9
+
+
+@pytest.mark.parametrize("kept, warned", [(30, True), (99, True), (100, False), (None, False)])
+def test_few_held_out_documents_are_a_warning_in_the_verdict(tmp_path, kept, warned):
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1})
+    for path in tmp_path.glob("trials/*/record.json"):
+        rec = json.loads(path.read_text())
+        if kept is not None:
+            rec["held_out_removed"] = {"exact": 1, "near": 0, "kept": kept}
+        path.write_text(json.dumps(rec))
+    verdict = aggregate.aggregate(tmp_path).verdict
+    line = f"warning: only {kept} held-out documents (fewer than 100)"
+    assert (line in verdict) is warned, verdict
