@@ -88,9 +88,18 @@ class Summary:
     def finished(self) -> list[Trial]:
         return [t for t in self.trials if t.status == "finished"]
 
+    @property
+    def name(self) -> str:
+        """The sweep's name from its spec (a copied or renamed directory keeps it)."""
+        for t in self.trials:
+            name = ((t.record.get("config") or {}).get("sweep") or {}).get("name")
+            if name:
+                return str(name)
+        return self.sweep_dir.name
+
     def to_dict(self) -> dict:
         return {
-            "sweep": self.sweep_dir.name,
+            "sweep": self.name,
             "objective": OBJECTIVE,
             "reference": self.reference,
             "verdict": self.verdict,

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sweep.spec import SpecError
+from sweep.spec import SpecError, check_paths
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -228,6 +228,7 @@ def _run_study(args: argparse.Namespace) -> int:
     st = study.load(args.spec)
     study_dir = orchestrate.sweep_dir_for_name(st.name, Path(args.results))
     main = st.arm_spec(st.main, [])
+    check_paths(main)
     orchestrate.preflight(main, args.address)
     data.check_eval_feasible(main.data, main.eval, main.schedules.l_max)
     study.prepare(st, study_dir, args.overwrite, check_only=True)
@@ -260,12 +261,14 @@ def main(argv: list[str] | None = None) -> int:
             if study.is_study_dir(Path(args.dir)):
                 st_dir = Path(args.dir).resolve()
                 st = study.load_dir(st_dir)
+                check_paths(st.arm_spec(st.main, []))
                 orchestrate.preflight(st.arm_spec(st.main, []), args.address)
                 return study.run(st, st_dir, args.address)
             sweep_dir = Path(args.dir).resolve()
             if (sweep_dir / "confirm.yaml").is_file():  # a confirmation stage: its own plan
                 return _confirm(sweep_dir.parent, 0, args.address)
             sw = orchestrate.load_sweep_dir(sweep_dir)
+            check_paths(sw)  # training needs the corpus; reading the results did not
             orchestrate.preflight(sw, args.address)
             return _run(sw, sweep_dir, args.address)
         if args.cmd == "report":

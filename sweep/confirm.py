@@ -16,7 +16,7 @@ import yaml
 from sweep import orchestrate
 from sweep.aggregate import CONFIRM_DIR, aggregate
 from sweep.records import write_text_atomic
-from sweep.spec import NEGATIVE_CONTROL, SpecError, SweepSpec
+from sweep.spec import NEGATIVE_CONTROL, SpecError, SweepSpec, check_paths
 
 PLAN = "confirm.yaml"
 
@@ -25,6 +25,7 @@ def plan(sweep_dir: Path, n_seeds: int) -> tuple[SweepSpec, list[str]]:
     """The confirmation stage's spec (fresh seeds after the sweep's own, the selection
     stage's margin) and the schedules it trains. A stage already planned keeps its plan."""
     spec = orchestrate.load_sweep_dir(sweep_dir)
+    check_paths(spec)  # it trains
     stored = sweep_dir / CONFIRM_DIR / PLAN
     if stored.is_file():
         p = yaml.safe_load(stored.read_text())

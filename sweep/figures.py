@@ -12,7 +12,7 @@ import numpy as np
 from sweep import metrics, schedules
 from sweep.aggregate import EPSILON, Summary, Trial, units_matrix
 from sweep.intervals import mean_interval
-from sweep.spec import MODES, RATE_FREE_SHAPES, SweepSpec, TrialSpec
+from sweep.spec import MODES, RATE_FREE_SHAPES, SpecError, SweepSpec, TrialSpec
 
 
 def _plt():
@@ -491,10 +491,11 @@ def plot_copy(summary: Summary, path: Path) -> Path | None:
     return _save(fig, ax, path, "Copy probe: retrieval from d tokens back", fontsize=8, ncol=2)
 
 
-def plot_plans(plans: dict[str, schedules.Plan], path: Path) -> Path:
+def plot_plans(plans: dict[str, schedules.Plan], path: Path, left_out=()) -> Path:
     """The schedule's length L(f) (the attention window in window mode) versus tokens
     trained, one step line per schedule; with several modes a colour per schedule shape
-    and rate and a line style per mode."""
+    and rate and a line style per mode. ``left_out``: schedules that could not be drawn,
+    said on the figure."""
     plt = _plt()
     modes = {n: getattr(p, "mode", "reshape") for n, p in plans.items()}
     multi = len(set(modes.values())) > 1
@@ -521,7 +522,11 @@ def plot_plans(plans: dict[str, schedules.Plan], path: Path) -> Path:
         "L(f): sequence length"
         + ("\n(window mode: the attention window)" if "window" in modes.values() else "")
     )
-    return _save(fig, ax, path, "Context-length schedules", fontsize=8, ncol=2)
+    title = "Context-length schedules"
+    if left_out or not plans:
+        why = ", ".join(left_out) if left_out else "no schedule"
+        title += f"\n(not drawn: {why}; the stored trial config does not parse)"
+    return _save(fig, ax, path, title, fontsize=8, ncol=2)
 
 
 def plot_schedule_specs(spec: SweepSpec, path: Path) -> Path:
@@ -532,16 +537,20 @@ def plot_schedule_specs(spec: SweepSpec, path: Path) -> Path:
 
 
 def plot_schedules(summary: Summary, path: Path) -> Path:
+    """Each schedule's plan, rebuilt from its stored trial config (no corpus needed);
+    schedules whose config no longer parses are named on the figure, never dropped
+    silently."""
     plans: dict[str, schedules.Plan] = {}
+    left_out: list[str] = []
     for t in summary.trials:
         name = t.record.get("schedule")
         if name in plans or not isinstance(t.record.get("config"), dict):
             continue
         try:
             plans[name] = TrialSpec.from_dict(t.record["config"]).plan()
-        except Exception:  # a record from another version of the spec: leave it out
-            continue
-    return plot_plans(plans, path)
+        except (SpecError, KeyError, TypeError, ValueError):
+            left_out.append(name)  # a record from another version of the spec
+    return plot_plans(plans, path, left_out)
 
 
 def plot_training(summary: Summary, path: Path) -> Path | None:
@@ -1481,7 +1490,7 @@ def plot_search_params(summary: Summary, path: Path) -> Path | None:
     from sweep.search import reads, space_params
     from sweep.spec import parse
 
-    sw = parse(samples[0].record["config"]["sweep"])
+    sw = parse(samples[0].record["config"]["sweep"], paths=False)
     searched = space_params(sw.search.space, sw)  # a range of one value is not searched
     used = [
         k for k in keys if k in searched and any(k in reads(s["shape"]) for s in scheds.values())

@@ -204,7 +204,7 @@ def load_sweep_dir(sweep_dir: Path) -> SweepSpec:
     spec_path = Path(sweep_dir) / "spec.yaml"
     if not spec_path.is_file():
         raise SpecError("DIR", str(sweep_dir), "is not a sweep's results directory (no spec.yaml)")
-    return parse(yaml.safe_load(spec_path.read_text()))
+    return parse(yaml.safe_load(spec_path.read_text()), paths=False)
 
 
 def finished_ids(trials: list[TrialSpec], sweep_dir: Path) -> set[str]:
@@ -250,7 +250,8 @@ class Progress:
                     from sweep.spec import parse
 
                     cfg = trial.config
-                    tid = sample_trial(cfg["params"], cfg["number"], parse(cfg["sweep"])).trial_id
+                    sw = parse(cfg["sweep"], paths=False)
+                    tid = sample_trial(cfg["params"], cfg["number"], sw).trial_id
                     self.names[trial.trial_id] = tid
                     # a search's trials are known only when asked: take a placeholder's place
                     slot = next((k for k in self.state if k.startswith("?")), None)

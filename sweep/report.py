@@ -282,11 +282,10 @@ def _ranking(summary: Summary) -> list[tuple[str, list[str]]]:
 
 
 def _markdown(summary: Summary, figs, facts: str) -> str:
-    d = summary.sweep_dir
     label, controls = _controls(summary)
     heading, chosen = _chosen(summary)
     md = [
-        f"# Context-length schedule sweep: {d.name}",
+        f"# Context-length schedule sweep: {summary.name}",
         "",
         "**Verdict:** " + "  \n".join(summary.verdict.split("\n")),
         "",
@@ -358,14 +357,13 @@ CSS = (
 
 def _html(summary: Summary, figs, facts: str) -> str:
     esc = html.escape
-    d = summary.sweep_dir
     label, controls = _controls(summary)
     heading, chosen = _chosen(summary)
     how = f" ({_interval_method(summary)})" if _interval_method(summary) else ""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>Sweep {esc(d.name)}</title><style>{CSS}</style></head><body>",
-        f"<h1>Context-length schedule sweep: {esc(d.name)}</h1>",
+        f"<title>Sweep {esc(summary.name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>Context-length schedule sweep: {esc(summary.name)}</h1>",
         "<p id='verdict'><b>Verdict:</b> "
         + "<br>".join(esc(line) for line in summary.verdict.split("\n"))
         + "</p>",

@@ -568,7 +568,7 @@ class TrialSpec:
     @classmethod
     def from_dict(cls, d: dict) -> TrialSpec:
         sched = _validated(ScheduleSpec, d["schedule"], "schedule")
-        return cls(d["trial_id"], d["seed"], sched, parse(d["sweep"]))
+        return cls(d["trial_id"], d["seed"], sched, parse(d["sweep"], paths=False))
 
 
 def _plain(obj: Any) -> Any:
@@ -601,8 +601,11 @@ def load(path: str | Path) -> SweepSpec:
     return parse(read_yaml(path))
 
 
-def parse(raw: dict) -> SweepSpec:
-    """The one validated ``SweepSpec`` of a spec in its YAML form, or a ``SpecError``."""
+def parse(raw: dict, paths: bool = True) -> SweepSpec:
+    """The one validated ``SweepSpec`` of a spec in its YAML form, or a ``SpecError``.
+    ``paths=False``: a stored spec (a results directory's, a record's), validated whole
+    except for the files it names on this machine (``check_paths``): reading results
+    never needs the corpus."""
     if not isinstance(raw, dict):
         raise SpecError("spec", raw, "must be a mapping")
     budget = raw.get("budget")
@@ -625,7 +628,19 @@ def parse(raw: dict) -> SweepSpec:
         data["schedules"]["params"] = {k: v for k, v in sched.items() if k not in own}
     spec = _validated(SweepSpec, data, "")
     _check(spec)
+    if paths:
+        check_paths(spec)
     return spec
+
+
+def check_paths(spec: SweepSpec) -> None:
+    """The files a spec names exist on this machine: what training needs and reading
+    results does not."""
+    corpus, tk = spec.data.corpus, spec.data.tokenizer
+    if corpus.startswith("files:") and not Path(corpus[6:]).exists():
+        raise SpecError("data.corpus", corpus, "path does not exist")
+    if tk.endswith(".json") and not Path(tk).is_file():
+        raise SpecError("data.tokenizer", tk, "file not found")
 
 
 @functools.cache
@@ -853,12 +868,8 @@ def _check_data(spec: SweepSpec) -> None:
     corpus, tk = d.corpus, d.tokenizer
     if corpus != "stdlib" and not re.fullmatch(r"(files|hf):.+", corpus):
         raise SpecError("data.corpus", corpus, "must be stdlib, files:PATH or hf:NAME")
-    if corpus.startswith("files:") and not Path(corpus[6:]).exists():
-        raise SpecError("data.corpus", corpus, "path does not exist")
     if tk not in ("byte", "bpe") and not re.fullmatch(r"hf:.+|.+\.json", tk):
         raise SpecError("data.tokenizer", tk, "must be byte, bpe, hf:NAME or a tokenizer.json")
-    if tk.endswith(".json") and not Path(tk).is_file():
-        raise SpecError("data.tokenizer", tk, "file not found")
     if tk == "bpe" and d.vocab_size < 260:
         raise SpecError("data.vocab_size", d.vocab_size, "must be at least 260 for BPE")
     unused = [

@@ -95,8 +95,10 @@ class Study:
         return raw
 
     def arm_spec(self, arm: str, ramps: list[dict]) -> SweepSpec:
+        """The arm's validated spec; the files it names are checked where it trains
+        (``spec.check_paths``), not where its results are read."""
         try:
-            return parse(self.arm_raw(arm, ramps))
+            return parse(self.arm_raw(arm, ramps), paths=False)
         except SpecError as e:
             raise SpecError(f"arms.{arm}.{e.field}", e.value, e.why) from None
 
