@@ -202,6 +202,8 @@ def _same(load, want) -> bool:
 
 def load_sweep_dir(sweep_dir: Path) -> SweepSpec:
     spec_path = Path(sweep_dir) / "spec.yaml"
+    if not Path(sweep_dir).is_dir():
+        raise SpecError("DIR", str(sweep_dir), "does not exist")
     if not spec_path.is_file():
         raise SpecError("DIR", str(sweep_dir), "is not a sweep's results directory (no spec.yaml)")
     return parse(yaml.safe_load(spec_path.read_text()), paths=False)
@@ -493,6 +495,14 @@ def run_sweep(
         s_done, s_redo = sample_records(sweep_dir)
         samples = spec.search.num_samples
         remaining = max(0, samples - len(s_done))
+    if not pending and not remaining:
+        print(
+            f"sweep {spec.name}: nothing to resume: all {len(trials)} trials have ended; "
+            f"results in {sweep_dir}",
+            file=out,
+            flush=True,
+        )
+        return []
     print(
         f"sweep {spec.name}: {len(trials)} trials ({len(done)} already finished), "
         f"{_fmt_tokens(spec.budget.tokens)} tokens each, up to {r.max_concurrent_trials} at a "

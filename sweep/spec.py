@@ -97,13 +97,16 @@ MAX_STEPS = 10_000_000  # optimizer steps of one trial: more is a typo in budget
 
 
 class SpecError(ValueError):
-    """A bad spec value; ``str(err)`` is the one line shown to the user."""
+    """A bad spec value, or a bad command-line argument (an option such as ``--results``
+    or a positional such as ``DIR``: a usage error); ``str(err)`` is the one line shown to
+    the user, in the same form for both: ``KIND error: FIELD=VALUE: why``."""
 
     def __init__(self, field_name: str, value: Any, why: str):
         self.field, self.value, self.why = field_name, value, why
         # one line, whatever the key: a YAML key may hold a newline
         shown = field_name if field_name.isprintable() else repr(field_name)[1:-1]
-        super().__init__(f"spec error: {shown}={value!r}: {why}")
+        kind = "usage" if field_name.startswith("--") or field_name.isupper() else "spec"
+        super().__init__(f"{kind} error: {shown}={value!r}: {why}")
 
     def __reduce__(self):  # picklable and copyable across Ray processes
         return (SpecError, (self.field, self.value, self.why))
@@ -590,11 +593,25 @@ def read_yaml(path: str | Path) -> dict:
         raise SpecError("spec", str(path), "file not found")
     try:
         raw = yaml.safe_load(p.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise SpecError("spec", str(path), f"not valid YAML ({str(e).splitlines()[0]})") from None
+    except UnicodeDecodeError as e:
+        raise SpecError("spec", str(path), f"not valid YAML (not UTF-8 text: {e.reason})") from None
+    except yaml.YAMLError as e:
+        raise SpecError("spec", str(path), f"not valid YAML ({_yaml_why(e)})") from None
     if not isinstance(raw, dict):
         raise SpecError("spec", str(path), "must be a YAML mapping")
     return raw
+
+
+def _yaml_why(e: yaml.YAMLError) -> str:
+    """The parser's complaint with its place: line and column (1-based) of the problem,
+    and a tab named as such (YAML forbids tabs in indentation)."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    if mark is not None and mark.buffer and mark.pointer < len(mark.buffer):
+        if mark.buffer[mark.pointer] == "\t" or "\t" in problem:
+            problem = "a tab character (indent with spaces)"
+    return problem + where
 
 
 def load(path: str | Path) -> SweepSpec:

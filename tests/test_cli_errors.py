@@ -107,6 +107,14 @@ def test_missing_spec_file(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "nope.yaml" in r.stderr and "not found" in r.stderr
 
 
+@pytest.mark.parametrize("cmd", ["resume", "export", "confirm"])
+def test_a_missing_results_directory_is_a_usage_error(tmp_path, cmd):
+    r = run_cli([cmd, str(tmp_path / "nowhere")], tmp_path)
+    assert r.returncode == 2
+    line = r.stderr.strip()
+    assert line.startswith("usage error: DIR=") and line.endswith(": does not exist"), line
+
+
 def test_report_on_empty_dir_exits_2(tmp_path):
     r = run_cli(["report", str(tmp_path)], tmp_path)
     assert r.returncode == 2 and "no trial records" in r.stderr
@@ -126,3 +134,29 @@ def test_schedules_show_writes_png(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "14 trials (2 seed(s))" in r.stdout and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_schedules_show_accepts_a_study_file(tmp_path):
+    out = tmp_path / "s.png"
+    r = run_cli(
+        ["schedules", "show", str(ROOT / "configs" / "study.yaml"), "--out", str(out)], tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert "15 trials (3 seed(s))" in r.stdout and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_help_names_every_command_and_every_argument():
+    from sweep.cli import _parser
+
+    p = _parser()
+    top = p.format_help()
+    subs = p._subparsers._group_actions[0].choices
+    for name in subs:
+        assert name in top
+    assert "``" not in top and "sweep run | resume" not in top
+    for name, sp in subs.items():
+        for action in sp._actions:
+            if action.dest != "help" and not isinstance(
+                action, type(p._subparsers._group_actions[0])
+            ):
+                assert action.help, (name, action.dest)

@@ -56,4 +56,4 @@ def test_confirm_trains_only_fresh_seeds_and_flips_a_pick_that_does_not_replicat
     assert (d / "confirm" / "report.html").is_file()
     # resumable: a second run trains nothing
     again = run_sweep("confirm", d, timeout=600)
-    assert again.returncode == 0 and "6 trials (6 already finished)" in again.stdout
+    assert again.returncode == 0 and "nothing to resume: all 6 trials have ended" in again.stdout

@@ -109,7 +109,7 @@ def test_rerun_keeps_finished_trials(smoke_sweep, tmp_path):
     before = {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")}
     r = run_sweep("run", ROOT / "configs" / "smoke.yaml", "--results", tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "4 already finished" in r.stdout
+    assert "nothing to resume: all 4 trials have ended" in r.stdout
     assert {p: p.stat().st_mtime for p in d.glob("trials/*/record.json")} == before
 
 

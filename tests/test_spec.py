@@ -322,3 +322,21 @@ def test_a_key_with_a_newline_is_refused_in_one_line():
     with pytest.raises(spec.SpecError) as err:
         spec.parse(raw)
     assert "\n" not in str(err.value) and str(err.value).startswith("spec error: \\n=None")
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("name: x\nbudget:\n  tokens: 5\n tokens_per_step: 3\n", "at line 4, column 2"),
+        ("name: x\nbudget:\n\ttokens: 5\n", "a tab character (indent with spaces) at line 3"),
+        ("name: x\nbudget: {tokens: 5\n", "at line 3, column 1"),
+    ],
+)
+def test_yaml_errors_say_where(tmp_path, text, why):
+    from sweep.spec import SpecError, load
+
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    with pytest.raises(SpecError, match="not valid YAML") as e:
+        load(f)
+    assert why in str(e.value)

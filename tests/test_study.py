@@ -411,7 +411,8 @@ def test_smoke_study_end_to_end(tmp_path):
     md = (d / "study-smoke.md").read_text()
     again = run_sweep("resume", str(d), timeout=600)
     assert again.returncode == 0
-    assert "trials (10 already finished)" in again.stdout and "(6 already finished)" in again.stdout
+    assert "nothing to resume: all 10 trials have ended" in again.stdout
+    assert "nothing to resume: all 6 trials have ended" in again.stdout
     assert (d / "study-smoke.md").read_text().split("## What it cost")[0] == md.split(
         "## What it cost"
     )[0]
