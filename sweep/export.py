@@ -4,8 +4,9 @@
 - ``target_steps.csv``: the same schedule's per-step table at target scale, the plan of the
   restated schedule at the target tokens and tokens per step (``STEP_COLUMNS``): what a
   custom DeepSpeed schedule or another trainer reads;
-- ``target_spec.yaml``: the schedule restated in target units (``restate``; for example
-  BTLM's l_max 8,192 and 627B tokens) as a ready-to-run sweep spec;
+- ``schedule_at_target.yaml``: the schedule restated in target units (``restate``; for
+  example BTLM's l_max 8,192 and 627B tokens) inside the proxy's sweep spec: its model,
+  corpus and resources are still the proxy's, to be edited before it runs as a sweep;
 - ``deepspeed.json``: a DeepSpeed config for the target batch; where DeepSpeed can express
   the schedule faithfully in tokens, with its data-efficiency curriculum;
 - ``README.md``: what the folder holds and how faithful ``deepspeed.json`` is.
@@ -356,7 +357,7 @@ def export_schedule(
     texts = {
         "proxy_steps.csv": steps_csv(proxy),
         "target_steps.csv": steps_csv(tplan),
-        "target_spec.yaml": yaml.safe_dump(target_spec(trial, target), sort_keys=False),
+        "schedule_at_target.yaml": yaml.safe_dump(target_spec(trial, target), sort_keys=False),
         "deepspeed.json": json.dumps(ds, indent=2) + "\n",
         "README.md": _folder_readme(trial, target, proxy, tplan, ds["ctx_sweep"]),
     }
@@ -393,7 +394,8 @@ def _folder_readme(
         f"| `proxy_steps.csv` | the proxy's per-step table ({proxy.steps:,} steps) |",
         f"| `target_steps.csv` | the per-step table at target scale ({tplan.steps:,} steps, "
         f"{tplan.total_tokens:,} tokens): {', '.join(STEP_COLUMNS)} |",
-        "| `target_spec.yaml` | the schedule in target units, a ready-to-run sweep spec |",
+        "| `schedule_at_target.yaml` | the schedule in target units inside the proxy's sweep "
+        "spec (model, corpus and resources are the proxy's: edit them first) |",
         "| `deepspeed.json` | DeepSpeed config at the target batch; its `ctx_sweep` key is a "
         "note DeepSpeed ignores |",
         "",
@@ -421,6 +423,27 @@ def _folder_readme(
             "(`ctx_sweep.lr_schedule` in `deepspeed.json`).",
         ]
     lines += [
+        "",
+        "## In your trainer",
+        "",
+        "`target_steps.csv` is the contract: before optimizer step k, train `rows` rows of "
+        "`length` tokens (and one row of `tail` tokens when `tail` > 0). "
+        "`sweep.plan_file.StepPlan` reads it (standard library only). Adapters built on it:",
+        "",
+        "```python",
+        "from sweep.plan_file import StepPlan",
+        "from sweep.adapters.hf_trainer import PlanCallback, PlanDataset, plan_collator",
+        "",
+        'plan = StepPlan.read("target_steps.csv")',
+        "args = TrainingArguments(..., per_device_train_batch_size=1,",
+        "                         gradient_accumulation_steps=1, max_steps=len(plan))",
+        "trainer = Trainer(model=model, args=args, train_dataset=PlanDataset(plan, token_ids),",
+        "                  data_collator=plan_collator, callbacks=[PlanCallback(plan)])",
+        "```",
+        "",
+        "With DeepSpeed's curriculum (`deepspeed.json`), the data post-process function is "
+        "`sweep.adapters.ds_curriculum.seqlen_truncate`: "
+        "`engine.set_data_post_process_func(seqlen_truncate)`.",
         "",
         "Share of tokens at each length:",
         "",

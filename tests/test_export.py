@@ -165,11 +165,12 @@ def test_target_spec_steps_table_and_deepspeed_agree(tmp_path, shape, kw):
     assert {p.name for p in paths} == {
         "proxy_steps.csv",
         "target_steps.csv",
-        "target_spec.yaml",
+        "schedule_at_target.yaml",
         "deepspeed.json",
         "README.md",
     }
-    (scaled,) = spec.parse(yaml.safe_load((tmp_path / "target_spec.yaml").read_text())).trials()
+    raw = yaml.safe_load((tmp_path / "schedule_at_target.yaml").read_text())
+    (scaled,) = spec.parse(raw).trials()
     assert scaled.schedule.label == tr.schedule.label
     b = scaled.sweep.budget
     assert (b.tokens, b.tokens_per_step, scaled.schedule.l_max) == (BTLM.tokens, 4194304, 8192)
@@ -233,7 +234,7 @@ def test_schedules_export_cli_writes_every_schedule(tmp_path):
         assert f"{t.schedule.label}: " in r.stdout
         rows = (folder / "proxy_steps.csv").read_text().splitlines()
         assert len(rows) == 1 + sw.budget.tokens // sw.budget.tokens_per_step
-        tspec = spec.parse(yaml.safe_load((folder / "target_spec.yaml").read_text()))
+        tspec = spec.parse(yaml.safe_load((folder / "schedule_at_target.yaml").read_text()))
         assert tspec.schedules.l_max == 2048 and tspec.budget.tokens == 1_000_000_000
         (scaled,) = tspec.trials()
         assert scaled.schedule.label == t.schedule.label  # same schedule, target units
