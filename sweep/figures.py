@@ -194,15 +194,15 @@ def _palette(n: int):
 
 
 def _styles(summary: Summary) -> dict[str, dict]:
-    """One look per schedule in every figure: the reference thick black, controls
-    dashed, candidates a colour each. With several modes, a colour per schedule shape
-    and rate (the reference's black), a line style per mode (``MODE_LS``)."""
+    """One look per schedule in every figure of a sweep (the Schedules figure too): the
+    reference thick black, controls dashed, candidates a colour each, assigned in the
+    order of the schedules' names, so that a colour never depends on the results. With
+    several modes, a colour per schedule shape and rate (the reference's black), a line
+    style per mode (``MODE_LS``)."""
     modes = _mode_map(summary)
-    names = list(
-        dict.fromkeys(
-            [r["schedule"] for r in summary.schedules]
-            + [t.record.get("schedule", t.id) for t in summary.trials]
-        )
+    names = sorted(
+        {r["schedule"] for r in summary.schedules}
+        | {t.record.get("schedule", t.id) for t in summary.trials}
     )
     out = {}
     if len(set(modes.get(n, "reshape") for n in names)) > 1:
@@ -491,28 +491,37 @@ def plot_copy(summary: Summary, path: Path) -> Path | None:
     return _save(fig, ax, path, "Copy probe: retrieval from d tokens back", fontsize=8, ncol=2)
 
 
-def plot_plans(plans: dict[str, schedules.Plan], path: Path, left_out=()) -> Path:
+def plot_plans(
+    plans: dict[str, schedules.Plan], path: Path, left_out=(), styles: dict | None = None
+) -> Path:
     """The schedule's length L(f) (the attention window in window mode) versus tokens
     trained, one step line per schedule; with several modes a colour per schedule shape
     and rate and a line style per mode. ``left_out``: schedules that could not be drawn,
-    said on the figure."""
+    said on the figure; ``styles``: the sweep's look per schedule (``_styles``), so each
+    has the colour it has in the report's other figures."""
     plt = _plt()
     modes = {n: getattr(p, "mode", "reshape") for n, p in plans.items()}
     multi = len(set(modes.values())) > 1
     key = {n: _base(n, modes[n]) if multi else n for n in plans}
-    keys = list(dict.fromkeys(key.values()))
+    keys = sorted(set(key.values()))  # by name, as _styles: a colour never depends on order
     colour = _palette(len(keys))
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for name, p in plans.items():
+    for name in sorted(plans):
+        p = plans[name]
+        look = (styles or {}).get(name) or {
+            "color": colour(keys.index(key[name])),
+            "ls": MODE_LS.get(modes[name], "-") if multi else "-",
+            "lw": 1.5,
+        }
         x = np.append(p.cumulative_tokens(), p.total_tokens)
         ax.step(
             x,
             np.append(p.context, p.context[-1]),
             where="post",
-            color=colour(keys.index(key[name])),
-            ls=MODE_LS.get(modes[name], "-") if multi else "-",
+            color=look["color"],
+            ls=look["ls"],
             label=name,
-            lw=1.5,
+            lw=look["lw"],
         )
     truncated = any(m == "truncate" for m in modes.values())
     ax.set_xlabel(
@@ -550,7 +559,7 @@ def plot_schedules(summary: Summary, path: Path) -> Path:
             plans[name] = TrialSpec.from_dict(t.record["config"]).plan()
         except (SpecError, KeyError, TypeError, ValueError):
             left_out.append(name)  # a record from another version of the spec
-    return plot_plans(plans, path, left_out)
+    return plot_plans(plans, path, left_out, _styles(summary))
 
 
 def plot_training(summary: Summary, path: Path) -> Path | None:

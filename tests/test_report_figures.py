@@ -324,3 +324,21 @@ def test_exposure_not_drawn_without_histograms(tmp_path):
     assert "not drawn: no position exposure recorded" in text
     assert (tmp_path / "figures" / "tradeoff.png").stat().st_size > 20_000
     assert "figure failed" not in md
+
+
+def test_a_schedules_colour_does_not_depend_on_the_results(tmp_path):
+    """The same schedule gets the same colour in every figure of a sweep and in every
+    sweep of the same grid, whatever the ranking (it once followed the ranking's order)."""
+    from support import fake_sweep
+
+    from sweep.aggregate import aggregate
+    from sweep.figures import _styles
+
+    looks = []
+    for i, shifts in enumerate(({"linear-r0.5": -0.1}, {"geometric-r0.5": -0.1})):
+        d = tmp_path / str(i)
+        fake_sweep(d, shifts)
+        s = aggregate(d)
+        looks.append(_styles(s))
+    assert looks[0] == looks[1]
+    assert looks[0]["constant"]["color"] == "black"
