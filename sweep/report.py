@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -98,6 +99,29 @@ def _trial_rows(summary: Summary) -> list[list[str]]:
     return rows
 
 
+def one_time_setup(summary: Summary, excess_s: float = 10.0) -> str:
+    """The trials whose wall time includes a one-time cost (DeepSpeed building its
+    extension on first use on a machine): their engine set-up took ``excess_s`` seconds or
+    more beyond the median trial's. Empty when none did."""
+    setup = {}
+    for t in summary.trials:
+        tm = t.record.get("timings") or {}
+        if "engine_ready" in tm and "data_ready" in tm:
+            setup[t.id] = float(tm["engine_ready"]) - float(tm["data_ready"])
+    if len(setup) < 2:
+        return ""
+    median = statistics.median(setup.values())
+    slow = {k: v for k, v in setup.items() if v - median >= excess_s}
+    if not slow:
+        return ""
+    said = ", ".join(f"{k} ({v:.0f} s)" for k, v in sorted(slow.items()))
+    return (
+        f"One-time set-up in the wall time of {said}: the DeepSpeed engine took that long to "
+        f"start against a median of {median:.0f} s (an extension built on first use), so "
+        "their wall s overstate a trial's cost."
+    )
+
+
 def _facts(summary: Summary) -> str:
     """One line with what the numbers mean: lengths, eval length, budget, trial counts,
     and how many held-out documents were dropped for overlapping the training text."""
@@ -132,6 +156,9 @@ def _facts(summary: Summary) -> str:
         )
     else:
         line += " Held-out overlap with training text: not recorded."
+    build = one_time_setup(summary)
+    if build:
+        line += " " + build
     from sweep.search import search_facts
 
     found = search_facts(summary)

@@ -257,3 +257,28 @@ def test_few_held_out_documents_are_a_warning_in_the_verdict(tmp_path, kept, war
     verdict = aggregate.aggregate(tmp_path).verdict
     line = f"warning: only {kept} held-out documents (fewer than 100)"
     assert (line in verdict) is warned, verdict
+
+
+def test_a_one_time_build_is_reported_apart_from_trial_time(tmp_path):
+    from sweep.report import one_time_setup
+
+    fake_sweep(tmp_path, {})
+    paths = sorted(tmp_path.glob("trials/*/record.json"))
+    for i, path in enumerate(paths):
+        rec = json.loads(path.read_text())
+        build = 31.0 if i == 0 else 0.0
+        rec["timings"] = {"data_ready": 5.0, "engine_ready": 6.5 + build}
+        path.write_text(json.dumps(rec))
+    s = aggregate.aggregate(tmp_path)
+    first = json.loads(paths[0].read_text())["trial_id"]
+    said = one_time_setup(s)
+    assert said.startswith(f"One-time set-up in the wall time of {first} (32 s)")
+    assert "a median of 2 s" in said
+    assert (
+        said in (tmp_path / "report.md").read_text() if (tmp_path / "report.md").exists() else True
+    )
+    for path in paths:  # no trial stands out: nothing to say
+        rec = json.loads(path.read_text())
+        rec["timings"] = {"data_ready": 5.0, "engine_ready": 6.5}
+        path.write_text(json.dumps(rec))
+    assert one_time_setup(aggregate.aggregate(tmp_path)) == ""
