@@ -400,6 +400,16 @@ def plot_far_bands(summary: Summary, path: Path) -> Path | None:
     return _save(fig, ax, path, "far_loss per band vs reference", fontsize=8, ncol=2)
 
 
+def _small(v: float, sign: bool = True) -> str:
+    """A value that may be 1e-4 nats, with its real digits: 2 significant figures
+    below 0.01 (as -0.00031), 4 decimals otherwise; never "-0.000"."""
+    if v == 0:
+        return "0"
+    if abs(v) < 0.01:
+        return f"{v:+.2e}" if sign else f"{v:.2e}"
+    return f"{v:+.4f}" if sign else f"{v:.4f}"
+
+
 def plot_ctx_gain(summary: Summary, path: Path) -> Path | None:
     """Sliding-window loss (only the last l_max tokens as context) minus full-prefix
     loss, per position past l_max (log-binned seed mean): above 0, the schedule uses
@@ -419,7 +429,9 @@ def plot_ctx_gain(summary: Summary, path: Path) -> Path | None:
         label = _label(summary, name)
         if _finite(row.get("ctx_gain")):
             half = _num((row.get("ctx_gain_ci") or {}).get("half"))
-            label += f": {row['ctx_gain']:+.3f}" + (f" ± {half:.3f}" if math.isfinite(half) else "")
+            label += f": {_small(row['ctx_gain'])}" + (
+                f" ± {_small(half, sign=False)}" if math.isfinite(half) else ""
+            )
         ax.plot(x, y, marker=".", ms=3, label=label, **st[name])
         drawn = True
     if not drawn:

@@ -342,3 +342,11 @@ def test_a_schedules_colour_does_not_depend_on_the_results(tmp_path):
         looks.append(_styles(s))
     assert looks[0] == looks[1]
     assert looks[0]["constant"]["color"] == "black"
+
+
+def test_small_values_keep_their_digits_in_legends():
+    from sweep.figures import _small
+
+    assert _small(-0.00031) == "-3.10e-04" and _small(0.0002, sign=False) == "2.00e-04"
+    assert _small(0.05) == "+0.0500" and _small(-0.0123) == "-0.0123" and _small(0.0) == "0"
+    assert "0.000" not in _small(-4e-5)
