@@ -191,7 +191,8 @@ def setup(config: dict, session: Session) -> Run:
             spec.wandb.entity,
             spec.name,
             trial.trial_id,
-            trial.to_dict(),
+            # the workspace groups by label and role (dashboards/workspace.py)
+            {**trial.to_dict(), "label": sched.label, "role": trial.role},
             Path(config["sweep_dir"]) / "wandb",
         )
     return Run(
@@ -492,9 +493,10 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
         )
         if run.tracker:
             run.tracker.log_curve(fields["curve"], sched.l_max)
+            at_l_max = p.tokens_by_length(state.step).get(sched.l_max, 0)
             run.tracker.finish(
                 {f"final/{k}": v for k, v in result.items()}
-                | {"tokens_trained": seen, "status": status}
+                | {"final/tokens_at_l_max": at_l_max, "tokens_trained": seen, "status": status}
             )
         write_record(run.sweep_dir, run.trial, status, **fields)
     run.session.report(
