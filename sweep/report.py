@@ -367,11 +367,16 @@ def _markdown(summary: Summary, figs, facts: str) -> str:
     return "\n".join(md) + "\n"
 
 
+# The HTML ranking puts the decision third (after rank and schedule), so that at 800 px
+# the answer is in view; the wide numeric columns scroll inside their own box.
+HTML_ORDER = (0, 1, len(TABLE_HEAD) - 1, *range(2, len(TABLE_HEAD) - 1))
 CSS = (
     "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+    ".scroll{overflow-x:auto;max-width:100%}"
     "table{border-collapse:collapse;margin:0.5em 0}"
     "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}"
-    "th,#ranking td:nth-child(2),#ranking td:nth-child(3),#natural td:nth-child(-n+2),"
+    "th,#ranking td:nth-child(2),#ranking td:nth-child(3),#ranking td:nth-child(4),"
+    "#natural td:nth-child(-n+2),"
     "#trials td:nth-child(-n+2),#trials td:last-child{text-align:left}"
     "tr.reference td{font-weight:bold;background:#eef2ff}"
     "tr.control td{font-style:italic;color:#555;background:#f4f4f4}"
@@ -406,15 +411,17 @@ def _html(summary: Summary, figs, facts: str) -> str:
         "italics, picks in green. "
         + esc(RANKING_NOTE.format(how=how, decision=_decision_words(summary)))
         + "</p>",
-        "<table id='ranking'><thead><tr>"
-        + "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEAD)
+        "<div class='scroll'><table id='ranking'><thead><tr>"
+        + "".join(f"<th>{esc(TABLE_HEAD[i])}</th>" for i in HTML_ORDER)
         + "</tr></thead><tbody>",
     ]
     for cls, cells in _ranking(summary):
         parts.append(
-            f"<tr class='{esc(cls)}'>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>"
+            f"<tr class='{esc(cls)}'>"
+            + "".join(f"<td>{esc(cells[i])}</td>" for i in HTML_ORDER)
+            + "</tr>"
         )
-    parts.append("</tbody></table>")
+    parts.append("</tbody></table></div>")
     note = _unequal_note(summary)
     if note:
         parts.append(f"<p class='caption' id='unequal'>{esc(note)}</p>")
@@ -440,20 +447,25 @@ def _html(summary: Summary, figs, facts: str) -> str:
         if caption:
             parts.append(f"<p class='caption'>{esc(caption)}</p>")
     parts.append(
-        "<h2>Trials</h2><table id='trials'><tr>"
+        "<h2>Trials</h2><div class='scroll'><table id='trials'><tr>"
         + "".join(f"<th>{esc(h)}</th>" for h in TRIAL_HEAD)
         + "</tr>"
     )
     for r in _trial_rows(summary):
         parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>")
-    parts.append("</table>")
+    parts.append("</table></div>")
     for s in summary.skipped:
         parts.append(f"<p>Skipped {esc(s['path'])}: {esc(s['reason'])}</p>")
-    # Counts the figures that decoded, so a headless browser test can check them.
+    # Counts the figures that decoded, and whether the ranking's decision column is in
+    # view without scrolling, so a headless browser test can check them.
     parts.append(
-        "<script>window.addEventListener('load', () => { document.body.dataset"
-        ".imagesLoaded = [...document.images].filter(i => i.complete && "
-        "i.naturalWidth > 0).length; });</script>"
+        "<script>window.addEventListener('load', () => { const b = document.body.dataset; "
+        "b.imagesLoaded = [...document.images].filter(i => i.complete && "
+        "i.naturalWidth > 0).length; const d = document.querySelector("
+        "'#ranking th:nth-child(3)'); b.decisionInView = d && "
+        "d.getBoundingClientRect().right <= window.innerWidth ? 'yes' : 'no'; "
+        "b.pageOverflow = document.documentElement.scrollWidth > window.innerWidth "
+        "? 'yes' : 'no'; });</script>"
     )
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -350,3 +350,43 @@ def test_small_values_keep_their_digits_in_legends():
     assert _small(-0.00031) == "-3.10e-04" and _small(0.0002, sign=False) == "2.00e-04"
     assert _small(0.05) == "+0.0500" and _small(-0.0123) == "-0.0123" and _small(0.0) == "0"
     assert "0.000" not in _small(-4e-5)
+
+
+CHROMIUM = __import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine")
+@pytest.mark.parametrize("width", [800, 1280])
+def test_the_report_reads_at_800_and_1280_px(tmp_path, width):
+    """The decision column is in view without scrolling and nothing widens the page past
+    the window (wide tables scroll in their own box; figures shrink to fit)."""
+    import subprocess
+
+    from support import fake_sweep
+
+    from sweep.report import write_report
+
+    fake_sweep(tmp_path / "s", {"linear-r0.5": -0.1})
+    _, html_path = write_report(aggregate.aggregate(tmp_path / "s"))
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=3000",
+            f"--window-size={width},2000",
+            "--dump-dom",
+            html_path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert 'data-decision-in-view="yes"' in dom, width
+    assert 'data-page-overflow="no"' in dom, width
+    head = re.search(r"<table id=\"ranking\"><thead><tr>(.*?)</tr>", dom).group(1)
+    assert re.findall(r"<th>(.*?)</th>", head)[:3] == ["rank", "schedule", "decision"]
