@@ -201,3 +201,22 @@ def test_deepspeed_trains_the_exported_tokens_at_every_length(tmp_path, monkeypa
         engine.backward(loss)
         engine.step()
     assert by_length == note["tokens_by_length"]
+
+
+def test_the_contract_any_trainer_follows(tmp_path):
+    """The documented contract for trainers without an adapter (torchtitan, OLMo-core,
+    Megatron): before step k, train plan[k].rows rows of plan[k].length tokens and a tail
+    row; a loop that does so trains the export's tokens at every schedule length, and a
+    loop that counts tokens finds its step with at_tokens."""
+    trial, out = _exported(tmp_path, shape="geometric")
+    plan = StepPlan.read(out / "target_steps.csv")
+    by_context: dict[int, int] = {}
+    seen = 0
+    for k in range(len(plan)):
+        step = plan[k]
+        assert plan.at_tokens(seen) is step and step.tokens_before == seen
+        by_context[step.context] = by_context.get(step.context, 0) + step.tokens
+        seen += step.rows * step.length + step.tail
+    assert seen == TARGET.tokens
+    assert by_context == export.tokens_by_context(export.target_plan(trial, TARGET))
+    assert len(by_context) > 1 and max(by_context) == 64  # it ramps up to l_max
