@@ -272,6 +272,15 @@ def _shape_words(a: dict) -> str:
     )
 
 
+def _own(found: dict, label: str | None) -> str:
+    """A schedule's longest trained length, as its record says (e.g. "32 tokens")."""
+    for rows in (found.get("schedules") or {}).values():
+        for r in rows:
+            if r["schedule"] == label and r.get("own_length"):
+                return f"{r['own_length']} tokens"
+    return "its short length"
+
+
 def _finding_a(found: dict, study: Study) -> list[str]:
     a = found.get("btlm", {})
     f = study.findings
@@ -287,8 +296,8 @@ def _finding_a(found: dict, study: Study) -> list[str]:
         f"## (a) Short-only training against two stages and constant at {top}x l_max (BTLM)",
         "",
         f"BTLM: a model trained at 2,048 only does not extrapolate well; two stages (75% of "
-        f"tokens at l_max/4, then l_max) do. Here `{neg}` trains at l_max/4 throughout, "
-        f"`{btlm}` is BTLM's schedule, `{ref}` trains at l_max throughout.",
+        f"tokens at l_max/4, then l_max) do. Here `{neg}` trains at {_own(found, neg)} "
+        f"throughout, `{btlm}` is BTLM's schedule, `{ref}` trains at l_max throughout.",
         "",
         f"- `{neg}` - `{ref}`, far_loss: {_said(nr)}.",
         f"- `{neg}` - `{btlm}`, far_loss: {_said(nb)}.",
@@ -616,8 +625,12 @@ def write_document(study: Study, found: dict, arms: dict, dest: Path) -> Path:
         "2,048-only model does not extrapolate well, the two-stage model extrapolates to "
         "about 10k. Would increasing the context length steadily through training flatten "
         "the loss-versus-position curve further? This study asks the question of a small "
-        "proxy, checks first that the proxy reproduces what is already known, and then "
-        "that its answer holds at a second width.",
+        "proxy, and checks first that the proxy reproduces what is already known"
+        + (
+            ", then that its answer holds at a second width."
+            if study.findings.get("wide_arm") in study.arm_names
+            else "."
+        ),
         "",
     ]
     if not found.get("arms"):
