@@ -422,7 +422,12 @@ def test_smoke_study_end_to_end(tmp_path):
 
 
 def test_the_gpu_study_validates_by_dry_run(capsys):
-    assert cli.main(["run", str(ROOT / "configs" / "study-gpu.yaml"), "--dry-run"]) == 0
+    # here (2 CPUs, no GPU) the dry run refuses what the run would refuse, in one line
+    assert cli.main(["run", str(ROOT / "configs" / "study-gpu.yaml"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("spec error: resources.") and "\n" not in err
+    # its plan, arm by arm, lists without the machine's checks
+    study.dry_run(study.load(ROOT / "configs" / "study-gpu.yaml"))
     out = capsys.readouterr().out
     for arm in ("alibi", "window", "rope", "wide"):
         assert f"== arm {arm}: study-gpu-{arm}" in out
