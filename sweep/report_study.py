@@ -216,6 +216,75 @@ def _controls(found: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _sight(found: dict, study: Study) -> list[str]:
+    """When the main arm does not see extrapolation, the document says so plainly before
+    any finding, with what seeing it would take at this scale: the seeds at which each
+    shape criterion that leans positive would likely clear zero (``calibrate.seeds_needed``,
+    from its own variance components) and what those seeds cost here."""
+    from sweep.calibrate import seeds_needed
+
+    c = (found.get("btlm") or {}).get("controls") or {}
+    sees = c.get("sees")
+    if sees in (None, "extrapolation"):
+        return []
+    key = c.get("excess_key") or "own_excess"
+    crit = {
+        f"the control's {key}": c.get(key),
+        "the reference's context_use": c.get("reference_context_use"),
+    }
+    parts, need = [], []
+    for name, iv in crit.items():
+        held = bool(iv and iv.get("lo") is not None and iv["lo"] > 0)
+        n = None if held else seeds_needed(iv)
+        need.append(0 if held else n)
+        tail = (
+            "clears zero"
+            if held
+            else (
+                f"about {n} seeds would likely clear zero"
+                if n
+                else "no number of seeds likely clears zero"
+            )
+        )
+        parts.append(f"{name} {_iv(iv)} ({tail})")
+    per_seed = _minutes_per_seed(found, study)
+    if all(x is not None for x in need) and max(need) > 0:
+        n = max(need)
+        cost = (
+            f"; at {per_seed:.0f} min of this machine per seed of the main arm, that is about "
+            f"{n * per_seed / 60:.1f} h"
+            if per_seed
+            else ""
+        )
+        ask = f"About {n} seeds of this regime would likely see it{cost}."
+    else:
+        ask = "More seeds of this regime are not likely to see it: a larger proxy is needed."
+    return [
+        "## What this proxy can see",
+        "",
+        f"**This study sees {sees}.** Its negative control is judged on shape as well as "
+        "level (docs/design.md, The verdict): the proxy sees extrapolation only when the "
+        "control's deficit grows past its own trained length and the reference uses its "
+        "context up to l_max, each beyond its interval. Measured here: "
+        + "; ".join(parts)
+        + f". So every finding below is on level, not on extrapolation. {ask} "
+        "`configs/study-gpu.yaml` is the same study on a proxy sized for one GPU "
+        "(14M parameters, BPE tokens, l_max 1,024).",
+        "",
+    ]
+
+
+def _minutes_per_seed(found: dict, study: Study) -> float | None:
+    """Wall minutes of the main arm per seed: its trials' summed wall time over the
+    trials run at once, divided by its seeds."""
+    arm = (found.get("cost") or {}).get("arms", {}).get(study.main)
+    spec = study.arm_spec(study.main, [])
+    if not arm or not arm.get("trial_wall_s"):
+        return None
+    slots = max(1, spec.resources.max_concurrent_trials)
+    return arm["trial_wall_s"] / slots / max(1, len(spec.seeds)) / 60
+
+
 def _setup(study: Study, found: dict) -> list[str]:
     spec = study.arm_spec(study.main, [])
     m, b, e, s = spec.model, spec.budget, spec.eval, spec.schedules
@@ -637,6 +706,7 @@ def write_document(study: Study, found: dict, arms: dict, dest: Path) -> Path:
         lines += ["The main arm has no finished trials yet.", ""]
     else:
         lines += _summary(study, found)
+        lines += _sight(found, study)
         lines += _setup(study, found)
         lines += [f"![{p.stem}]({FIG_DIR}/{p.name})" for p in figs] + [""]
         lines += _schedules(found, study)

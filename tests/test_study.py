@@ -644,3 +644,23 @@ def test_position_curves_are_absolute_with_bands_and_paired_against_the_referenc
     # the reference's seeds pair with the schedule's common seeds only
     part = {"constant": by["constant"], "short": by["short"][:2]}
     assert position_curves(part, "constant")["short"]["seeds"] == 2
+
+
+def test_a_study_that_sees_level_only_says_so_before_its_findings(tmp_path):
+    """The control is worse past l_max by the same amount everywhere (no rise past its own
+    length): level only, said plainly, with what more seeds would or would not do."""
+    d = tmp_path / "study-smoke"
+    st = study.load(SMOKE)
+    study.prepare(st, d, overwrite=False)
+    _write_arm(d / "alibi", st.arm_spec("alibi", []), MAIN_FAR, own_rise=0.0)
+    text = write_study(d, tmp_path / "docs").read_text()
+    assert text.index("## What this proxy can see") < text.index("## (a)")
+    section = text.split("## What this proxy can see")[1].split("\n## ")[0]
+    assert "**This study sees level only.**" in section
+    assert re.search(
+        r"the reference's context_use \+0\.0[45]\d+ \[\+[0-9.]+, [^]]+\] \(clears zero\)", section
+    )
+    assert "own_excess" in section and "no number of seeds likely clears zero" in section
+    assert "a larger proxy is needed" in section
+    assert "every finding below is on level, not on extrapolation" in section
+    assert "configs/study-gpu.yaml" in section
