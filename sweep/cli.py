@@ -266,7 +266,17 @@ def _run_study(args: argparse.Namespace) -> int:
         study.dry_run(st)
         return 0
     study.prepare(st, study_dir, args.overwrite)
-    return study.run(st, study_dir, args.address)
+    return _study_and_document(st, study_dir, args.address)
+
+
+def _study_and_document(st, study_dir: Path, address: str | None) -> int:
+    """Every arm of a study, then its document (sweep.findings)."""
+    from sweep import study
+    from sweep.findings import write_study
+
+    code = study.run(st, study_dir, address)
+    print(f"study document: {write_study(study_dir, study_dir)}")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 st = study.load_dir(st_dir)
                 check_paths(st.arm_spec(st.main, []))
                 orchestrate.preflight(st.arm_spec(st.main, []), args.address)
-                return study.run(st, st_dir, args.address)
+                return _study_and_document(st, st_dir, args.address)
             sweep_dir = Path(args.dir).resolve()
             if (sweep_dir / "confirm.yaml").is_file():  # a confirmation stage: its own plan
                 return _confirm(sweep_dir.parent, 0, args.address)

@@ -20,7 +20,6 @@ from sweep.aggregate import (
     OBJECTIVE,
     Summary,
     Trial,
-    _iv,
     _judge,
     _paired,
     aggregate,
@@ -153,19 +152,6 @@ def ramps_vs_btlm(
         f"{100 * sim:.4g}%",
         "by_ramp": out,
     }
-
-
-def _sign(iv: dict | None, worse: str = "worse", better: str = "better") -> str:
-    """The honest reading of a difference (lower loss is better)."""
-    if not iv or iv.get("mean") is None:
-        return "not measured"
-    if iv.get("lo") is None:
-        return "no interval"
-    if iv["lo"] > 0:
-        return worse
-    if iv["hi"] < 0:
-        return better
-    return "not told apart"
 
 
 def spearman_transfer(
@@ -412,4 +398,12 @@ def _num(x):
     raise TypeError(type(x))
 
 
-__all__ = ["compute", "spearman_transfer", "write_study", "_iv", "_sign"]
+__all__ = [
+    "compute",
+    "load_arms",
+    "position_curves",
+    "ramps_vs_btlm",
+    "schedule_table",
+    "spearman_transfer",
+    "write_study",
+]

@@ -8,11 +8,24 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep.findings import _iv, _sign
+from sweep.aggregate import _iv
 from sweep.records import write_text_atomic
 from sweep.study import FINDINGS_KEYS, Study
 
 FIG_DIR = "study"
+
+
+def reading(iv: dict | None, worse: str = "worse", better: str = "better") -> str:
+    """The honest reading of a difference (lower loss is better)."""
+    if not iv or iv.get("mean") is None:
+        return "not measured"
+    if iv.get("lo") is None:
+        return "no interval"
+    if iv["lo"] > 0:
+        return worse
+    if iv["hi"] < 0:
+        return better
+    return "not told apart"
 
 
 def _f(v, nd: int = 4) -> str:
@@ -41,12 +54,12 @@ def _curves(summary) -> dict[str, np.ndarray]:
 
 
 def _said(d: dict, key: str = "far_loss") -> str:
-    return f"{_row_iv(d, key)}: **{_sign(d.get(key))}**"
+    return f"{_row_iv(d, key)}: **{reading(d.get(key))}**"
 
 
 def _ramp_rows(rows: dict) -> list[list[str]]:
     return [
-        [f"`{r}`", _row_iv(d, "far_loss"), _sign(d.get("far_loss")), _row_iv(d, "id_loss")]
+        [f"`{r}`", _row_iv(d, "far_loss"), reading(d.get("far_loss")), _row_iv(d, "id_loss")]
         for r, d in rows.items()
     ]
 
@@ -57,9 +70,9 @@ def _summary(study: Study, found: dict) -> list[str]:
     f = study.findings
     a = found.get("btlm", {})
     nr, nb = a.get("negative_vs_reference", {}), a.get("negative_vs_btlm", {})
-    a_ok = _sign(nr.get("far_loss")) == "worse" and _sign(nb.get("far_loss")) == "worse"
+    a_ok = reading(nr.get("far_loss")) == "worse" and reading(nb.get("far_loss")) == "worse"
     rope = found.get("rope") or {}
-    b_ok = bool(rope) and all(_sign(d.get("far_loss")) == "worse" for d in rope.values())
+    b_ok = bool(rope) and all(reading(d.get("far_loss")) == "worse" for d in rope.values())
     c = found.get("ramp_vs_btlm", {})
     best = c.get("best")
     t = found.get("transfer") or {}
@@ -132,7 +145,7 @@ def _c_line(found: dict, study: Study) -> str:
     if wide_best and wide not in found.get("blind_arms", []):
         line += (
             f"; on fresh trials at twice the width {_iv(wide_best.get('far_loss'))} "
-            f"({_sign(wide_best.get('far_loss'))})"
+            f"({reading(wide_best.get('far_loss'))})"
         )
     elif wide_best:
         line += f"; the `{wide}` arm's own control failed, so it confirms nothing"
@@ -211,7 +224,7 @@ def _controls(found: dict) -> list[str]:
             lines.append(
                 f"  - {r['schedule']} (must fail; not a short-only control, so it does not "
                 f"judge the sweep): far_loss - reference {_iv(r.get('far_vs_ref'))} "
-                f"({_sign(r.get('far_vs_ref'))}), far_excess {_iv(r.get('far_excess'))}."
+                f"({reading(r.get('far_vs_ref'))}), far_excess {_iv(r.get('far_excess'))}."
             )
     return [*lines, ""]
 
@@ -380,7 +393,7 @@ def _finding_a(found: dict, study: Study) -> list[str]:
         if k in nr or k in br
     ]
     lines += _table(["metric", f"{neg} - {ref}", f"{neg} - {btlm}", f"{btlm} - {ref}"], rows)
-    level = _sign(nr.get("far_loss")) == "worse" and _sign(nb.get("far_loss")) == "worse"
+    level = reading(nr.get("far_loss")) == "worse" and reading(nb.get("far_loss")) == "worse"
     word = _reproduces(level, a)
     lines += [
         "Reading: "
@@ -403,8 +416,8 @@ def _finding_b(found: dict, study: Study) -> list[str]:
         return ["## (b) ALiBi against rotary positions past l_max", "", "Not run.", ""]
     keys = ["id_loss", *found.get("bands", []), "far_loss"]
     rows = [[f"`{lab}`", *(_row_iv(d, k) for k in keys)] for lab, d in rope.items()]
-    far = {lab: _sign(d.get("far_loss")) for lab, d in rope.items()}
-    idl = {lab: _sign(d.get("id_loss")) for lab, d in rope.items()}
+    far = {lab: reading(d.get("far_loss")) for lab, d in rope.items()}
+    idl = {lab: reading(d.get("id_loss")) for lab, d in rope.items()}
     lines = [
         "## (b) ALiBi against rotary positions past l_max (Press et al.)",
         "",
@@ -510,8 +523,8 @@ def _finding_c(found: dict, study: Study) -> list[str]:
         lines += [
             f"In window mode (`{win['label']}`: rows of l_max, attention limited to the "
             f"schedule's length, SkyLadder's way): minus `{btlm}` far_loss "
-            f"{_row_iv(vb, 'far_loss')} ({_sign(vb.get('far_loss'))}); minus the same ramp "
-            f"reshaped {_row_iv(vr, 'far_loss')} ({_sign(vr.get('far_loss'))})."
+            f"{_row_iv(vb, 'far_loss')} ({reading(vb.get('far_loss'))}); minus the same ramp "
+            f"reshaped {_row_iv(vr, 'far_loss')} ({reading(vr.get('far_loss'))})."
             + (failed if study.findings.get("window_arm") in blind else ""),
             "",
         ]
@@ -524,7 +537,7 @@ def _finding_c(found: dict, study: Study) -> list[str]:
     }
 
     def vs(d: dict) -> str:
-        s = _sign(d.get("far_loss"))
+        s = reading(d.get("far_loss"))
         return f"{said.get(s, s + ' against')} two stages"
 
     j = (dec.get("by_ramp") or {}).get(best)

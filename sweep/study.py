@@ -248,7 +248,8 @@ def resolved_specs(study: Study, study_dir: Path) -> dict[str, SweepSpec]:
 
 def run(study: Study, study_dir: Path, address: str | None, out: TextIO | None = None) -> int:
     """Run every arm in order (the main arm first: later arms repeat its best ramps), each
-    arm's report after it, then the study document. Finished trials are never rerun."""
+    arm's report after it (the caller writes the study document: ``findings.write_study``).
+    Finished trials are never rerun."""
     from sweep import orchestrate
     from sweep.report import report_sweep
 
@@ -284,10 +285,7 @@ def run(study: Study, study_dir: Path, address: str | None, out: TextIO | None =
     wall = time.time() - t0
     with open(study_dir / RUNS_FILE, "a") as f:
         f.write(json.dumps({"started": t0, "wall_s": round(wall, 1)}) + "\n")
-    from sweep.findings import write_study
-
-    md = write_study(study_dir, study_dir)
-    print(f"study {study.name}: {wall / 60:.1f} min this run; document: {md}", file=out)
+    print(f"study {study.name}: {wall / 60:.1f} min this run", file=out)
     return max(codes, default=0)
 
 

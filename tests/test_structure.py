@@ -76,3 +76,71 @@ def test_gpu_check_specs_are_valid_sweeps():
     assert one.resources.gpus_per_worker == 1 and one.deepspeed.zero_stage == 2
     assert two.resources.workers_per_trial == 2 and two.resources.gpus_per_worker == 0.5
     assert [t.trial_id for t in two.trials()] == ["linear-r0.5-s0"]
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """sweep's modules and the sweep modules each imports anywhere in its text (at the
+    top or inside a function: a deferred import hides a cycle from import time only)."""
+    import ast
+
+    files = {p.stem: p for p in (ROOT / "sweep").glob("*.py")}
+    files |= {f"adapters.{p.stem}": p for p in (ROOT / "sweep" / "adapters").glob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sweep"):
+                if node.module == "sweep":
+                    deps |= {a.name for a in node.names}
+                else:
+                    deps.add(node.module.removeprefix("sweep."))
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.removeprefix("sweep.") for a in node.names}
+        graph[name] = {d for d in deps if d in files and d != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out, n = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = n[0]
+        n[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(comp)
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+# Cycles still to be taken apart (issue 22); no new one may appear, and these may only
+# shrink. study -> findings -> report_study -> findings is gone.
+KNOWN_CYCLES = [{"schedules", "spec"}, {"orchestrate", "search", "trial"}]
+
+
+def test_no_new_import_cycle_even_through_deferred_imports():
+    graph = _import_graph()
+    assert {"findings", "report_study", "study"} <= set(graph)
+    for cycle in _cycles(graph):
+        assert any(cycle <= known for known in KNOWN_CYCLES), cycle
+    # the graph is read right: a cycle made up here is found
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]

@@ -502,7 +502,7 @@ def test_resampling_weights_draw_every_unit_with_replacement():
 
 
 def test_a_difference_is_read_from_its_interval_alone():
-    from sweep.findings import _sign
+    from sweep.report_study import reading as _sign
 
     assert _sign(None) == _sign({}) == _sign({"mean": None}) == "not measured"
     assert _sign({"mean": 0.1, "lo": None, "hi": None}) == "no interval"
