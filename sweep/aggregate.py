@@ -330,7 +330,7 @@ def schedule_rows(trials: list[Trial], reference: str) -> list[dict]:
                     row["vs_ref"][key]["components"] = decision.variance_components(d)
             _excess(row, ts, ref)
         rows.append(row)
-    rows.sort(key=lambda r: (r["role"] == "control", _num(r.get(OBJECTIVE))))
+    rows.sort(key=lambda r: (r["role"] == "control", _or_inf(r.get(OBJECTIVE))))
     return rows
 
 
@@ -355,7 +355,7 @@ def _excess(row: dict, ts: list[Trial], ref: list[Trial]) -> None:
             row["own_excess"] = paired_interval(d).to_dict() | {"components": comp}
 
 
-def _num(v) -> float:
+def _or_inf(v) -> float:
     return float(v) if v is not None and math.isfinite(v) else math.inf
 
 
@@ -566,7 +566,7 @@ def best_ramp(trials: list[Trial], rows: list[dict], reference: str, margin) -> 
     ramps = [r for r in rows if r["shape"] in RAMPS and r["role"] != "control"]
     if not ramps or margin is None:
         return None
-    best = min(ramps, key=lambda r: _num(r.get(OBJECTIVE)))
+    best = min(ramps, key=lambda r: _or_inf(r.get(OBJECTIVE)))
     by_sched: dict[str, list[Trial]] = {}
     for t in trials:
         by_sched.setdefault(t.record["schedule"], []).append(t)

@@ -27,7 +27,7 @@ def _plt():
 # ----------------------------------------------------------------------------- data
 
 
-def _num(v) -> float:
+def _or_nan(v) -> float:
     """A float; NaN for None and anything that is not a number."""
     try:
         return float(v)
@@ -36,7 +36,7 @@ def _num(v) -> float:
 
 
 def _finite(v) -> bool:
-    return math.isfinite(_num(v))
+    return math.isfinite(_or_nan(v))
 
 
 def _arr(v) -> np.ndarray | None:
@@ -72,7 +72,7 @@ def _by_schedule(summary: Summary) -> dict[str, list[Trial]]:
     for t in summary.finished:
         out.setdefault(t.record.get("schedule", t.id), []).append(t)
     for ts in out.values():
-        ts.sort(key=lambda t: _num(t.record.get("seed")))
+        ts.sort(key=lambda t: _or_nan(t.record.get("seed")))
     return {k: v for k, v in out.items() if v}
 
 
@@ -90,7 +90,7 @@ def _role(summary: Summary, name: str) -> str:
     return _rows(summary).get(name, {}).get("role", "candidate")
 
 
-def _vs(row: dict, ref: dict | None, key: str) -> tuple[float, float]:
+def _minus_ref(row: dict, ref: dict | None, key: str) -> tuple[float, float]:
     """(schedule - reference, half-width of its paired 95% interval) on ``key``. The mean
     is the paired interval's own, so a bar is centred on it; without a paired interval
     (records without per-sequence values) the difference of the seed means, and no bar."""
@@ -99,10 +99,10 @@ def _vs(row: dict, ref: dict | None, key: str) -> tuple[float, float]:
     if row is ref:
         return 0.0, math.nan
     iv = (row.get("vs_ref") or {}).get(key) or {}
-    mean = _num(iv.get("mean"))
+    mean = _or_nan(iv.get("mean"))
     if not math.isfinite(mean):
-        mean = _num(row.get(key)) - _num(ref.get(key))
-    return mean, _num(iv.get("half"))
+        mean = _or_nan(row.get(key)) - _or_nan(ref.get(key))
+    return mean, _or_nan(iv.get("half"))
 
 
 def _l_max(summary: Summary) -> int | None:
@@ -334,7 +334,7 @@ def plot_curves(summary: Summary, path: Path) -> Path | None:
             bottom.plot(x, y, **st[name])
             row = _rows(summary).get(name, {})
             for band, lo, hi in bands:
-                m, h = _vs(row, ref_row, band)
+                m, h = _minus_ref(row, ref_row, band)
                 if math.isfinite(m) and math.isfinite(h):
                     bottom.errorbar(
                         math.sqrt((lo + 1) * hi) * _spread(i, len(others)),
@@ -380,7 +380,7 @@ def plot_far_bands(summary: Summary, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     xs = np.arange(len(bands), dtype=np.float64)
     for i, r in enumerate(others):
-        vals = [_vs(r, ref, b[0]) for b in bands]
+        vals = [_minus_ref(r, ref, b[0]) for b in bands]
         y = np.array([v[0] for v in vals])
         h = np.array([v[1] for v in vals])
         x = xs + 0.06 * (i - (len(others) - 1) / 2)
@@ -421,14 +421,14 @@ def plot_ctx_gain(summary: Summary, path: Path) -> Path | None:
     drawn = False
     for name, ts in _by_schedule(summary).items():
         g = _seed_mean([t.record.get("ctx_gain_curve") for t in ts])
-        l_max = _num(ts[0].record.get("l_max"))
+        l_max = _or_nan(ts[0].record.get("l_max"))
         if g is None or g.ndim != 1 or not math.isfinite(l_max):
             continue
         x, y, _ = _binned(g, int(l_max) + 1)
         row = rows.get(name, {})
         label = _label(summary, name)
         if _finite(row.get("ctx_gain")):
-            half = _num((row.get("ctx_gain_ci") or {}).get("half"))
+            half = _or_nan((row.get("ctx_gain_ci") or {}).get("half"))
             label += f": {_small(row['ctx_gain'])}" + (
                 f" ± {_small(half, sign=False)}" if math.isfinite(half) else ""
             )
@@ -581,7 +581,7 @@ def plot_training(summary: Summary, path: Path) -> Path | None:
     drawn = False
     for name, ts in _by_schedule(summary).items():
         h = [p for p in ts[0].record.get("history") or [] if isinstance(p, dict)]
-        pts = [(_num(p.get("tokens")), _num(p.get("loss"))) for p in h]
+        pts = [(_or_nan(p.get("tokens")), _or_nan(p.get("loss"))) for p in h]
         if pts:
             ax.plot(*zip(*pts), label=_label(summary, name), **st[name])
             drawn = True
@@ -687,8 +687,8 @@ def _point(
     ax.errorbar(
         x,
         y,
-        xerr=xh if math.isfinite(_num(xh)) else None,
-        yerr=yh if math.isfinite(_num(yh)) else None,
+        xerr=xh if math.isfinite(_or_nan(xh)) else None,
+        yerr=yh if math.isfinite(_or_nan(yh)) else None,
         capsize=3,
         elinewidth=1,
         ls="none",
@@ -860,11 +860,12 @@ def plot_tradeoff(summary: Summary, path: Path) -> Path | None:
         if ref is not None:
             # x as the pick rule takes it (difference of seed means), bar from the
             # paired interval; y is the paired interval's own mean, as the rule uses it
-            x, xh = _num(r.get("id_loss")) - _num(ref.get("id_loss")), _vs(r, ref, "id_loss")[1]
-            y, yh = _vs(r, ref, "far_loss")
+            x = _or_nan(r.get("id_loss")) - _or_nan(ref.get("id_loss"))
+            xh = _minus_ref(r, ref, "id_loss")[1]
+            y, yh = _minus_ref(r, ref, "far_loss")
         else:
-            x, xh = _num(r.get("id_loss")), math.nan
-            y, yh = _num(r.get("far_loss")), math.nan
+            x, xh = _or_nan(r.get("id_loss")), math.nan
+            y, yh = _or_nan(r.get("far_loss")), math.nan
         if math.isfinite(y):
             pts.append((r, x, xh, y, yh))
     if not any(math.isfinite(p[1]) for p in pts):
@@ -881,7 +882,7 @@ def plot_tradeoff(summary: Summary, path: Path) -> Path | None:
             if math.isfinite(x):
                 _point(ax, summary, r, x, y, xh, yh, st, picked)
         for ax, key, scale in ((ax_wall, "train_wall_s", 1.0), (ax_flops, "flops", 1e9)):
-            v = _num(r.get(key)) / scale
+            v = _or_nan(r.get(key)) / scale
             if math.isfinite(v):
                 _point(ax, summary, r, v, y, math.nan, yh, st, picked)
     at_once, kernel = _run_notes(summary)
@@ -924,7 +925,7 @@ def plot_tradeoff(summary: Summary, path: Path) -> Path | None:
                 ax.axvspan(EPSILON, hi, color="grey", alpha=0.1, lw=0)
                 ax.set_xlim(lo, hi)
         for ax, key, scale in ((ax_wall, "train_wall_s", 1.0), (ax_flops, "flops", 1e9)):
-            v = _num(ref.get(key)) / scale
+            v = _or_nan(ref.get(key)) / scale
             if math.isfinite(v):
                 ax.axvline(v, color="k", lw=0.8, ls="--")
                 _ratio_axis(ax, v, summary.reference)
@@ -934,7 +935,7 @@ def plot_tradeoff(summary: Summary, path: Path) -> Path | None:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     ax_wall.set_xlabel(f"training wall time, s (train_wall_s, seed mean{at_once})")
-    if not any(math.isfinite(_num(p[0].get("train_wall_s"))) for p in pts):
+    if not any(math.isfinite(_or_nan(p[0].get("train_wall_s"))) for p in pts):
         ax_wall.text(
             0.5,
             0.5,
@@ -990,11 +991,11 @@ def plot_exposure(summary: Summary, path: Path) -> Path | None:
     picked = {p["schedule"] for p in summary.picks}
     pts = []  # (x, y, bar, name)
     for name in curves:
-        x = _num(rows[name].get("exposure_far"))
+        x = _or_nan(rows[name].get("exposure_far"))
         y, yh = (
-            _vs(rows[name], ref, "far_loss")
+            _minus_ref(rows[name], ref, "far_loss")
             if ref is not None
-            else (_num(rows[name].get("far_loss")), math.nan)
+            else (_or_nan(rows[name].get("far_loss")), math.nan)
         )
         if math.isfinite(x) and math.isfinite(y):
             pts.append((x, y, yh, name))
@@ -1083,7 +1084,7 @@ def plot_exposure(summary: Summary, path: Path) -> Path | None:
 def _family(r: dict) -> str:
     """The schedule's name without its ramp rate and mode: one line per shape (and tag)
     and mode."""
-    name, rate = _base(r["schedule"], r.get("mode") or "reshape"), _num(r.get("ramp_rate"))
+    name, rate = _base(r["schedule"], r.get("mode") or "reshape"), _or_nan(r.get("ramp_rate"))
     suffix = f"-r{rate:g}"
     return name[: -len(suffix)] if name.endswith(suffix) else name
 
@@ -1104,7 +1105,7 @@ def plot_ramp(summary: Summary, path: Path) -> Path | None:
     colour = _palette(len(shapes))
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    rates = [_num(r.get("ramp_rate")) for rs in fams.values() for r in rs]
+    rates = [_or_nan(r.get("ramp_rate")) for rs in fams.values() for r in rs]
     rates = [x for x in rates if math.isfinite(x)]
     # a small shift per shape, so that bars at the same rate do not hide each other
     jitter = 0.006 * ((max(rates) - min(rates)) if len(set(rates)) > 1 else 0.1) if rates else 0
@@ -1112,8 +1113,11 @@ def plot_ramp(summary: Summary, path: Path) -> Path | None:
         color = colour(shapes.index(fam))
         ls = MODE_LS.get(mode, "-") if multi else "-"
         label = f"{fam} [{mode}]" if multi else fam
-        rs = sorted(rs, key=lambda r: _num(r.get("ramp_rate")))
-        ys = [_vs(r, ref, "far_loss") if ref else (_num(r.get("far_loss")), math.nan) for r in rs]
+        rs = sorted(rs, key=lambda r: _or_nan(r.get("ramp_rate")))
+        ys = [
+            _minus_ref(r, ref, "far_loss") if ref else (_or_nan(r.get("far_loss")), math.nan)
+            for r in rs
+        ]
         y = np.array([v[0] for v in ys])
         h = np.array([v[1] for v in ys])
         if len(rs) == 1 and rs[0].get("shape") in RATE_FREE_SHAPES:
@@ -1122,7 +1126,7 @@ def plot_ramp(summary: Summary, path: Path) -> Path | None:
                 if math.isfinite(h[0]):
                     ax.axhspan(y[0] - h[0], y[0] + h[0], color=color, alpha=0.08, lw=0)
             continue
-        x = np.array([_num(r.get("ramp_rate")) for r in rs]) + jitter * (i - (len(fams) - 1) / 2)
+        x = np.array([_or_nan(r.get("ramp_rate")) for r in rs]) + jitter * (i - (len(fams) - 1) / 2)
         ax.plot(x, y, marker="o", color=color, ls=ls, label=label)
         ok = np.isfinite(h) & np.isfinite(y) & np.isfinite(x)
         if ok.any():
@@ -1166,14 +1170,14 @@ def plot_evolution(summary: Summary, path: Path) -> Path | None:
         for t in ts:
             rec = t.record
             pts = [
-                (_num(e.get("tokens")), _num(e.get("far_loss")))
+                (_or_nan(e.get("tokens")), _or_nan(e.get("far_loss")))
                 for e in rec.get("evals") or []
                 if isinstance(e, dict)
             ]
             k = _eval_subset(rec)
             far = _arr((rec.get("per_sequence") or {}).get("far_loss"))
             if pts and k > 0 and far is not None and far.ndim == 1:
-                pts.append((_num(rec.get("tokens_trained")), _mean(far[:k])))
+                pts.append((_or_nan(rec.get("tokens_trained")), _mean(far[:k])))
                 k_used.add(min(k, len(far)))
             if pts:
                 lines.append(pts)
@@ -1418,9 +1422,9 @@ def plot_study_bands(found: dict, study, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     x = np.arange(len(bands_))
     for i, (name, d) in enumerate(series.items()):
-        m = np.array([_num((d.get(b) or {}).get("mean")) for b in bands_])
-        lo = np.array([_num((d.get(b) or {}).get("lo")) for b in bands_])
-        hi = np.array([_num((d.get(b) or {}).get("hi")) for b in bands_])
+        m = np.array([_or_nan((d.get(b) or {}).get("mean")) for b in bands_])
+        lo = np.array([_or_nan((d.get(b) or {}).get("lo")) for b in bands_])
+        hi = np.array([_or_nan((d.get(b) or {}).get("hi")) for b in bands_])
         off = 0.6 * (i - (len(series) - 1) / 2) / max(len(series), 1)
         ax.errorbar(x + off, m, yerr=[m - lo, hi - m], fmt="o", ms=4, capsize=2, label=name)
     ax.axhline(0, color="k", lw=0.8)
@@ -1471,7 +1475,7 @@ def _samples(summary: Summary) -> list[Trial]:
 
 def _sample_value(t: Trial, key: str) -> float:
     m = t.metrics if t.status == "finished" else (t.record.get("metrics") or {})
-    return _num(m.get(key))
+    return _or_nan(m.get(key))
 
 
 def plot_search_path(summary: Summary, path: Path) -> Path | None:

@@ -386,11 +386,12 @@ def write_study(study_dir: Path, out: str | Path | None = None) -> Path:
     found = compute(study, study_dir, arms)
     dest = Path(out) if out else study_dir
     dest.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(study_dir / "findings.json", json.dumps(found, indent=1, default=_num))
+    text = json.dumps(found, indent=1, default=_json_default)
+    write_text_atomic(study_dir / "findings.json", text)
     return write_document(study, found, arms, dest)
 
 
-def _num(x):
+def _json_default(x):
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     if isinstance(x, Interval):

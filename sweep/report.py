@@ -20,7 +20,7 @@ from sweep.figures import (
     _finite,
     _mean,
     _modes,
-    _num,
+    _or_nan,
     _plt,
     _role,
     plot_schedules,
@@ -92,7 +92,7 @@ def _trial_rows(summary: Summary) -> list[list[str]]:
                 _fmt(m.get("far_loss", "")),
                 _fmt(m.get("delta", "")),
                 _fmt(m.get("ctx_gain", "")),
-                f"{_num(t.record.get('wall_s')):.0f}" if _finite(t.record.get("wall_s")) else "",
+                f"{_or_nan(t.record.get('wall_s')):.0f}" if _finite(t.record.get("wall_s")) else "",
                 t.why,
             ]
         )
@@ -238,7 +238,7 @@ def _natural_rows(summary: Summary) -> list[list[str]] | None:
 
     def src(ts: list[Trial], source: str, key: str) -> float:
         by_source = [t.record.get("metrics_by_source") or {} for t in ts]
-        return _mean([_num((m.get(source) or {}).get(key)) for m in by_source])
+        return _mean([_or_nan((m.get(source) or {}).get(key)) for m in by_source])
 
     ref = groups.get(summary.reference)
     ref_far = src(ref, "natural", "far_loss") if ref else math.nan

@@ -363,7 +363,7 @@ def _own(found: dict, label: str | None) -> str:
     return "its short length"
 
 
-def _finding_a(found: dict, study: Study) -> list[str]:
+def _reproduce_btlm(found: dict, study: Study) -> list[str]:
     a = found.get("btlm", {})
     f = study.findings
     neg, btlm, ref = f.get("negative"), f.get("btlm"), found.get("reference")
@@ -410,7 +410,7 @@ def _finding_a(found: dict, study: Study) -> list[str]:
     return lines
 
 
-def _finding_b(found: dict, study: Study) -> list[str]:
+def _reproduce_press(found: dict, study: Study) -> list[str]:
     rope = found.get("rope")
     if not rope:
         return ["## (b) ALiBi against rotary positions past l_max", "", "Not run.", ""]
@@ -467,7 +467,7 @@ def _growth(rope: dict, band_keys: list[str]) -> str:
     )
 
 
-def _finding_c(found: dict, study: Study) -> list[str]:
+def _ramp_against_two_stages(found: dict, study: Study) -> list[str]:
     c = found.get("ramp_vs_btlm", {})
     btlm = study.findings.get("btlm")
     best = c.get("best")
@@ -724,9 +724,9 @@ def write_document(study: Study, found: dict, arms: dict, dest: Path) -> Path:
         lines += [f"![{p.stem}]({FIG_DIR}/{p.name})" for p in figs] + [""]
         lines += _schedules(found, study)
         lines += _controls(found)
-        lines += _finding_a(found, study)
-        lines += _finding_b(found, study)
-        lines += _finding_c(found, study)
+        lines += _reproduce_btlm(found, study)
+        lines += _reproduce_press(found, study)
+        lines += _ramp_against_two_stages(found, study)
         lines += _transfer(found, study)
         lines += _repeat_lines(found)
         lines += _limits(study, found)

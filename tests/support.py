@@ -5,11 +5,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+RAY_PROCESSES = ("raylet", "gcs_server", "ray::", "dashboard", "log_monitor")
 
 
 def run_sweep(*args, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
@@ -160,3 +162,38 @@ def fake_sweep(
 def row(summary, name: str) -> dict:
     """The ranking row of schedule ``name``."""
     return next(r for r in summary.schedules if r["schedule"] == name)
+
+
+def run_watched(
+    args: list[str], cwd: Path, timeout: float = 120, peak: list | None = None
+) -> tuple[int, str, str, set]:
+    """``python -m sweep ARGS``; returns exit status, stdout, stderr and the names of every
+    process it started (sampled every 20 ms while it ran); ``peak`` gets the largest
+    resident memory of the command and its children together, in bytes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: set[str] = set()
+    watched = psutil.Process(proc.pid)
+    t0 = time.time()
+    top = 0
+    while proc.poll() is None and time.time() - t0 < timeout:
+        try:
+            rss = watched.memory_info().rss
+            for child in watched.children(recursive=True):
+                seen.add(" ".join(child.cmdline()[:2]) or child.name())
+                rss += child.memory_info().rss
+            top = max(top, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    if peak is not None:
+        peak.append(top)
+    if proc.poll() is None:
+        proc.kill()
+    out, err = proc.communicate()
+    return proc.returncode, out, err, seen

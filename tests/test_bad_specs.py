@@ -8,21 +8,17 @@ many more examples, is in test_spec.py)."""
 
 import copy
 import math
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from support import ROOT
+from support import RAY_PROCESSES, ROOT, run_watched
 
 CORPUS = ROOT / "tests" / "bad_specs"
 SPECS = sorted(CORPUS.glob("*.yaml"))
-RAY_PROCESSES = ("raylet", "gcs_server", "ray::", "dashboard", "log_monitor")
 
 
 def header(path: Path) -> dict:
@@ -34,41 +30,6 @@ def header(path: Path) -> dict:
         key, _, value = line[1:].strip().partition(": ")
         out[key] = value
     return out
-
-
-def run_watched(
-    args: list[str], cwd: Path, timeout: float = 120, peak: list | None = None
-) -> tuple[int, str, str, set]:
-    """``python -m sweep ARGS``; returns exit status, stdout, stderr and the names of every
-    process it started (sampled every 20 ms while it ran); ``peak`` gets the largest
-    resident memory of the command and its children together, in bytes."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    seen: set[str] = set()
-    watched = psutil.Process(proc.pid)
-    t0 = time.time()
-    top = 0
-    while proc.poll() is None and time.time() - t0 < timeout:
-        try:
-            rss = watched.memory_info().rss
-            for child in watched.children(recursive=True):
-                seen.add(" ".join(child.cmdline()[:2]) or child.name())
-                rss += child.memory_info().rss
-            top = max(top, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
-    if peak is not None:
-        peak.append(top)
-    if proc.poll() is None:
-        proc.kill()
-    out, err = proc.communicate()
-    return proc.returncode, out, err, seen
 
 
 def results_dir(setup: str, tmp_path: Path) -> Path:

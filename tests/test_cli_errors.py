@@ -6,8 +6,7 @@ import subprocess
 
 import pytest
 import yaml
-from support import ROOT, run_sweep
-from test_bad_specs import RAY_PROCESSES, run_watched
+from support import RAY_PROCESSES, ROOT, run_sweep, run_watched
 
 
 def smoke() -> dict:

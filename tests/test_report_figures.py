@@ -39,7 +39,7 @@ FIGURES = (
 )
 
 
-def smoke_spec(seeds=(0, 1), controls=True, modes=("reshape",)) -> spec.SweepSpec:
+def figure_spec(seeds=(0, 1), controls=True, modes=("reshape",)) -> spec.SweepSpec:
     raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
     raw["seeds"] = list(seeds)
     raw["schedules"]["modes"] = list(modes)
@@ -84,7 +84,7 @@ def build(
     """Trial records with known effects (EFFECTS, MODE_EFFECTS) on shared eval windows:
     documents with their own difficulty, loss that rises past l_max, a sliding-window and
     a copy probe, and (new_fields) the position exposure of the schedule's plan."""
-    sw = smoke_spec(seeds, controls, modes)
+    sw = figure_spec(seeds, controls, modes)
     rng = np.random.default_rng(0)
     L = sw.schedules.l_max
     E = sw.eval.length(L)
@@ -204,7 +204,7 @@ def test_report_leads_with_verdict_and_draws_every_figure(tmp_path):
     assert "3 exact, 1 near duplicates (40 kept)" in text
     assert "<table id='natural'>" in text and "<table id='trials'>" in text
     assert text.count("<img ") == len(FIGURES)
-    assert "document.body.dataset.imagesLoaded" in text
+    assert "b.imagesLoaded = " in text and "b.decisionInView = " in text
 
     assert s.controls["summary"] in md and "discriminates: yes" in md
     assert md.index(s.verdict.replace("\n", "  \n")) < md.index("## Ranking")
