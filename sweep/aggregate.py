@@ -704,7 +704,6 @@ def _judge(far: dict, level: float, sim: float, margin: float) -> tuple[dict, in
     comp = far.get("components")
     settle = decision.seeds_to_settle(far["mean"], comp, margin, sim) if comp else "unknown"
     judged = {
-        "distance": _to_boundary(far["mean"], margin),
         "outcome": decision.classify(lo, hi, margin),
         "interval": [lo, hi],
         "level": sim,

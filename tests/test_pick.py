@@ -568,3 +568,63 @@ def test_exposure_fractions_of_a_record():
     assert aggregate.exposure_fractions({"exposure": {"counts": [0, 1]}}).tolist() == [0, 1]
     m, _ = aggregate.trial_units(known_record(exposure={"edges": [0, 1], "counts": [1, 3]}))
     assert m["exposure_far"] == 0.75  # l_max 2: the bin from l_max / 2 = 1 on
+
+
+# ----------------------------------------------------------------------------- what confirming takes
+
+
+def test_to_boundary_is_the_distance_to_the_nearer_margin_edge():
+    assert aggregate._to_boundary(-0.003, 0.01) == pytest.approx(0.007)  # to -0.01
+    assert aggregate._to_boundary(0.004, 0.01) == pytest.approx(0.006)  # to +0.01
+    assert aggregate._to_boundary(-0.02, 0.01) == pytest.approx(0.01)  # past -0.01
+    assert aggregate._to_boundary(0.0, 0.01) == pytest.approx(0.01)
+
+
+def test_what_confirming_a_candidate_takes_in_each_case():
+    one = cand("a", (-0.05, -0.08, -0.02), seeds=1)
+    assert aggregate._to_confirm(one, "better", 3, 0.01) == (
+        "retrain on at least 2 fresh seeds: one seed measures no seed noise"
+    )
+    two = cand("a", (-0.05, -0.08, -0.02), seeds=2)
+    assert aggregate._to_confirm(two, "better", None, 0.01) == (
+        "better beyond the margin; confirm on fresh seeds"
+    )
+    assert aggregate._to_confirm(two, "inconclusive", "unknown", 0.01).startswith(
+        "more seeds (the variances behind the interval are not recorded)"
+    )
+    assert aggregate._to_confirm(two, "inconclusive", 7, 0.01) == (
+        "about 7 seeds would likely settle it (from the measured variances)"
+    )
+    near = cand("a", (-0.0097, -0.05, 0.03), seeds=2)
+    said = aggregate._to_confirm(near, "inconclusive", None, 0.01)
+    assert said.startswith("not within 64 seeds at the measured variances: its difference lies ")
+    assert "lies 0.0003 nats from the margin's edge (±0.0100)" in said
+    assert said.endswith(
+        "so only a much narrower interval settles it (more eval windows and seeds)"
+    )
+
+
+def test_a_judged_comparison_without_variances_has_no_seed_count():
+    far = iv(-0.05, -0.08, -0.02)
+    judged, settle = aggregate._judge(far, 0.95, 0.975, 0.01)
+    assert settle == "unknown" and judged["seeds_to_settle"] is None
+    assert set(judged) == {"outcome", "interval", "level", "margin", "seeds_to_settle"}
+    far["components"] = {
+        "seeds": 2,
+        "sequences": 40,
+        "seed": 1e-4,
+        "sequence": 1e-4,
+        "residual": 1e-4,
+    }
+    judged, settle = aggregate._judge(far, 0.95, 0.975, 0.01)
+    assert judged["seeds_to_settle"] == settle and (settle is None or isinstance(settle, int))
+
+
+def test_a_control_without_the_references_context_use_is_not_judged_on_shape():
+    # own_excess measured and NOT above zero, the reference's context_use missing: the shape
+    # leg is unknown (None), not failed
+    c = aggregate.check_controls(
+        control_rows(iv(0.05, 0.04, 0.06), None, own=iv(0.0, -0.01, 0.01)), "constant"
+    )
+    assert c["excess_separated"] is False and c["context_used"] is None
+    assert c["shape_separated"] is None and c["sees"] == "level only"

@@ -567,7 +567,7 @@ def test_ramps_against_two_stages_are_four_outcomes_at_a_family_wise_level():
         "same": _trials("same", 0.0005, seed_sd=0.0),  # well inside it: equivalent
         "worse": _trials("worse", 0.4),
     }
-    out = ramps_vs_btlm(by, ["fast", "same", "worse", "absent"], "two_stage", 0.1)
+    out = ramps_vs_btlm(by, ["fast", "absent", "same", "worse"], "two_stage", 0.1)
     assert out["comparisons"] == 3  # "absent" has no trials: not compared
     assert out["level"] == pytest.approx(1 - 0.05 / 4)  # Bonferroni over the 4 ramps asked
     assert out["margin"] == 0.1
@@ -664,3 +664,43 @@ def test_a_study_that_sees_level_only_says_so_before_its_findings(tmp_path):
     assert "a larger proxy is needed" in section
     assert "every finding below is on level, not on extrapolation" in section
     assert "configs/study-gpu.yaml" in section
+
+
+def test_the_schedule_table_carries_each_rows_absolute_and_paired_numbers(tmp_path):
+    from support import fake_sweep
+
+    from sweep.aggregate import aggregate
+    from sweep.findings import schedule_table
+
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1})
+    s = aggregate(tmp_path)
+    table = schedule_table(s)
+    assert [r["schedule"] for r in table] == [r["schedule"] for r in s.schedules]
+    for got, row in zip(table, s.schedules):
+        assert got["role"] == row["role"] and got["seeds"] == row["seeds"] == 2
+        assert got["own_length"] == row.get("own_length")
+        for k in ("id_loss", "far_loss", "context_use"):
+            assert got[k] == row[f"{k}_ci"] and got[k]["lo"] < got[k]["mean"] < got[k]["hi"]
+        assert got["far_vs_ref"] == (row.get("vs_ref") or {}).get("far_loss")
+        assert got["far_excess"] == row.get("far_excess")
+        assert got["own_excess"] == row.get("own_excess")
+        assert got["decision"] == (row.get("decision") or {}).get("outcome")
+    by = {r["schedule"]: r for r in table}
+    assert by["constant"]["far_vs_ref"] is None and by["constant"]["role"] == "reference"
+    assert by["linear-r0.5"]["far_vs_ref"]["mean"] == pytest.approx(-0.1, abs=0.02)
+    assert by["linear-r0.5"]["decision"] in ("better", "inconclusive")
+    assert by["short_only"]["own_length"] == 16 and by["short_only"]["own_excess"]["mean"] > 0
+    assert by["short_only"]["far_loss"]["mean"] == pytest.approx(3.1, abs=0.03)
+
+
+def test_own_rise_needs_the_bins_at_the_own_length():
+    from sweep.aggregate import Trial, own_rise_units
+
+    t = Trial({"seed": 0})
+    t.bins = ([8, 64], ("d0", "d1"), np.array([[3.0, 3.1], [3.0, 3.2]]))
+    assert own_rise_units(16, 64)(t) is None  # no edge at 16: cannot be formed
+    t.bins = ([8, 16, 64], ("d0", "d1"), np.array([[3.0, 3.0, 3.1], [3.0, 3.0, 3.3]]))
+    docs, rise = own_rise_units(16, 64)(t)
+    assert docs == ("d0", "d1") and rise.tolist() == pytest.approx([0.1, 0.3])
+    t.bins = None
+    assert own_rise_units(16, 64)(t) is None
