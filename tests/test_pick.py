@@ -570,7 +570,7 @@ def test_exposure_fractions_of_a_record():
     assert m["exposure_far"] == 0.75  # l_max 2: the bin from l_max / 2 = 1 on
 
 
-# ----------------------------------------------------------------------------- what confirming takes
+# ----------------------------------------------------------------- what confirming takes
 
 
 def test_to_boundary_is_the_distance_to_the_nearer_margin_edge():
