@@ -281,3 +281,30 @@ def test_a_one_time_build_is_reported_apart_from_trial_time(tmp_path):
         rec["timings"] = {"data_ready": 5.0, "engine_ready": 6.5}
         path.write_text(json.dumps(rec))
     assert one_time_setup(aggregate.aggregate(tmp_path)) == ""
+
+
+def test_best_ramp_is_the_lowest_far_loss_ramp_in_any_order_never_a_control(tmp_path):
+    fake_sweep(tmp_path, {"linear-r0.5": -0.05, "geometric-r0.5": -0.1})
+    s = aggregate.aggregate(tmp_path)
+    finished = s.finished
+    rows = sorted(s.schedules, key=lambda r: -r["far_loss"])  # best last
+    assert aggregate.best_ramp(finished, rows, "constant", 0.01)["ramp"] == "geometric-r0.5"
+    # a control of a ramp's shape, lower still, is not a candidate ramp
+    ctl = {**row(s, "linear-r0.5"), "schedule": "linear-ctl", "role": "control", "far_loss": 0.0}
+    got = aggregate.best_ramp(finished, [ctl, *rows], "constant", 0.01)
+    assert got["ramp"] == "geometric-r0.5" and got["of"] == 2
+    assert aggregate.best_ramp(finished, rows, "constant", None) is None  # no margin
+
+
+def test_the_margin_is_half_the_controls_gap_only_when_it_is_told_apart():
+    far = {"mean": 0.03, "lo": 0.01, "hi": 0.05}
+    told = {"far_separated": True, "far_loss": far}
+    assert aggregate.decision_margin(None, told) == (
+        pytest.approx(0.015),
+        "half the negative control's far_loss gap +0.0300",
+    )
+    assert aggregate.decision_margin(0.02, told) == (0.02, "decision.margin")
+    not_told = {"far_separated": False, "far_loss": far}
+    assert aggregate.decision_margin(None, not_told)[0] == aggregate.DEFAULT_MARGIN
+    wrong_way = {"far_separated": True, "far_loss": {"mean": -0.03, "lo": -0.05, "hi": -0.01}}
+    assert aggregate.decision_margin(None, wrong_way)[0] == aggregate.DEFAULT_MARGIN
