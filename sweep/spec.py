@@ -96,6 +96,9 @@ WANDB_MODES = get_args(WandbMode)
 MAX_STEPS = 10_000_000  # optimizer steps of one trial: more is a typo in budget.tokens
 
 
+USAGE_FIELDS = ("DIR", "WANDB_API_KEY")  # command-line positionals and environment
+
+
 class SpecError(ValueError):
     """A bad spec value, or a bad command-line argument (an option such as ``--results``
     or a positional such as ``DIR``: a usage error); ``str(err)`` is the one line shown to
@@ -105,7 +108,8 @@ class SpecError(ValueError):
         self.field, self.value, self.why = field_name, value, why
         # one line, whatever the key: a YAML key may hold a newline
         shown = field_name if field_name.isprintable() else repr(field_name)[1:-1]
-        kind = "usage" if field_name.startswith("--") or field_name.isupper() else "spec"
+        usage = field_name.startswith("--") or field_name in USAGE_FIELDS
+        kind = "usage" if usage else "spec"
         super().__init__(f"{kind} error: {shown}={value!r}: {why}")
 
     def __reduce__(self):  # picklable and copyable across Ray processes

@@ -340,3 +340,10 @@ def test_yaml_errors_say_where(tmp_path, text, why):
     with pytest.raises(SpecError, match="not valid YAML") as e:
         load(f)
     assert why in str(e.value)
+
+
+def test_usage_errors_and_spec_errors_share_one_form():
+    assert str(spec.SpecError("--results", "x", "why")).startswith("usage error: --results='x'")
+    assert str(spec.SpecError("DIR", "d", "why")).startswith("usage error: DIR='d'")
+    # a spec key in capitals is still a spec field (found by the fuzz test)
+    assert str(spec.SpecError("A", None, "unknown")).startswith("spec error: A=None")
