@@ -492,12 +492,18 @@ def sight(controls: dict) -> str:
             f"control's deficit grows past its own trained length ({shape})"
         )
     if sees == "level only":
+        why = (
+            "its deficit grows past its own trained length, but the reference's use of "
+            "context up to l_max is not established"
+            if c.get("excess_separated") and not c.get("context_used")
+            else "not because it extrapolates worse"
+        )
         return (
-            "sees level only: the negative control is worse past l_max, but not because it "
-            f"extrapolates worse ({shape}: not both > 0 beyond their intervals); any pick "
-            "below is on level (far_loss), not on extrapolation. Seeing extrapolation needs "
-            "a proxy that uses its context up to l_max: more training tokens, a larger "
-            "model, or long-range data (data.repeat_share)"
+            f"sees level only: the negative control is worse past l_max, {why} ({shape}: "
+            "not both > 0 beyond their intervals); any pick below is on level (far_loss), "
+            "not on extrapolation. Seeing extrapolation needs a proxy that uses its context "
+            "up to l_max: more training tokens or seeds, a larger model, or long-range data "
+            "(data.repeat_share)"
         )
     return "sees nothing: the negative control is not told apart from the reference"
 

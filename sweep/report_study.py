@@ -10,7 +10,7 @@ import numpy as np
 
 from sweep.aggregate import _iv
 from sweep.records import write_text_atomic
-from sweep.study import FINDINGS_KEYS, Study
+from sweep.study import Study
 
 FIG_DIR = "study"
 
@@ -263,13 +263,17 @@ def _sight(found: dict, study: Study) -> list[str]:
     per_seed = _minutes_per_seed(found, study)
     if all(x is not None for x in need) and max(need) > 0:
         n = max(need)
+        have = len(study.arm_spec(study.main, []).seeds)
         cost = (
             f"; at {per_seed:.0f} min of this machine per seed of the main arm, that is about "
-            f"{n * per_seed / 60:.1f} h"
+            f"{n * per_seed / 60:.1f} h in all"
             if per_seed
             else ""
         )
-        ask = f"About {n} seeds of this regime would likely see it{cost}."
+        ask = (
+            f"About {n} seeds in all ({max(n - have, 0)} more than this study's) would likely "
+            f"see it at this scale{cost}."
+        )
     else:
         ask = "More seeds of this regime are not likely to see it: a larger proxy is needed."
     return [
@@ -404,10 +408,32 @@ def _reproduce_btlm(found: dict, study: Study) -> list[str]:
             if level
             else "NOT reproduced at this scale with intervals excluding zero; the sweep's "
             "control check above says what it lacks."
-        ),
+        )
+        + _past_l_max(found, neg),
         "",
     ]
     return lines
+
+
+def _past_l_max(found: dict, neg: str | None) -> str:
+    """Where the control's deficit grows: past its own length only, or past l_max too
+    (BTLM's finding is about the latter). far_excess is its rise from near l_max to past
+    l_max against the reference's; ~0 means the deficit is flat past l_max."""
+    row = next(
+        (r for rows in (found.get("schedules") or {}).values() for r in rows
+         if r["schedule"] == neg),
+        None,
+    )  # fmt: skip
+    fe = (row or {}).get("far_excess")
+    if not fe or fe.get("lo") is None:
+        return ""
+    if fe["lo"] > 0:
+        return f" Past l_max its deficit keeps growing: far_excess {_iv(fe)}."
+    return (
+        f" Past l_max its deficit does not grow: far_excess {_iv(fe)} (the same gap in "
+        "every far band, table above), so where it rises is between its own trained length "
+        "and l_max (own_excess), not past l_max."
+    )
 
 
 def _reproduce_press(found: dict, study: Study) -> list[str]:
@@ -638,12 +664,18 @@ def _repeat_lines(found: dict) -> list[str]:
 def _not_run(study: Study, found: dict) -> list[str]:
     """The study's standard arms that have no results here, named by what they test."""
     arms = found.get("arms", {})
-    absent = [
-        FINDINGS_KEYS[k].removeprefix("the arm ")
-        for k in ("rope_arm", "window_arm", "wide_arm")
-        if study.findings.get(k) not in arms
+    what = {
+        "rope_arm": "rotary positions against ALiBi (Press et al.)",
+        "window_arm": "the best ramp in window mode (SkyLadder)",
+        "wide_arm": "a second muP width (does the ranking transfer?)",
+    }
+    absent = [w for k, w in what.items() if study.findings.get(k) not in arms]
+    if not absent:
+        return []
+    return [
+        f"- Not run in this study: {'; '.join(absent)}. `configs/study-gpu.yaml` has those "
+        "arms, at a scale sized for one GPU."
     ]
-    return [f"- Not run in this study: the arms {'; '.join(absent)}."] if absent else []
 
 
 def _limits(study: Study, found: dict) -> list[str]:
@@ -651,17 +683,24 @@ def _limits(study: Study, found: dict) -> list[str]:
 
     spec = study.arm_spec(study.main, [])
     n = non_embedding_params(spec.model)
+    wide = study.findings.get("wide_arm") in found.get("arms", {})
     return [
         "## What this does not show",
         "",
         f"- Scale: a {n / 1e6:.2f}M-parameter (non-embedding) proxy trained on "
         f"{spec.budget.tokens / 1e6:.1f}M `{spec.data.tokenizer}` tokens of the "
         f"`{spec.data.corpus}` corpus, against BTLM's 2.6B parameters and 627B tokens. The "
-        "findings are about this proxy; the width arm is the only evidence here of how they "
-        "move with scale (configs/study-gpu.yaml is the next step: a 14M-parameter proxy, "
-        "BPE tokens, l_max 1,024).",
+        "findings are about this proxy"
+        + (
+            "; the width arm is the only evidence here of how they move with scale"
+            if wide
+            else "; nothing here says how they move with scale"
+        )
+        + " (configs/study-gpu.yaml is the next step: a 14M-parameter proxy, BPE tokens, "
+        "l_max 1,024).",
         f"- {len(spec.seeds)} seeds: intervals include seed noise, but with few seeds they "
-        "are wide, and rank statistics over 4 schedules take few values.",
+        "are wide"
+        + (", and rank statistics over a few schedules take few values." if wide else "."),
         *(
             [
                 "- The best ramp is a winner among several on the same trials (see (c)); only "
@@ -671,8 +710,14 @@ def _limits(study: Study, found: dict) -> list[str]:
             else []
         ),
         *_not_run(study, found),
-        "- Window mode on a CPU computes every masked score (SDPA), so it costs what "
-        "constant costs here; its speed-up needs a block-sparse kernel on a GPU.",
+        *(
+            [
+                "- Window mode on a CPU computes every masked score (SDPA), so it costs what "
+                "constant costs here; its speed-up needs a block-sparse kernel on a GPU."
+            ]
+            if study.findings.get("window_arm") in found.get("arms", {})
+            else []
+        ),
         "",
     ]
 

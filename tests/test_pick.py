@@ -628,3 +628,23 @@ def test_a_control_without_the_references_context_use_is_not_judged_on_shape():
     )
     assert c["excess_separated"] is False and c["context_used"] is None
     assert c["shape_separated"] is None and c["sees"] == "level only"
+
+
+def test_the_sight_line_says_which_shape_leg_failed():
+    grows = aggregate.check_controls(
+        control_rows(
+            iv(0.05, 0.04, 0.06), None, own=iv(0.03, 0.01, 0.05), use=iv(0.007, -0.006, 0.02)
+        ),
+        "constant",
+    )
+    line = aggregate.sight(grows)
+    assert line.startswith(
+        "sees level only: the negative control is worse past l_max, its deficit grows past "
+        "its own trained length, but the reference's use of context up to l_max is not "
+        "established"
+    )
+    flat = aggregate.check_controls(
+        control_rows(iv(0.05, 0.04, 0.06), None, own=iv(0.0, -0.01, 0.01), use=iv(0.1, 0.08, 0.12)),
+        "constant",
+    )
+    assert "worse past l_max, not because it extrapolates worse" in aggregate.sight(flat)

@@ -318,6 +318,8 @@ def test_a_study_that_sees_extrapolation_shows_curves_with_bands(tmp_path):
     assert rows["short_only-ls16"]["own_length"] == 16
     text = write_study(d, tmp_path / "docs").read_text()
     assert "(a) BTLM's finding reproduces here" in text and "level only" not in text
+    # its deficit rises 0.1 from its own length to l_max, then another 0.1 past l_max
+    assert re.search(r"Past l_max its deficit keeps growing: far_excess \+0\.(09|10)", text)
     assert (tmp_path / "docs" / "study" / "positions.png").stat().st_size > 0
     assert "(study/positions.png)" in text
 
@@ -704,3 +706,17 @@ def test_own_rise_needs_the_bins_at_the_own_length():
     assert docs == ("d0", "d1") and rise.tolist() == pytest.approx([0.1, 0.3])
     t.bins = None
     assert own_rise_units(16, 64)(t) is None
+
+
+def test_a_control_flat_past_l_max_is_said_to_rise_only_before_it():
+    from sweep.report_study import _past_l_max
+
+    flat = {"schedules": {"a": [{"schedule": "n", "far_excess": iv_dict(0.0003, -0.0117, 0.0122)}]}}
+    said = _past_l_max(flat, "n")
+    assert said.startswith(" Past l_max its deficit does not grow: far_excess +0.0003 [-0.0117")
+    assert "between its own trained length and l_max" in said
+    assert _past_l_max(flat, "another") == ""
+
+
+def iv_dict(mean, lo, hi):
+    return {"mean": mean, "lo": lo, "hi": hi}
