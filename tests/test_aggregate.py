@@ -308,3 +308,38 @@ def test_the_margin_is_half_the_controls_gap_only_when_it_is_told_apart():
     assert aggregate.decision_margin(None, not_told)[0] == aggregate.DEFAULT_MARGIN
     wrong_way = {"far_separated": True, "far_loss": {"mean": -0.03, "lo": -0.05, "hi": -0.01}}
     assert aggregate.decision_margin(None, wrong_way)[0] == aggregate.DEFAULT_MARGIN
+
+
+def test_best_ramp_is_compared_with_two_stages_then_the_reference(tmp_path):
+    import yaml
+    from support import ROOT
+
+    raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    raw["schedules"]["shapes"] = ["constant", "two_stage", "linear"]
+    raw["seeds"] = [0, 1]
+    sw = spec.parse(raw)
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1, "two_stage": -0.02}, spec=sw)
+    s = aggregate.aggregate(tmp_path)
+    h = s.decision.head_to_head
+    assert list(h["versus"]) == ["two_stage", "constant"] and h["margin"] == s.decision.margin
+    assert h["versus"]["two_stage"]["mean"] == pytest.approx(-0.08, abs=0.01)
+    assert h["summary"].count("; against ") == 1 and "against two_stage -0.08" in h["summary"]
+
+
+def test_stability_needs_two_candidates_and_four_seeds(tmp_path):
+    seeds = (0, 1, 2, 3)
+    fake_sweep(tmp_path / "two", {"linear-r0.5": -0.1}, seeds=seeds)
+    s = aggregate.aggregate(tmp_path / "two")
+    rows = [r for r in s.schedules if r["schedule"] in ("constant", "linear-r0.5", "short_only")]
+    st = aggregate.stability(s.finished, rows)
+    assert st is not None and st["pairs"] == 1 and st["schedules"] == ["linear-r0.5", "constant"]
+    one = [r for r in rows if r["schedule"] != "linear-r0.5"]
+    assert aggregate.stability(s.finished, one) is None  # one candidate: no pair
+
+
+def test_own_excess_carries_its_variance_components(tmp_path):
+    fake_sweep(tmp_path, {})
+    own = row(aggregate.aggregate(tmp_path), "short_only")["own_excess"]
+    comp = own["components"]
+    assert comp["seeds"] == 2 and comp["sequences"] == 32
+    assert all(comp[k] >= 0 for k in ("seed", "sequence", "residual"))

@@ -648,3 +648,31 @@ def test_the_sight_line_says_which_shape_leg_failed():
         "constant",
     )
     assert "worse past l_max, not because it extrapolates worse" in aggregate.sight(flat)
+
+
+def test_each_controls_own_judgement_and_words_are_kept():
+    c = aggregate.check_controls(
+        control_rows(iv(0.05, 0.0, 0.1), None, own=iv(0.02, 0.0, 0.04)), "constant"
+    )
+    (own,) = c["every"]
+    assert own["sees"] == "nothing" and c["by_mode"]["reshape"]["sees"] == "nothing"
+    assert "constant context_use n/a (not recorded)" in own["summary"]
+    told = aggregate.check_controls(control_rows(iv(0.05, 0.04, 0.06), None), "constant")
+    assert told["every"][0]["sees"] == "level only"
+
+
+def test_the_sight_line_in_full():
+    neither = aggregate.check_controls(
+        control_rows(
+            iv(0.05, 0.04, 0.06), None, own=iv(0.0, -0.01, 0.01), use=iv(0.007, -0.006, 0.02)
+        ),
+        "constant",
+    )
+    assert aggregate.sight(neither) == (
+        "sees level only: the negative control is worse past l_max, not because it "
+        "extrapolates worse (short_only own_excess +0.0000 [-0.0100, +0.0100], reference "
+        "context_use +0.0070 [-0.0060, +0.0200]: not both > 0 beyond their intervals); any "
+        "pick below is on level (far_loss), not on extrapolation. Seeing extrapolation needs "
+        "a proxy that uses its context up to l_max: more training tokens or seeds, a larger "
+        "model, or long-range data (data.repeat_share)"
+    )
