@@ -314,15 +314,17 @@ def test_only_the_reference():
 
 def test_no_reference_no_pick():
     d = aggregate.decide([cand("a", (-1, -2, -0.5))], "constant", SEPARATED)
-    assert d.picks == [] and d.verdict == (
-        "no pick: the reference schedule 'constant' has no finished trial"
+    assert (
+        d.picks == []
+        and d.candidates == []
+        and d.verdict == ("no pick: the reference schedule 'constant' has no finished trial")
     )
 
 
 def test_underpowered_says_why_and_picks_nothing():
     rows = [cand("good", (-0.1, -0.15, -0.05)), dict(REF)]
     d = aggregate.decide(rows, "constant", {"discriminates": False, "summary": "s"})
-    assert d.picks == [] and d.verdict == "underpowered, no pick: s"
+    assert d.picks == [] and d.candidates == [] and d.verdict == "underpowered, no pick: s"
 
 
 # ----------------------------------------------------------------------------- from records
@@ -676,3 +678,19 @@ def test_the_sight_line_in_full():
         "a proxy that uses its context up to l_max: more training tokens or seeds, a larger "
         "model, or long-range data (data.repeat_share)"
     )
+
+
+def test_an_inconclusive_comparison_that_leans_worse_is_no_candidate():
+    rows = [
+        cand("up", (0.004, -0.05, 0.058), seeds=2),  # inconclusive, leaning worse
+        cand("down", (-0.004, -0.058, 0.05), seeds=2),  # inconclusive, leaning better
+        dict(REF),
+    ]
+    d = aggregate.decide(rows, "constant", SEPARATED, margin=0.01)
+    assert [c["schedule"] for c in d.candidates] == ["down"]
+
+
+def test_a_picks_rationale_states_the_id_loss_limit():
+    rows = [cand("good", (-0.2, -0.25, -0.15), id_loss=2.001), dict(REF)]
+    (p,) = aggregate.decide(rows, "constant", SEPARATED, margin=0.01).picks
+    assert "(limit +0.01); 2 seeds" in p["rationale"]
