@@ -335,6 +335,8 @@ def test_stability_needs_two_candidates_and_four_seeds(tmp_path):
     assert st is not None and st["pairs"] == 1 and st["schedules"] == ["linear-r0.5", "constant"]
     one = [r for r in rows if r["schedule"] != "linear-r0.5"]
     assert aggregate.stability(s.finished, one) is None  # one candidate: no pair
+    controls = [r for r in rows if r["role"] == "control"]
+    assert aggregate.stability(s.finished, controls) is None  # no candidate at all
 
 
 def test_own_excess_carries_its_variance_components(tmp_path):

@@ -682,15 +682,19 @@ def test_the_sight_line_in_full():
 
 def test_an_inconclusive_comparison_that_leans_worse_is_no_candidate():
     rows = [
-        cand("up", (0.004, -0.05, 0.058), seeds=2),  # inconclusive, leaning worse
+        cand("up", (0.004, -0.05, 0.058), id_loss=1.99, seeds=2),  # inconclusive, leans worse
         cand("down", (-0.004, -0.058, 0.05), seeds=2),  # inconclusive, leaning better
         dict(REF),
     ]
     d = aggregate.decide(rows, "constant", SEPARATED, margin=0.01)
-    assert [c["schedule"] for c in d.candidates] == ["down"]
+    assert next(r for r in rows if r["schedule"] == "up")["pareto"]  # on the front: the
+    assert [c["schedule"] for c in d.candidates] == ["down"]  # sign alone keeps it out
 
 
 def test_a_picks_rationale_states_the_id_loss_limit():
     rows = [cand("good", (-0.2, -0.25, -0.15), id_loss=2.001), dict(REF)]
-    (p,) = aggregate.decide(rows, "constant", SEPARATED, margin=0.01).picks
+    d = aggregate.decide(rows, "constant", SEPARATED, margin=0.01)
+    (p,) = d.picks
     assert "(limit +0.01); 2 seeds" in p["rationale"]
+    assert d.margin_source == "decision.margin" and d.comparisons == 1
+    assert d.correction == "1 comparison(s) with constant, Bonferroni: each interval at 95%"
