@@ -358,13 +358,16 @@ def _shape_words(a: dict) -> str:
     )
 
 
+def _schedule_row(found: dict, label: str | None) -> dict:
+    """The first arm's row of schedule ``label`` in the findings' tables ({} when none)."""
+    rows = (r for arm in (found.get("schedules") or {}).values() for r in arm)
+    return next((r for r in rows if r["schedule"] == label), {})
+
+
 def _own(found: dict, label: str | None) -> str:
     """A schedule's longest trained length, as its record says (e.g. "32 tokens")."""
-    for rows in (found.get("schedules") or {}).values():
-        for r in rows:
-            if r["schedule"] == label and r.get("own_length"):
-                return f"{r['own_length']} tokens"
-    return "its short length"
+    own = _schedule_row(found, label).get("own_length")
+    return f"{own} tokens" if own else "its short length"
 
 
 def _reproduce_btlm(found: dict, study: Study) -> list[str]:
@@ -419,12 +422,7 @@ def _past_l_max(found: dict, neg: str | None) -> str:
     """Where the control's deficit grows: past its own length only, or past l_max too
     (BTLM's finding is about the latter). far_excess is its rise from near l_max to past
     l_max against the reference's; ~0 means the deficit is flat past l_max."""
-    row = next(
-        (r for rows in (found.get("schedules") or {}).values() for r in rows
-         if r["schedule"] == neg),
-        None,
-    )  # fmt: skip
-    fe = (row or {}).get("far_excess")
+    fe = _schedule_row(found, neg).get("far_excess")
     if not fe or fe.get("lo") is None:
         return ""
     if fe["lo"] > 0:

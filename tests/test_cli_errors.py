@@ -126,22 +126,16 @@ def test_dry_run_lists_trials_and_starts_nothing(tmp_path):
     assert ray == [] and not (tmp_path / "results").exists()
 
 
-def test_schedules_show_writes_png(tmp_path):
+@pytest.mark.parametrize(
+    "config, said",
+    [("local.yaml", "14 trials (2 seed(s))"), ("study.yaml", "15 trials (3 seed(s))")],
+    ids=["sweep", "study-file"],
+)
+def test_schedules_show_writes_png(tmp_path, config, said):
     out = tmp_path / "s.png"
-    r = run_cli(
-        ["schedules", "show", str(ROOT / "configs" / "local.yaml"), "--out", str(out)], tmp_path
-    )
+    r = run_cli(["schedules", "show", str(ROOT / "configs" / config), "--out", str(out)], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "14 trials (2 seed(s))" in r.stdout and out.read_bytes()[:4] == b"\x89PNG"
-
-
-def test_schedules_show_accepts_a_study_file(tmp_path):
-    out = tmp_path / "s.png"
-    r = run_cli(
-        ["schedules", "show", str(ROOT / "configs" / "study.yaml"), "--out", str(out)], tmp_path
-    )
-    assert r.returncode == 0, r.stderr
-    assert "15 trials (3 seed(s))" in r.stdout and out.read_bytes()[:4] == b"\x89PNG"
+    assert said in r.stdout and out.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_help_names_every_command_and_every_argument():
