@@ -9,6 +9,7 @@ describe the curve's shape and never decide anything."""
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,8 +238,29 @@ def load_trials(sweep_dir: Path) -> tuple[list[Trial], list[dict]]:
             except (KeyError, TypeError, ValueError) as exc:
                 skipped.append({"path": str(path), "reason": f"malformed record: {exc}"})
                 continue
-        trials.append(t)
+        trials.append(_compact(t))
     return trials, skipped
+
+
+# A record's per-position series, held as packed doubles once loaded: as JSON-parsed lists
+# of floats they take 32 bytes a value, 60% of a study record's memory (2,000 records:
+# gigabytes). array.array keeps the list's behaviour the readers rely on (len, slices,
+# truth, ==, np.asarray) at 8 bytes a value, with the same float64 values.
+SERIES = ("curve", "curve_se", "ctx_gain_curve")
+
+
+def _compact(t: Trial) -> Trial:
+    rec = t.record
+    for key in SERIES:
+        v = rec.get(key)
+        if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
+            rec[key] = array("d", v)
+    per = rec.get("per_sequence")
+    if isinstance(per, dict):
+        for key, v in per.items():
+            if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
+                per[key] = array("d", v)
+    return t
 
 
 def units_matrix(trials: list[Trial], key) -> np.ndarray | None:

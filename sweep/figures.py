@@ -76,6 +76,57 @@ def _by_schedule(summary: Summary) -> dict[str, list[Trial]]:
     return {k: v for k, v in out.items() if v}
 
 
+# Past this many schedules a figure with a line or a labelled point per schedule stops
+# being readable (and drawing thousands costs minutes): the figures draw the reference,
+# the controls, the picks and candidates, then the best by the objective, and the report's
+# captions say how many were drawn (``drawn_note``). The ranking lists every schedule.
+MAX_DRAWN = 12
+
+
+def drawn(summary: Summary) -> list[str]:
+    """The schedules the per-schedule figures draw, at most ``MAX_DRAWN``: the reference,
+    the controls, the picks, the candidates to confirm, then the ranking's order (best
+    objective first)."""
+    rows = summary.schedules
+    order = [summary.reference]
+    order += [r["schedule"] for r in rows if r.get("role") == "control"]
+    order += [p["schedule"] for p in summary.picks]
+    order += [c["schedule"] for c in summary.candidates if isinstance(c, dict) and "schedule" in c]
+    order += [r["schedule"] for r in rows]
+    names = {r["schedule"] for r in rows}
+    return [n for n in dict.fromkeys(order) if n in names][:MAX_DRAWN]
+
+
+def drawn_note(summary: Summary, grey: bool = False) -> str:
+    """What a capped figure's caption adds: how many schedules it draws and which
+    (``grey``: the others are drawn, grey and unnamed)."""
+    n = len(summary.schedules)
+    if n <= MAX_DRAWN:
+        return ""
+    which = (
+        f"{MAX_DRAWN} of the {n} schedules (the reference, the controls, the picks and "
+        "candidates, then the lowest far_loss)"
+    )
+    if grey:
+        return f"In colour and named: {which}; the other {n - MAX_DRAWN} grey, unnamed."
+    return f"Drawn: {which}; the ranking lists every one."
+
+
+def _shown(summary: Summary):
+    """A test of whether a figure draws a schedule: every one up to ``MAX_DRAWN`` (also
+    those without a ranking row), else the ``drawn`` ones."""
+    if len(summary.schedules) <= MAX_DRAWN:
+        return lambda name: True
+    keep = set(drawn(summary))
+    return lambda name: name in keep
+
+
+def _drawn_groups(summary: Summary) -> dict[str, list[Trial]]:
+    """``_by_schedule`` for the drawn schedules only."""
+    shown = _shown(summary)
+    return {k: v for k, v in _by_schedule(summary).items() if shown(k)}
+
+
 def _rows(summary: Summary) -> dict[str, dict]:
     return {r["schedule"]: r for r in summary.schedules}
 
@@ -276,7 +327,7 @@ def plot_curves(summary: Summary, path: Path) -> Path | None:
     of +-2 standard errors of each bin mean over the eval sequences (an upper bound, see
     ``_binned``), l_max marked. Below, each schedule minus the reference on the same
     eval windows, with the paired 95% interval of every far band's mean."""
-    groups = _by_schedule(summary)
+    groups = _drawn_groups(summary)
     curves, ses = {}, {}
     for name, ts in groups.items():
         c = _seed_mean([t.record.get("curve") for t in ts])
@@ -372,7 +423,8 @@ def plot_far_bands(summary: Summary, path: Path) -> Path | None:
     e = ref_trial.record.get("eval_length")
     length = int(e) if _finite(e) else len(ref_trial.record.get("curve") or [])
     bands = metrics.bands(length, l_max)
-    others = [r for r in summary.schedules if r is not ref]
+    shown = _shown(summary)
+    others = [r for r in summary.schedules if r is not ref and shown(r["schedule"])]
     if not bands or not others:
         return None
     st = _styles(summary)
@@ -419,7 +471,7 @@ def plot_ctx_gain(summary: Summary, path: Path) -> Path | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     drawn = False
-    for name, ts in _by_schedule(summary).items():
+    for name, ts in _drawn_groups(summary).items():
         g = _seed_mean([t.record.get("ctx_gain_curve") for t in ts])
         l_max = _or_nan(ts[0].record.get("l_max"))
         if g is None or g.ndim != 1 or not math.isfinite(l_max):
@@ -456,7 +508,7 @@ def plot_copy(summary: Summary, path: Path) -> Path | None:
     versus d, with the 95% interval of the mean over eval documents (and seeds)."""
     st = _styles(summary)
     series = []
-    for name, ts in _by_schedule(summary).items():
+    for name, ts in _drawn_groups(summary).items():
         dists = ts[0].record.get("copy_distances") or []
         if not dists:
             continue
@@ -563,9 +615,10 @@ def plot_schedules(summary: Summary, path: Path) -> Path:
     silently."""
     plans: dict[str, schedules.Plan] = {}
     left_out: list[str] = []
+    shown = _shown(summary)
     for t in summary.trials:
         name = t.record.get("schedule")
-        if name in plans or not isinstance(t.record.get("config"), dict):
+        if name in plans or not shown(name) or not isinstance(t.record.get("config"), dict):
             continue
         try:
             plans[name] = TrialSpec.from_dict(t.record["config"]).plan()
@@ -579,7 +632,7 @@ def plot_training(summary: Summary, path: Path) -> Path | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     drawn = False
-    for name, ts in _by_schedule(summary).items():
+    for name, ts in _drawn_groups(summary).items():
         h = [p for p in ts[0].record.get("history") or [] if isinstance(p, dict)]
         pts = [(_or_nan(p.get("tokens")), _or_nan(p.get("loss"))) for p in h]
         if pts:
@@ -709,6 +762,19 @@ def _point(
             fontweight="bold",
             zorder=6,
         )
+
+
+def _cloud(ax, pts: list[tuple[float, float, float, float]]) -> None:
+    """Points (x, x bar, y, y bar) of the schedules past ``MAX_DRAWN``, grey and
+    unlabelled, in one call (one artist, however many)."""
+    a = np.array([p for p in pts if math.isfinite(p[0]) and math.isfinite(p[2])], dtype=float)
+    if not len(a):
+        return
+    a = np.nan_to_num(a.reshape(-1, 4), nan=0.0)
+    ax.errorbar(
+        a[:, 0], a[:, 2], xerr=a[:, 1], yerr=a[:, 3], fmt=".", ms=4, color="silver",
+        elinewidth=0.5, zorder=2, label="other schedules",
+    )  # fmt: skip
 
 
 def _label_points(ax, pts: list[tuple[float, float, str]], fontsize: float = 7) -> None:
@@ -877,6 +943,16 @@ def plot_tradeoff(summary: Summary, path: Path) -> Path | None:
     for ax in (ax_wall, ax_flops):
         ax.sharey(ax_id)
     panels = [ax_id, ax_wall, ax_flops] + ([ax_zoom] if core else [])
+    shown = _shown(summary)
+    cloud = [p for p in pts if not shown(p[0]["schedule"])]
+    pts = [p for p in pts if shown(p[0]["schedule"])]
+    if cloud:  # the schedules past the cap: one grey errorbar call per panel, unlabelled
+        _cloud(ax_id, [(p[1], p[2], p[3], p[4]) for p in cloud])
+        if core:
+            _cloud(ax_zoom, [(p[1], p[2], p[3], p[4]) for p in cloud])
+        for ax, key, scale in ((ax_wall, "train_wall_s", 1.0), (ax_flops, "flops", 1e9)):
+            vals = [(_or_nan(p[0].get(key)) / scale, math.nan, p[3], p[4]) for p in cloud]
+            _cloud(ax, vals)
     for r, x, xh, y, yh in pts:
         for ax in [ax_id] + ([ax_zoom] if core else []):
             if math.isfinite(x):
@@ -958,6 +1034,13 @@ def plot_tradeoff(summary: Summary, path: Path) -> Path | None:
         else "far_loss beside id_loss, time and compute (no reference finished)"
     )
     handles = _key(summary, [p[0]["schedule"] for p in pts], extra=_markings(summary, rows))
+    if cloud:
+        from matplotlib.lines import Line2D
+
+        handles.append(
+            Line2D([], [], marker=".", color="silver", ls="none", label=f"grey: {len(cloud)} "
+                   "other schedules (the ranking names them)")
+        )  # fmt: skip
     rect = (0, 0, 1, 1)
     if handles and core:  # the key below the panels
         leg = fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
@@ -978,7 +1061,10 @@ def plot_exposure(summary: Summary, path: Path) -> Path | None:
     points lie far from the rest, the y axis is broken so that both are readable."""
     l_max = _l_max(summary)
     curves = {}
+    shown = _shown(summary)
     for r in summary.schedules:
+        if not shown(r["schedule"]):
+            continue
         ex = r.get("exposure") or {}
         sv = exposure_survival(ex.get("edges"), ex.get("fractions"))
         if sv is not None:
@@ -1001,7 +1087,9 @@ def plot_exposure(summary: Summary, path: Path) -> Path | None:
             pts.append((x, y, yh, name))
     core = _core([p[1] for p in pts], [p[2] for p in pts]) if ref is not None else None
     plt = _plt()
-    fig = plt.figure(figsize=(15, 5.8))
+    # 13 inches, not wider: the report scales a figure to its column, and at 800 px a
+    # wider one's 8-9 pt text came out under 6 px
+    fig = plt.figure(figsize=(13, 5.8))
     grid = fig.add_gridspec(1, 3, width_ratios=[1, 1, 0.42])
     left, key = fig.add_subplot(grid[0]), fig.add_subplot(grid[2])
     key.axis("off")
@@ -1074,10 +1162,10 @@ def plot_exposure(summary: Summary, path: Path) -> Path | None:
     extra = [e for e in extra if e in ("control", "unequal") and (multi or e == "unequal")]
     handles = _key(summary, names, lines=True, extra=extra)
     if handles:
-        key.legend(handles=handles, loc="center", fontsize=8, frameon=False)
+        key.legend(handles=handles, loc="center", fontsize=9, frameon=False)
     fig.tight_layout()
     for ax in right:
-        _label_points(ax, [(x, y, name) for x, y, _, name in pts])
+        _label_points(ax, [(x, y, name) for x, y, _, name in pts], fontsize=8)
     return _finish(fig, path)
 
 
@@ -1158,7 +1246,7 @@ def plot_evolution(summary: Summary, path: Path) -> Path | None:
     the seeds evaluated at the same points). The final point is recomputed on the same
     windows (the first ``eval.intermediate_sequences``), so it continues the line
     rather than jumping to another sample. None when there were no intermediate evals."""
-    groups = _by_schedule(summary)
+    groups = _drawn_groups(summary)
     if not any(t.record.get("evals") for ts in groups.values() for t in ts):
         return None
     st = _styles(summary)

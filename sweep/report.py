@@ -23,6 +23,7 @@ from sweep.figures import (
     _or_nan,
     _plt,
     _role,
+    drawn_note,
     plot_schedules,
 )
 from sweep.records import write_text_atomic
@@ -50,10 +51,12 @@ def _figures(summary: Summary, figdir: Path) -> list[tuple[str, Path | None, str
                 out.append((title, None, f"figure failed: {type(exc).__name__}: {exc}"))
                 continue
             if path is not None:
-                out.append((title, path, caption))
+                note = "" if stem == "ramp" else drawn_note(summary, grey=stem == "tradeoff")
+                out.append((title, path, " ".join(filter(None, (caption, note)))))
             elif missing:
                 out.append((title, None, f"not drawn: {missing}"))
-    out.append(("Schedules", plot_schedules(summary, figdir / "schedules.png"), ""))
+    schedules_png = plot_schedules(summary, figdir / "schedules.png")
+    out.append(("Schedules", schedules_png, drawn_note(summary)))
     return out
 
 
