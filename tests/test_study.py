@@ -720,3 +720,25 @@ def test_a_control_flat_past_l_max_is_said_to_rise_only_before_it():
 
 def iv_dict(mean, lo, hi):
     return {"mean": mean, "lo": lo, "hi": hi}
+
+
+def test_the_short_gpu_study_validates_by_dry_run(tmp_path, capsys):
+    """configs/study-gpu-short.yaml: refused here for its GPUs, in one line; with this
+    machine's resources in their place, the run's own checks pass it (the held-out
+    windows of E + 1 BPE tokens, the plan of its 12 trials)."""
+    path = ROOT / "configs" / "study-gpu-short.yaml"
+    assert cli.main(["run", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("spec error: resources.") and "\n" not in err
+    st = study.load(path)
+    raw = st.arm_raw("alibi", [])
+    assert raw["resources"]["gpus_per_worker"] == 0.25
+    raw["resources"] = {"workers_per_trial": 1, "cpus_per_worker": 1, "gpus_per_worker": 0,
+                        "max_concurrent_trials": 1}  # fmt: skip
+    cpu = tmp_path / "short.yaml"
+    cpu.write_text(yaml.safe_dump(raw))
+    assert cli.main(["run", str(cpu), "--dry-run", "--results", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "evaluating on 128 windows of E+1 = 8193 tokens" in out
+    assert "12 trials" in out and "nothing started" in out
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("record.json"))
