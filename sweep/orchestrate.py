@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -96,15 +97,11 @@ def prepare(
 ) -> None:
     """Create the results directory, or check an existing one holds this very spec
     (``check_only``: every check, nothing written: what the dry run does)."""
-    claim_dir(
-        sweep_dir,
-        "spec.yaml",
-        spec.to_dict(),
-        lambda text: _same(lambda: parse(yaml.safe_load(text)), spec),
-        "sweep",
-        overwrite,
-        check_only,
-    )
+
+    def same(text: str) -> bool:  # this spec, or it with seeds added (kept trials stand)
+        return _same(lambda: adds_seeds(parse(yaml.safe_load(text)), spec), True)
+
+    claim_dir(sweep_dir, "spec.yaml", spec.to_dict(), same, "sweep", overwrite, check_only)
 
 
 def claim_dir(
@@ -209,15 +206,27 @@ def load_sweep_dir(sweep_dir: Path) -> SweepSpec:
     return parse(yaml.safe_load(spec_path.read_text()), paths=False)
 
 
+def adds_seeds(stored: SweepSpec, want: SweepSpec) -> bool:
+    """Whether ``want`` is ``stored`` with more seeds and nothing else changed: a trial
+    trains the same whatever other seeds its sweep lists, so the finished ones stand."""
+    return set(stored.seeds) <= set(want.seeds) and stored == replace(want, seeds=stored.seeds)
+
+
 def finished_ids(trials: list[TrialSpec], sweep_dir: Path) -> set[str]:
-    """Trials whose record is finished (or diverged) for exactly this trial config."""
+    """Trials whose record is finished (or diverged) for exactly this trial config (the
+    sweep's list of seeds aside: adding seeds to a sweep keeps its finished trials)."""
+
+    def stored(rec: dict, t: TrialSpec) -> TrialSpec:
+        got = TrialSpec.from_dict(rec["config"])
+        return replace(got, sweep=replace(got.sweep, seeds=t.sweep.seeds))
+
     done = set()
     for t in trials:
         rec = read_record(record_path(sweep_dir, t.trial_id))
         if (
             rec
             and rec.get("status") in ("finished", "diverged")
-            and _same(lambda rec=rec: TrialSpec.from_dict(rec["config"]), t)
+            and _same(lambda rec=rec, t=t: stored(rec, t), t)
         ):
             done.add(t.trial_id)
     return done

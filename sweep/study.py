@@ -200,13 +200,30 @@ def parse_study(raw: dict) -> Study:
     return study
 
 
+def adds_seeds(stored: object, want: dict) -> bool:
+    """Whether study file ``want`` is ``stored`` with seeds added (to the base or to an
+    arm) and nothing else changed: every finished trial then stands."""
+    if not isinstance(stored, dict):
+        return False
+
+    def split(raw: dict) -> tuple[dict, list[list]]:
+        out, seeds = copy.deepcopy(raw), []
+        for part in [out.get("base") or {}, *(out.get("arms") or {}).values()]:
+            if isinstance(part, dict):
+                seeds.append(list(part.pop("seeds", []) or []))
+        return out, seeds
+
+    (a, sa), (b, sb) = split(stored), split(want)
+    return a == b and len(sa) == len(sb) and all(set(x) <= set(y) for x, y in zip(sa, sb))
+
+
 def prepare(study: Study, study_dir: Path, overwrite: bool, check_only: bool = False) -> None:
     """Create the study's directory, or check an existing one holds this very study
     (``check_only``: the checks alone, for the dry run)."""
     from sweep.orchestrate import claim_dir
 
-    def same(text: str) -> bool:
-        return yaml.safe_load(text) == study.raw
+    def same(text: str) -> bool:  # this study, or it with seeds added
+        return adds_seeds(yaml.safe_load(text), study.raw)
 
     claim_dir(study_dir, STUDY_FILE, study.raw, same, "study", overwrite, check_only)
 

@@ -128,7 +128,7 @@ def test_dry_run_lists_trials_and_starts_nothing(tmp_path):
 
 @pytest.mark.parametrize(
     "config, said",
-    [("local.yaml", "14 trials (2 seed(s))"), ("study.yaml", "15 trials (3 seed(s))")],
+    [("local.yaml", "14 trials (2 seed(s))"), ("study.yaml", "30 trials (6 seed(s))")],
     ids=["sweep", "study-file"],
 )
 def test_schedules_show_writes_png(tmp_path, config, said):

@@ -68,3 +68,43 @@ def test_dry_run_eval_estimate_scales_with_the_eval_windows():
     few = orchestrate.measure_eval_seconds(sw, model)
     many = dataclasses.replace(sw, eval=dataclasses.replace(sw.eval, sequences=64))
     assert orchestrate.measure_eval_seconds(many, model) > 3 * few > 0
+
+
+def test_adding_seeds_keeps_the_finished_trials(tmp_path):
+    """A spec that only adds seeds claims the directory, rewrites its spec.yaml, and its
+    finished trials stand; any other change, removing a seed among them, is refused."""
+    from support import fake_sweep, smoke_spec
+
+    two = smoke_spec(seeds=(0, 1))
+    d = tmp_path / "smoke"
+    orchestrate.prepare(two, d)
+    fake_sweep(d, {}, spec=two)
+    three = smoke_spec(seeds=(0, 1, 2))
+    assert orchestrate.adds_seeds(two, three) and not orchestrate.adds_seeds(three, two)
+    orchestrate.prepare(three, d)  # accepted
+    assert yaml.safe_load((d / "spec.yaml").read_text())["seeds"] == [0, 1, 2]
+    trials = list(three.trials())
+    done = orchestrate.finished_ids(trials, d)
+    assert done == {t.trial_id for t in trials if t.seed in (0, 1)}
+    assert len(done) == len(trials) * 2 // 3
+    # anything else changed is another sweep: refused, and its trials do not stand
+    other = smoke_spec(seeds=(0, 1, 2, 3))
+    other = type(other)(**{**other.__dict__, "optim": type(other.optim)(lr=0.5)})
+    with pytest.raises(spec.SpecError, match="different spec"):
+        orchestrate.prepare(other, d)
+    assert orchestrate.finished_ids(list(other.trials()), d) == set()
+    with pytest.raises(spec.SpecError, match="different spec"):  # seeds removed
+        orchestrate.prepare(smoke_spec(seeds=(0,)), d)
+
+
+def test_a_study_file_that_adds_seeds_is_the_same_study():
+    from sweep.study import adds_seeds
+
+    raw = yaml.safe_load((ROOT / "configs" / "study-smoke.yaml").read_text())
+    more = yaml.safe_load((ROOT / "configs" / "study-smoke.yaml").read_text())
+    more["base"]["seeds"] = [*raw["base"]["seeds"], 99]
+    assert adds_seeds(raw, raw) and adds_seeds(raw, more)
+    assert not adds_seeds(more, raw)  # a seed removed
+    more["base"]["eval"] = {**more["base"]["eval"], "sequences": 3}
+    assert not adds_seeds(raw, more)  # something else changed
+    assert not adds_seeds(None, raw)
