@@ -63,21 +63,6 @@ def test_step_loss_is_reduced_on_the_training_device():
     assert len(seen) == 1 and one.item() == 5.5  # one worker: no collective
 
 
-def test_gpu_check_specs_are_valid_sweeps():
-    # scripts/gpu_check.py runs only where a GPU is lent: its specs must not rot meanwhile
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import gpu_check
-    finally:
-        sys.path.pop(0)
-    from sweep import spec
-
-    one, two = (spec.parse(d) for d in gpu_check.check_specs())
-    assert one.resources.gpus_per_worker == 1 and one.deepspeed.zero_stage == 2
-    assert two.resources.workers_per_trial == 2 and two.resources.gpus_per_worker == 0.5
-    assert [t.trial_id for t in two.trials()] == ["linear-r0.5-s0"]
-
-
 def _import_graph() -> dict[str, set[str]]:
     """sweep's modules and the sweep modules each imports anywhere in its text (at the
     top or inside a function: a deferred import hides a cycle from import time only)."""
