@@ -779,9 +779,9 @@ def _cloud(ax, pts: list[tuple[float, float, float, float]]) -> None:
 
 def _label_points(ax, pts: list[tuple[float, float, str]], fontsize: float = 7) -> None:
     """Name the points of ``ax`` that lie inside its limits: points that coincide on
-    screen share one label; a label sits beside its point (on the left in the right half
-    of the axes), and labels that would overlap are pushed apart vertically, with a thin
-    line back to the point. Past 30 points, none are named (the legend says which)."""
+    screen share one label; a label sits beside its point and just above it, off its
+    error bars (on the left in the right half of the axes), and labels that would overlap
+    are pushed apart vertically, with a thin line back to the point. Past 30 points, none are named (the legend says which)."""
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     box = ax.get_window_extent(renderer)
@@ -806,10 +806,13 @@ def _label_points(ax, pts: list[tuple[float, float, str]], fontsize: float = 7) 
         ext = probe.get_window_extent(renderer)
         probe.remove()
         left = px > (box.x0 + box.x1) / 2
-        x0 = px - 8 - ext.width if left else px + 8
+        # beside the marker and its ring (12 px), and lifted clear of the point's
+        # horizontal error bar, which would otherwise run through the text
+        x0 = px - 12 - ext.width if left else px + 12
+        lift = 0.6 * ext.height + 3
         labels.append(
-            {"xy": xy, "px": px, "py": py, "y": py, "x0": x0, "x1": x0 + ext.width,
-             "h": ext.height, "text": text, "left": left}
+            {"xy": xy, "px": px, "py": py, "y": py + lift, "x0": x0, "x1": x0 + ext.width,
+             "h": ext.height, "text": text, "left": left, "lift": lift}
         )  # fmt: skip
     for _ in range(300):  # push overlapping labels apart until none overlap
         moved = False
@@ -844,7 +847,7 @@ def _label_points(ax, pts: list[tuple[float, float, str]], fontsize: float = 7) 
             zorder=7,
             arrowprops=(
                 dict(arrowstyle="-", lw=0.5, color="grey", shrinkA=0, shrinkB=3)
-                if abs(dy) > lab["h"] / 2
+                if abs(dy - lab["lift"]) > lab["h"] / 2
                 else None
             ),
         )
