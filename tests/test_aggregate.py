@@ -326,6 +326,55 @@ def test_best_ramp_is_compared_with_two_stages_then_the_reference(tmp_path):
     assert h["summary"].count("; against ") == 1 and "against two_stage -0.08" in h["summary"]
 
 
+def test_best_ramp_skips_two_stage_controls_extra_two_stages_and_missing_trials(tmp_path):
+    """Against the first two_stage that is not a control, then the reference: a control of
+    the two_stage shape listed first, a second two_stage schedule and a two_stage with no
+    trials (its interval undefined) change nothing, and never stop the reference's
+    comparison."""
+    import yaml
+    from support import ROOT
+
+    raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    raw["schedules"]["shapes"] = ["constant", "two_stage", "linear"]
+    raw["seeds"] = [0, 1]
+    fake_sweep(tmp_path, {"linear-r0.5": -0.1, "two_stage": -0.02}, spec=spec.parse(raw))
+    s = aggregate.aggregate(tmp_path)
+    rows, finished = s.schedules, s.finished
+    ts = row(s, "two_stage")
+    as_control = {**row(s, "short_only"), "shape": "two_stage"}  # real trials, a control
+    second = {**ts, "schedule": "short_only"}  # a second two_stage, with trials of its own
+    for extra in ([as_control], [second]):
+        rows2 = [r for r in rows if r["schedule"] != "two_stage"]
+        rows2 = [*extra, ts, *rows2] if extra[0] is as_control else [ts, *extra, *rows2]
+        got = aggregate.best_ramp(finished, rows2, "constant", 0.01)
+        assert list(got["versus"]) == ["two_stage", "constant"], extra[0]["role"]
+    # a two_stage schedule with no finished trials: undefined, skipped; the reference stays
+    ghost = {**ts, "schedule": "two_stage-ghost"}
+    got = aggregate.best_ramp(finished, [ghost, *rows], "constant", 0.01)
+    assert list(got["versus"]) == ["constant"]
+    assert got["summary"].count("against ") == 1
+    # the best ramp is the reference itself: nothing to compare it with but two_stage
+    got = aggregate.best_ramp(finished, rows, "linear-r0.5", 0.01)
+    assert list(got["versus"]) == ["two_stage"]
+
+
+def test_own_excess_only_below_l_max_and_never_without_an_own_length(tmp_path):
+    fake_sweep(tmp_path, {})
+    s = aggregate.aggregate(tmp_path)
+    ref = [t for t in s.finished if t.record["schedule"] == "constant"]
+    ctl = [t for t in s.finished if t.record["schedule"] == "short_only"]
+    l_max = int(ref[0].record["l_max"])
+    for own, expect in ((None, False), (l_max, False), (ctl[0].own_length, True)):
+        for t in ctl:
+            t.record["own_length"] = own
+            if own is None:
+                t.record["tokens_by_length"] = {}
+        r = {"schedule": "short_only", "vs_ref": {}}
+        aggregate._excess(r, ctl, ref)
+        assert ("own_excess" in r) is expect, own
+        assert r["own_length"] == own
+
+
 def test_stability_needs_two_candidates_and_four_seeds(tmp_path):
     seeds = (0, 1, 2, 3)
     fake_sweep(tmp_path / "two", {"linear-r0.5": -0.1}, seeds=seeds)

@@ -2,12 +2,13 @@
 contributes (trial_units), the controls check, and the pick rule. Written against the
 survivors of a mutation run, so that each branch is pinned by a case that needs it."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 from scipy import stats
-from support import fake_sweep, row
+from support import fake_sweep, row, smoke_spec
 
 from sweep import aggregate
 
@@ -604,6 +605,25 @@ def test_what_confirming_a_candidate_takes_in_each_case():
     assert said.endswith(
         "so only a much narrower interval settles it (more eval windows and seeds)"
     )
+
+
+def test_a_candidate_no_seed_count_settles_says_how_far_it_lies_from_the_margin(tmp_path):
+    """Through the whole decision: a multi-seed candidate just inside -margin with seed
+    noise far wider than its distance to the edge: no number of seeds up to 64 settles
+    it, and what confirming it takes names that distance and the margin."""
+    sw = smoke_spec(seeds=(0, 1))
+    sw = dataclasses.replace(sw, decision=dataclasses.replace(sw.decision, margin=0.02))
+    # the same draws twice: the first measures the noise's offset, the second puts the
+    # measured difference 0.0001 inside -margin
+    fake_sweep(tmp_path / "a", {"linear-r0.5": 0.0}, spec=sw, seed_noise=0.02)
+    off = row(aggregate.aggregate(tmp_path / "a"), "linear-r0.5")["vs_ref"]["far_loss"]["mean"]
+    fake_sweep(tmp_path / "b", {"linear-r0.5": -0.0199 - off}, spec=sw, seed_noise=0.02)
+    s = aggregate.aggregate(tmp_path / "b")
+    assert row(s, "linear-r0.5")["vs_ref"]["far_loss"]["mean"] == pytest.approx(-0.0199)
+    got = {c["schedule"]: c for c in s.candidates}
+    said = got["linear-r0.5"]["to_confirm"]
+    assert said.startswith("not within 64 seeds at the measured variances")
+    assert "lies 0.0001 nats from the margin's edge (±0.0200)" in said
 
 
 def test_a_judged_comparison_without_variances_has_no_seed_count():

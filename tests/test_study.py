@@ -612,6 +612,19 @@ def test_an_inconclusive_ramp_says_how_many_seeds_would_settle_it():
     assert isinstance(j["seeds_to_settle"], int) and j["seeds_to_settle"] > 3
 
 
+def test_an_undefined_comparison_is_skipped_and_the_next_ramp_still_judged():
+    from sweep.findings import ramps_vs_btlm
+
+    broken = _trials("broken", -0.1)
+    for t in broken:  # a non-finite far_loss: the paired interval is undefined
+        ids, far = t.units["far_loss"]
+        t.units["far_loss"] = (ids, np.where(np.arange(len(far)) == 0, np.nan, far))
+    by = {"two_stage": _trials("two_stage", 0.0), "broken": broken, "fast": _trials("f", -0.4)}
+    out = ramps_vs_btlm(by, ["broken", "fast"], "two_stage", 0.1)
+    assert set(out["by_ramp"]) == {"fast"} and out["comparisons"] == 1
+    assert out["by_ramp"]["fast"]["outcome"] == "better"
+
+
 def test_position_curves_are_absolute_with_bands_and_paired_against_the_reference():
     from sweep.findings import _bin_matrix, position_curves
 
