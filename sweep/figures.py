@@ -781,7 +781,8 @@ def _label_points(ax, pts: list[tuple[float, float, str]], fontsize: float = 7) 
     """Name the points of ``ax`` that lie inside its limits: points that coincide on
     screen share one label; a label sits beside its point and just above it, off its
     error bars (on the left in the right half of the axes), and labels that would overlap
-    are pushed apart vertically, with a thin line back to the point. Past 30 points, none are named (the legend says which)."""
+    are pushed apart vertically, with a thin line back to the point. Past 30 points, none
+    are named (the legend says which)."""
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     box = ax.get_window_extent(renderer)
