@@ -565,9 +565,21 @@ def _ramp_against_two_stages(found: dict, study: Study) -> list[str]:
         return f"{said.get(s, s + ' against')} two stages"
 
     j = (dec.get("by_ramp") or {}).get(best)
+    side = reading(main_best.get("far_loss"))
+    if j and j["outcome"] == "equivalent" and side in ("better", "worse"):
+        # the interval excludes zero but lies inside the margin: a real difference too
+        # small to matter at this margin, never "better" without that qualification
+        main = (
+            f"{'lower' if side == 'better' else 'higher'} than two stages in the main arm, "
+            f"its interval excluding zero, but by less than the margin "
+            f"±{dec['margin']:.4f}: equivalent at the margin (family-wise)"
+        )
+    else:
+        main = f"{vs(main_best)} in the main arm" + (
+            f" ({j['outcome']} at the margin, family-wise)" if j else ""
+        )
     lines += [
-        f"Reading: past l_max the best ramp `{best}` is {vs(main_best)} in the main arm"
-        + (f" ({j['outcome']} at the margin, family-wise)" if j else "")
+        f"Reading: past l_max the best ramp `{best}` is {main}"
         + (f", and {vs(wide_best)} at the second width (fresh trials)." if wide_best else "."),
         "",
     ]

@@ -757,3 +757,33 @@ def test_the_short_gpu_study_validates_by_dry_run(tmp_path, capsys):
     assert "evaluating on 128 windows of E+1 = 8193 tokens" in out
     assert "12 trials" in out and "nothing started" in out
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("record.json"))
+
+
+def test_a_ramp_below_two_stages_but_inside_the_margin_is_read_as_equivalent_not_better():
+    """An interval that excludes zero and lies inside ±margin: a real difference too small
+    to matter at the margin; the reading never says "better" on its own."""
+    from sweep.report_study import _ramp_against_two_stages
+
+    st = study.load(SMOKE)
+    far = {"mean": -0.0101, "lo": -0.0164, "hi": -0.0037}
+    judged = {"mean": -0.0101, "interval": [-0.0164, -0.0037], "level": 0.95,
+              "outcome": "equivalent"}  # fmt: skip
+    decided = {"margin": 0.0273, "correction": "1 comparison(s)", "by_ramp": {"linear-r1": judged}}
+    found = {
+        "ramp_vs_btlm": {
+            "best": "linear-r1",
+            "main": {"linear-r1": {"far_loss": far, "id_loss": far}},
+            "decided": decided,
+            "margin_source": "half the control's gap",
+        }
+    }
+    text = "\n".join(_ramp_against_two_stages(found, st))
+    assert (
+        "Reading: past l_max the best ramp `linear-r1` is lower than two stages in the main "
+        "arm, its interval excluding zero, but by less than the margin ±0.0273: equivalent "
+        "at the margin (family-wise)."
+    ) in text
+    assert "better than two stages" not in text
+    judged["outcome"] = "better"  # beyond the margin: plainly better
+    text = "\n".join(_ramp_against_two_stages(found, st))
+    assert "is better than two stages in the main arm (better at the margin" in text
