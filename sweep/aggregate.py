@@ -250,16 +250,18 @@ SERIES = ("curve", "curve_se", "ctx_gain_curve")
 
 
 def _compact(t: Trial) -> Trial:
-    rec = t.record
-    for key in SERIES:
-        v = rec.get(key)
-        if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
-            rec[key] = array("d", v)
-    per = rec.get("per_sequence")
-    if isinstance(per, dict):
-        for key, v in per.items():
+    """Pack the record's series and its flat per-sequence lists in place."""
+
+    def pack(d: dict, keys) -> None:
+        for key in keys:
+            v = d.get(key)
             if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
-                per[key] = array("d", v)
+                d[key] = array("d", v)
+
+    pack(t.record, SERIES)
+    per = t.record.get("per_sequence")
+    if isinstance(per, dict):
+        pack(per, list(per))
     return t
 
 

@@ -951,9 +951,8 @@ def plot_tradeoff(summary: Summary, path: Path) -> Path | None:
     cloud = [p for p in pts if not shown(p[0]["schedule"])]
     pts = [p for p in pts if shown(p[0]["schedule"])]
     if cloud:  # the schedules past the cap: one grey errorbar call per panel, unlabelled
-        _cloud(ax_id, [(p[1], p[2], p[3], p[4]) for p in cloud])
-        if core:
-            _cloud(ax_zoom, [(p[1], p[2], p[3], p[4]) for p in cloud])
+        for ax in [ax_id] + ([ax_zoom] if core else []):
+            _cloud(ax, [p[1:] for p in cloud])
         for ax, key, scale in ((ax_wall, "train_wall_s", 1.0), (ax_flops, "flops", 1e9)):
             vals = [(_or_nan(p[0].get(key)) / scale, math.nan, p[3], p[4]) for p in cloud]
             _cloud(ax, vals)
