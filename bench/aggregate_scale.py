@@ -42,8 +42,9 @@ def schedules(n_records: int) -> list[tuple[str, float]]:
 
 
 def make_records(d: Path, n_records: int) -> None:
-    from sweep import metrics, spec
-    from sweep.records import write_record
+    from sweep.analysis import metrics
+    from sweep.analysis.records import write_record
+    from sweep.config import spec
 
     base = yaml.safe_load((ROOT / "configs" / "study.yaml").read_text())["base"]
     base["schedules"] |= {"shapes": ["constant", "two_stage", *SHAPES], "controls": ["short_only"]}
@@ -100,9 +101,9 @@ def make_records(d: Path, n_records: int) -> None:
 
 def measure(d: Path, repeats: int) -> dict:
     """In this process: median seconds of reading alone and of the whole analysis."""
-    from sweep import aggregate
-    from sweep.records import read_record
-    from sweep.report import write_report
+    from sweep.analysis import aggregate
+    from sweep.analysis.records import read_record
+    from sweep.report.sweep_report import write_report
 
     full, read = [], []
     for _ in range(repeats):

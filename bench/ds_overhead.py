@@ -17,11 +17,12 @@ import time
 import numpy as np
 import torch
 
-from sweep import data, spec
-from sweep.dsconfig import deepspeed_config
-from sweep.model import build, param_groups
-from sweep.sessions import local_session
-from sweep.trial import token_loss_sum
+from sweep.config import spec
+from sweep.train import data
+from sweep.train.dsconfig import deepspeed_config
+from sweep.train.model import build, param_groups
+from sweep.train.sessions import local_session
+from sweep.train.trial import token_loss_sum
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ l_max 256, E = 16 x l_max = 4,096, batch 4, bf16 autocast as the study trains, o
 thread). "before" is the evaluation as it was up to this change, kept here to compare
 against: the position bias built and cast for every chunk of every layer, and the probes
 through the full forward (every position of every layer, then sliced). "after" is
-sweep.evaluate. Repeats alternate the order; medians are printed, with each part's
+sweep.train.evaluate. Repeats alternate the order; medians are printed, with each part's
 ratio, the largest |after - before| and |after - float32 reference| per position, the
 profile's top operators of the after path, and the share of a trial's wall time that
 evaluation + probes take given its training time (``--train-s``; default 58 s, the
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sweep import evaluate
-from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM, position_bias
+from sweep.train import evaluate
+from sweep.train.model import BtlmProxyConfig, BtlmProxyForCausalLM, position_bias
 
 L_MAX, MULTIPLE, BATCH, SPAN = 256, 16, 4, 64
 

@@ -19,8 +19,8 @@ def measure(d_model: int, n_layers: int, n_heads: int, E: int, chunk: int | None
     import numpy as np
     import torch
 
-    from sweep.evaluate import per_position_losses
-    from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM
+    from sweep.train.evaluate import per_position_losses
+    from sweep.train.model import BtlmProxyConfig, BtlmProxyForCausalLM
 
     torch.set_num_threads(1)
     model = BtlmProxyForCausalLM(

@@ -22,9 +22,10 @@ import time
 import numpy as np
 import torch
 
-from sweep import data, schedules, spec
-from sweep.model import build, non_embedding_params
-from sweep.trial import token_loss_sum
+from sweep.config import schedules, spec
+from sweep.train import data
+from sweep.train.model import build, non_embedding_params
+from sweep.train.trial import token_loss_sum
 
 MODES = ("reshape", "truncate", "window", "doc_buckets")
 

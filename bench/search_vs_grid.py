@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from sweep.aggregate import _paired, aggregate
+from sweep.analysis.aggregate import _paired, aggregate
 
 
 def grid_of(raw: dict) -> dict:

@@ -17,8 +17,8 @@ import time
 import torch
 from transformers import FalconConfig, FalconForCausalLM
 
-from sweep import schedules, spec
-from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM, non_embedding_params
+from sweep.config import schedules, spec
+from sweep.train.model import BtlmProxyConfig, BtlmProxyForCausalLM, non_embedding_params
 
 
 def step_seconds(model, rows: int, L: int, repeats: int, dtype=torch.float32) -> float:

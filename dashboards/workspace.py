@@ -4,10 +4,10 @@ curves grouped by schedule shape, and shape / ramp rate / mode against far_loss.
 ``sweep dashboard --project P`` saves it (online only); building it needs no network, so
 tests check its panels offline.
 
-Run keys come from ``sweep.tracking``: config is the trial dict (``schedule.shape``,
+Run keys come from ``sweep.train.tracking``: config is the trial dict (``schedule.shape``,
 ``schedule.ramp_rate``, ...) with the schedule's ``label`` and ``role``, history is
 ``train/*`` and ``eval/*`` against ``tokens``, summary is ``final/*``
-(tests/test_dashboard.py checks the workspace names no other key)."""
+(tests/unit/test_dashboard.py checks the workspace names no other key)."""
 
 from __future__ import annotations
 

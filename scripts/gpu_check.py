@@ -39,7 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the sweep package, when run as a script from anywhere
 
-from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM, param_groups  # noqa: E402
+from sweep.train.model import BtlmProxyConfig, BtlmProxyForCausalLM, param_groups  # noqa: E402
 
 # (d_model, layers, heads, vocab, l_max, rows a step): the >= 100M proxy and a toy one
 MFU_MODEL = {"full": (768, 12, 12, 32768, 2048, 8), "tiny": (64, 2, 4, 512, 128, 4)}
@@ -108,7 +108,7 @@ def train_steps(model, device: str, length: int, rows: int, steps: int, compiled
 
 
 def section_numerics(device: str, tiny: bool) -> dict:
-    from sweep.evaluate import per_position_losses
+    from sweep.train.evaluate import per_position_losses
 
     d, layers, heads, vocab, length = (64, 2, 4, 512, 512) if tiny else (256, 4, 8, 264, 4096)
     m = proxy(d, layers, heads, vocab, "sdpa").to(device).eval()
@@ -191,8 +191,8 @@ def ddp_worker(args) -> None:
     import deepspeed
     import torch.distributed as dist
 
-    from sweep import spec as spec_mod
-    from sweep.dsconfig import deepspeed_config
+    from sweep.config import spec as spec_mod
+    from sweep.train.dsconfig import deepspeed_config
 
     rank = int(os.environ["RANK"])
     backend = "nccl" if args.device == "cuda" else "gloo"

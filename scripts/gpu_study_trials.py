@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sweep import study  # noqa: E402
+from sweep.run import study  # noqa: E402
 
 
 def local_spec(st, arm: str, ramps: list, fraction: float, out: Path, cpus: int) -> Path:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sweep.spec import SpecError, check_paths
+from sweep.config.spec import SpecError, check_paths
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,10 +98,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _one_trial(args: argparse.Namespace) -> int:
     """A trial exactly as a sweep runs it, minus Ray: for debugging and baselines."""
-    from sweep import orchestrate, spec
-    from sweep.records import read_record, record_path
-    from sweep.sessions import local_session
-    from sweep.trial import train
+    from sweep.analysis.records import read_record, record_path
+    from sweep.config import spec
+    from sweep.run import orchestrate
+    from sweep.train.sessions import local_session
+    from sweep.train.trial import train
 
     sw = spec.load(args.spec)
     trials = {t.trial_id: t for t in sw.trials()}
@@ -175,7 +176,9 @@ def _target(args: argparse.Namespace):
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sweep import aggregate, export, orchestrate
+    from sweep import export
+    from sweep.analysis import aggregate
+    from sweep.run import orchestrate
 
     sweep_dir = Path(args.dir)
     spec = orchestrate.load_sweep_dir(sweep_dir)
@@ -198,13 +201,13 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(sweep_dir: Path) -> int:
-    from sweep.report import report_sweep
+    from sweep.report.sweep_report import report_sweep
 
     return report_sweep(sweep_dir)
 
 
 def _run(spec, sweep_dir: Path, address: str | None) -> int:
-    from sweep import orchestrate
+    from sweep.run import orchestrate
 
     orchestrate.run_sweep(spec, sweep_dir, address)
     code = _report(sweep_dir)
@@ -218,7 +221,7 @@ def _mirror(spec, sweep_dir: Path) -> None:
     """The sweep's summary as a W&B run of its group (a mirror: never decides anything)."""
     import json
 
-    from sweep.tracking import mirror_summary
+    from sweep.train.tracking import mirror_summary
 
     path = sweep_dir / "summary.json"
     if path.is_file():
@@ -230,7 +233,7 @@ def _mirror(spec, sweep_dir: Path) -> None:
 def _confirm(sweep_dir: Path, seeds: int, address: str | None, quiet: bool = False) -> int:
     """``sweep confirm``; run after a sweep (``decision.confirm_seeds``), a sweep with
     nothing to confirm says so and is not an error."""
-    from sweep import confirm
+    from sweep.run import confirm
 
     try:
         return confirm.run(sweep_dir, seeds, address)
@@ -253,7 +256,8 @@ def _yaml(path: str) -> object:
 
 def _run_study(args: argparse.Namespace) -> int:
     """A study file (one with ``arms``): every arm in turn, then the study document."""
-    from sweep import data, orchestrate, study
+    from sweep.run import orchestrate, study
+    from sweep.train import data
 
     st = study.load(args.spec)
     study_dir = orchestrate.sweep_dir_for_name(st.name, Path(args.results))
@@ -270,9 +274,9 @@ def _run_study(args: argparse.Namespace) -> int:
 
 
 def _study_and_document(st, study_dir: Path, address: str | None) -> int:
-    """Every arm of a study, then its document (sweep.findings)."""
-    from sweep import study
-    from sweep.findings import write_study
+    """Every arm of a study, then its document (sweep.analysis.findings)."""
+    from sweep.analysis.findings import write_study
+    from sweep.run import study
 
     code = study.run(st, study_dir, address)
     print(f"study document: {write_study(study_dir, study_dir)}")
@@ -283,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "run":
-            from sweep import orchestrate, spec, study
+            from sweep.config import spec
+            from sweep.run import orchestrate, study
 
             if study.is_study(_yaml(args.spec)):
                 return _run_study(args)
@@ -296,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             orchestrate.prepare(sw, sweep_dir, args.overwrite)
             return _run(sw, sweep_dir, args.address)
         if args.cmd == "resume":
-            from sweep import orchestrate, study
+            from sweep.run import orchestrate, study
 
             if study.is_study_dir(Path(args.dir)):
                 st_dir = Path(args.dir).resolve()
@@ -312,12 +317,12 @@ def main(argv: list[str] | None = None) -> int:
             orchestrate.preflight(sw, args.address)
             return _run(sw, sweep_dir, args.address)
         if args.cmd == "report":
-            from sweep import study
-            from sweep.aggregate import EmptyResults
+            from sweep.analysis.aggregate import EmptyResults
+            from sweep.run import study
 
             try:
                 if study.is_study_dir(Path(args.dir)):
-                    from sweep.findings import write_study
+                    from sweep.analysis.findings import write_study
 
                     print(f"study document: {write_study(Path(args.dir), args.out)}")
                     return 0
@@ -328,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
         if args.cmd == "calibrate":
-            from sweep import calibrate, orchestrate, spec
+            from sweep.config import spec
+            from sweep.run import calibrate, orchestrate
 
             sw = spec.load(args.spec)
             if sw.calibrate is None:
@@ -344,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "trial":
             return _one_trial(args)
         if args.cmd == "schedules" and args.action == "export":
-            from sweep import export, spec
+            from sweep import export
+            from sweep.config import spec
 
             sw = spec.load(args.spec)
             out = Path(args.out or f"{sw.name}-schedules")
@@ -352,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: " + ", ".join(str(p) for p in paths))
             return 0
         if args.cmd == "schedules":
-            from sweep import spec, study
-            from sweep.figures import plot_schedule_specs
+            from sweep.config import spec
+            from sweep.report.figures import plot_schedule_specs
+            from sweep.run import study
 
             if study.is_study(_yaml(args.spec)):  # a study: its main arm's schedules
                 st = study.load(args.spec)

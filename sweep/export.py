@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from sweep import schedules
-from sweep.dsconfig import deepspeed_config
-from sweep.records import write_text_atomic
-from sweep.spec import ScheduleSpec, SweepSpec, TrialSpec
+from sweep.analysis.records import write_text_atomic
+from sweep.config import schedules
+from sweep.config.spec import ScheduleSpec, SweepSpec, TrialSpec
+from sweep.train.dsconfig import deepspeed_config
 
 # The curriculum metric of the exported config. Megatron-DeepSpeed's data post-process
 # function cuts rows to the current difficulty of a metric of this name.

@@ -62,7 +62,7 @@ def tiny_proxy(n_layers: int = 1, seed: int = 0, vocab: int = 64, **config):
     fields, e.g. ``attn_window`` or ``attention``), for tests that need a real model."""
     import torch
 
-    from sweep.model import BtlmProxyConfig, BtlmProxyForCausalLM
+    from sweep.train.model import BtlmProxyConfig, BtlmProxyForCausalLM
 
     torch.manual_seed(seed)
     return BtlmProxyForCausalLM(
@@ -77,7 +77,7 @@ def smoke_spec(controls=("short_only",), seeds=(0,)):
     """configs/smoke.yaml with these controls and seeds."""
     import yaml
 
-    from sweep import spec
+    from sweep.config import spec
 
     raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
     raw["schedules"]["controls"] = list(controls)
@@ -111,8 +111,8 @@ def fake_sweep(
     (its own seeds and controls) in place of configs/smoke.yaml's."""
     import numpy as np
 
-    from sweep import metrics
-    from sweep.records import write_record
+    from sweep.analysis import metrics
+    from sweep.analysis.records import write_record
 
     sw = spec or smoke_spec(controls, seeds)
     rng = np.random.default_rng(0)

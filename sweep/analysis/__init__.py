@@ -1,0 +1,1 @@
+"""Reading results: trial records, metrics, intervals, the decision."""

@@ -1,0 +1,1 @@
+"""What a user writes: the sweep spec, the study spec and the schedules L(f)."""

@@ -1,0 +1,1 @@
+"""What people read: the sweep's and the study's documents and figures."""

@@ -1,0 +1,1 @@
+"""Driving Ray: the results directory, Tune, the search, calibration, studies."""

@@ -1,0 +1,1 @@
+"""One trial: the model, its data, the training loop, its evaluation."""
