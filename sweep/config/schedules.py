@@ -7,7 +7,8 @@ rate-1 linear ramp would never get past l_max - multiple_of). ``plan`` turns a s
 token budget into the per-step table every trial trains on, in the schedule's mode
 (``Plan``); in ``reshape`` mode each step holds exactly ``tokens_per_step`` tokens (rows =
 tokens_per_step // L, plus one shorter tail row when L does not divide it), so all trials
-see the same tokens per step and the same total.
+see the same tokens per step and the same total. Each shape's L(f) before rounding is its
+entry's in the shape registry (sweep/config/shapes.py).
 """
 
 from __future__ import annotations
@@ -17,54 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweep.config.spec import ScheduleSpec
-
-
-def _ramp(shape: str, s: ScheduleSpec, u: float) -> float:
-    lo, hi = s.l_min, s.l_max
-    if shape == "linear":
-        return lo + (hi - lo) * u
-    if shape == "root":
-        return lo + (hi - lo) * u ** (1.0 / s.degree)
-    if shape == "exponential":
-        return lo * (hi / lo) ** u
-    if shape == "cosine":
-        return lo + (hi - lo) * (1 - math.cos(math.pi * u)) / 2
-    if shape == "geometric":
-        if u >= 1:
-            return hi
-        # The ladder l_min, 2 l_min, ..., l_max: n + 1 rungs with an equal share of the
-        # ramp each, so l_max gets its share too (Grow-P2 repeats it `cycles` times).
-        uc = (u * s.cycles) % 1.0
-        rungs = math.ceil(math.log2(hi / lo) - 1e-9) + 1  # the last one clamped to l_max
-        return min(hi, lo * 2 ** math.floor(uc * rungs))
-    raise ValueError(shape)
-
-
-def raw_length(s: ScheduleSpec, f: float, rng: np.random.Generator | None = None) -> float:
-    """L(f) before rounding, as docs/design.md tabulates it."""
-    u = min(f / s.ramp_rate, 1.0)
-    if s.shape == "constant":
-        return s.l_max
-    if s.shape == "two_stage":
-        return (s.l_short or s.l_max // 4) if f < s.switch else s.l_max
-    if s.shape == "short_only":
-        return s.l_short or s.l_min
-    if s.shape == "multi_stage":
-        for end, length in s.stages:
-            if f < end:
-                return length
-        return s.stages[-1][1]
-    if s.shape == "reverse":
-        return raw_length(ScheduleSpec(**{**s.__dict__, "shape": s.reverse_of}), 1.0 - f)
-    if s.shape == "mixture":
-        n = len(s.mixture_lengths)
-        start = np.array(s.mixture_start or (1.0 / n,) * n)
-        end = np.array(s.mixture_end or start)
-        probs = (1 - u) * start + u * end
-        rng = rng if rng is not None else np.random.default_rng(0)
-        return float(rng.choice(s.mixture_lengths, p=probs / probs.sum()))
-    return _ramp(s.shape, s, u)
+from sweep.config.shapes import ScheduleSpec, raw_length
 
 
 def length(s: ScheduleSpec, f: float, rng: np.random.Generator | None = None) -> int:
@@ -121,7 +75,8 @@ class Plan:
 
     def tokens_by_length(self, steps: int | None = None) -> dict[int, int]:
         """Tokens trained at each schedule length (the window, in window mode) in the first
-        ``steps`` steps (all by default); tail rows are counted at their own length."""
+        ``steps`` steps (all by default); tail rows are counted at their own length (the
+        export's ``tokens_by_context`` counts them at their step's L(f))."""
         out: dict[int, int] = {}
         n = self.steps if steps is None else steps
         for ctx, length_, rows, tail in zip(

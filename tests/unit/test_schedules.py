@@ -5,7 +5,9 @@ from hypothesis import strategies as st
 
 from sweep import export
 from sweep.config import schedules
-from sweep.config.spec import SHAPES, ScheduleSpec, SpecError, validate_schedule
+from sweep.config.fields import SpecError
+from sweep.config.grid import validate_schedule
+from sweep.config.shapes import SHAPES, ScheduleSpec
 
 SIMPLE = [s for s in SHAPES if s not in ("multi_stage", "mixture")]
 

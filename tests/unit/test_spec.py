@@ -1,6 +1,6 @@
 """The spec model: one declarative, validated schema; its round trips; the fields a
 transformers architecture cannot use; no import cycle with schedules; and a fuzz of the
-validation path the CLI runs before Ray (spec.parse, then orchestrate.preflight)."""
+validation path the CLI runs before Ray (spec.parse, preflight, then orchestrate.check_cluster)."""
 
 import copy
 import dataclasses
@@ -19,6 +19,7 @@ from support import ROOT
 
 from sweep.config import schedules, spec
 from sweep.run import orchestrate
+from sweep.run.preflight import preflight
 
 _ALL = sorted((ROOT / "configs").glob("*.yaml"))
 STUDIES = [p for p in _ALL if "arms" in (yaml.safe_load(p.read_text()) or {})]
@@ -35,7 +36,7 @@ def main_job(**sections) -> dict:
 
 def error_of(raw: dict) -> spec.SpecError:
     with pytest.raises(spec.SpecError) as e:
-        spec.parse(raw)
+        preflight(spec.parse(raw))
     return e.value
 
 
@@ -43,11 +44,11 @@ def error_of(raw: dict) -> spec.SpecError:
 
 
 @pytest.mark.parametrize("module", ["sweep.config.spec", "sweep.config.schedules"])
-def test_spec_and_schedules_import_alone_and_spec_never_imports_schedules(module):
-    code = f"import sys, {module}; print('sweep.config.schedules' in sys.modules)"
+def test_spec_and_schedules_import_alone_and_schedules_never_imports_spec(module):
+    code = f"import sys, {module}; print('sweep.config.spec' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip() == str(module == "sweep.config.schedules")
+    assert r.stdout.strip() == str(module == "sweep.config.spec")
 
 
 def test_schedule_spec_stays_a_frozen_hashable_dataclass():
@@ -70,11 +71,11 @@ def test_configs_round_trip_through_dict_and_yaml(path):
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
 def test_study_arms_round_trip_through_dict(path):
-    from sweep.run import study
+    from sweep.config import study_spec
 
-    st = study.load(path)
+    st = study_spec.load(path)
     main = st.arm_spec(st.main, [])
-    ramps = [study.ramp_entry(main, r) for r in study.ramp_labels(main)]
+    ramps = [study_spec.ramp_entry(main, r) for r in study_spec.ramp_labels(main)]
     for arm in st.arm_names:
         sw = st.arm_spec(arm, ramps)
         assert spec.parse(sw.to_dict()) == sw
@@ -293,7 +294,8 @@ def mutated_specs(draw) -> dict:
 def cli_validation(raw: dict) -> spec.SweepSpec:
     """What ``sweep run`` checks before it starts Ray, minus the corpus (seconds each)."""
     sw = spec.parse(raw)
-    orchestrate.preflight(sw, None)
+    preflight(sw)
+    orchestrate.check_cluster(sw, None)
     return sw
 
 
