@@ -8,30 +8,24 @@ minus two-stage, are paired differences like those within one sweep."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from sweep.analysis import decision
-from sweep.analysis.aggregate import (
-    LEVEL,
-    OBJECTIVE,
-    Summary,
-    Trial,
-    _judge,
-    _paired,
-    aggregate,
-    paired_matrix,
-    units_matrix,
-)
-from sweep.analysis.intervals import Interval, mean_interval, paired_interval
+from sweep.analysis.aggregate import Summary, aggregate
+from sweep.analysis.arms import best_ramps
+from sweep.analysis.intervals import mean_interval, paired_interval
 from sweep.analysis.metrics import bands
-from sweep.analysis.records import write_text_atomic
-from sweep.run.study import RUNS_FILE, Study, best_ramps, load_dir
-
-BOOT = 4000  # bootstrap resamples of the transfer correlation
+from sweep.analysis.paired import (
+    OBJECTIVE,
+    Trial,
+    paired_difference,
+    paired_matrix,
+)
+from sweep.analysis.pick import LEVEL, judge_comparison
+from sweep.analysis.transfer import far_matrix, spearman_transfer
+from sweep.config.study_spec import RUNS_FILE, Study
 
 
 def _by_schedule(summary: Summary) -> dict[str, list[Trial]]:
@@ -52,7 +46,7 @@ def _diff(a: list[Trial] | None, b: list[Trial] | None, keys: list[str]) -> dict
         return {}
     out = {}
     for k in keys:
-        iv = _paired(a, b, k)
+        iv = paired_difference(a, b, k)
         if iv is not None:
             out[k] = iv.to_dict()
     return out
@@ -142,7 +136,7 @@ def ramps_vs_btlm(
         far = paired_interval(d).to_dict() | {"components": decision.variance_components(d)}
         if far.get("hi") is None:
             continue
-        judged, _ = _judge(far, LEVEL, sim, margin)
+        judged, _ = judge_comparison(far, LEVEL, sim, margin)
         out[r] = judged | {"mean": far["mean"]}
     return {
         "comparisons": len(out),
@@ -152,82 +146,6 @@ def ramps_vs_btlm(
         f"{100 * sim:.4g}%",
         "by_ramp": out,
     }
-
-
-def spearman_transfer(
-    a: dict[str, np.ndarray],
-    ref_a: np.ndarray,
-    b: dict[str, np.ndarray],
-    ref_b: np.ndarray,
-    level: float = 0.95,
-    n_boot: int = BOOT,
-    seed: int = 0,
-) -> dict:
-    """Rank correlation of the schedules' gains over the reference at two widths.
-
-    ``a[label]`` and ``ref_a`` are (seeds x documents) far_loss matrices of one width, ``b``
-    and ``ref_b`` of the other, on the same seeds and documents. The gain of a schedule is
-    its mean minus the reference's. The interval is a percentile bootstrap that resamples
-    seeds and documents together (both are sources of noise, and the same seed and
-    document index every schedule and both widths, which keeps the pairing):
-    scipy.stats.bootstrap resamples one axis only, hence the two-level resampling here."""
-    labels = sorted(set(a) & set(b))
-    if len(labels) < 3:
-        return {"labels": labels, "rho": None, "lo": None, "hi": None, "why": "under 3 schedules"}
-    A = np.stack([a[k] - ref_a for k in labels])  # schedules x seeds x docs
-    B = np.stack([b[k] - ref_b for k in labels])
-    ga, gb = A.mean(axis=(1, 2)), B.mean(axis=(1, 2))
-    rho = float(stats.spearmanr(ga, gb).statistic)
-    rng = np.random.default_rng(seed)
-    n_s, n_d = A.shape[1], A.shape[2]
-    # A resample's mean is a weighted mean: weights = how often each seed and document was
-    # drawn, so every resample is one einsum, not a loop of fancy indexing.
-    ws = _draw_weights(rng, n_boot, n_s)
-    wd = _draw_weights(rng, n_boot, n_d)
-    xa = np.einsum("bs,bd,ksd->bk", ws, wd, A)
-    xb = np.einsum("bs,bd,ksd->bk", ws, wd, B)
-    keep = (np.ptp(xa, axis=1) > 0) & (np.ptp(xb, axis=1) > 0)  # rho needs two ranks
-    rhos = _row_spearman(xa[keep], xb[keep])
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(rhos, [alpha, 1 - alpha]) if len(rhos) else (math.nan, math.nan)
-    return {
-        "labels": labels,
-        "gain_a": dict(zip(labels, map(float, ga))),
-        "gain_b": dict(zip(labels, map(float, gb))),
-        "rho": rho,
-        "lo": float(lo),
-        "hi": float(hi),
-        "boot": int(len(rhos)),
-        "method": f"percentile bootstrap over seeds and documents ({len(rhos)} resamples)",
-        "best_a": labels[int(np.argmin(ga))],
-        "best_b": labels[int(np.argmin(gb))],
-    }
-
-
-def _draw_weights(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
-    """(n_boot x n) resampling weights: the share of n draws with replacement that fell
-    on each unit."""
-    draws = rng.integers(0, n, (n_boot, n))
-    counts = np.zeros((n_boot, n))
-    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1)
-    return counts / n
-
-
-def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho of each row pair: Pearson's r of the average ranks (as
-    scipy.stats.spearmanr, ties included), for all rows at once."""
-    rx = stats.rankdata(x, axis=1)
-    ry = stats.rankdata(y, axis=1)
-    rx -= rx.mean(axis=1, keepdims=True)
-    ry -= ry.mean(axis=1, keepdims=True)
-    return (rx * ry).sum(axis=1) / np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
-
-
-def _far_matrix(trials: list[Trial], seeds: list[int]) -> np.ndarray | None:
-    by_seed = {t.record["seed"]: t for t in trials}
-    if not all(s in by_seed for s in seeds):
-        return None
-    return units_matrix([by_seed[s] for s in seeds], "far_loss")
 
 
 def load_arms(study: Study, study_dir: Path) -> dict[str, Summary]:
@@ -243,13 +161,13 @@ def load_arms(study: Study, study_dir: Path) -> dict[str, Summary]:
 def compute(study: Study, study_dir: Path, arms: dict[str, Summary] | None = None) -> dict:
     """Every number the document states, from the arms' records (``arms``: their
     aggregates, when already read)."""
-    f = study.findings
+    asked = study.findings
     arms = load_arms(study, study_dir) if arms is None else arms
     main = arms.get(study.main)
     if main is None or not main.finished:
         return {"arms": {}, "missing": study.main}
-    S = {arm: _by_schedule(s) for arm, s in arms.items()}
-    M = S[study.main]
+    by_arm = {arm: _by_schedule(s) for arm, s in arms.items()}
+    main_by = by_arm[study.main]
     ref = main.reference
     keys = ["id_loss", "near_loss", "far_loss", *_band_keys(main), "ctx_gain"]
     spec = study.arm_spec(study.main, [])
@@ -261,69 +179,110 @@ def compute(study: Study, study_dir: Path, arms: dict[str, Summary] | None = Non
         "bands": _band_keys(main),
         "arms": {arm: s.to_dict() for arm, s in arms.items()},
     }
-    btlm, neg = f.get("btlm"), f.get("negative")
-    out["btlm"] = {
-        "negative_vs_reference": _diff(M.get(neg), M.get(ref), keys),
-        "negative_vs_btlm": _diff(M.get(neg), M.get(btlm), keys),
-        "btlm_vs_reference": _diff(M.get(btlm), M.get(ref), keys),
-        "controls": main.controls,
-    }
-    rope = f.get("rope_arm")
-    if rope in S:
+    btlm = asked.get("btlm")
+    out["btlm"] = _btlm(main_by, main, asked.get("negative"), btlm, keys)
+    rope = asked.get("rope_arm")
+    if rope in by_arm:
         out["rope"] = {
-            label: _diff(S[rope].get(label), M.get(label), keys) for label in S[rope] if label in M
+            label: _diff(by_arm[rope].get(label), main_by.get(label), keys)
+            for label in by_arm[rope]
+            if label in main_by
         }
-    ramp_rows = {r: _diff(M.get(r), M.get(btlm), keys) for r in ramps}
+    ramp_rows = {r: _diff(main_by.get(r), main_by.get(btlm), keys) for r in ramps}
     margin = main.decision.margin if main.decision else None
     out["ramp_vs_btlm"] = {
         "main": ramp_rows,
         "best": best,
-        "decided": ramps_vs_btlm(M, ramps, btlm, margin),
+        "decided": ramps_vs_btlm(main_by, ramps, btlm, margin),
         "margin_source": main.decision.margin_source if main.decision else "",
     }
-    out["curves"] = position_curves(M, ref)
+    out["curves"] = position_curves(main_by, ref)
     out["schedules"] = {arm: schedule_table(s) for arm, s in arms.items()}
     # an arm whose own negative control was not told apart confirms nothing
     out["blind_arms"] = sorted(
         arm for arm, s in arms.items() if s.controls.get("discriminates") is False
     )
-    win = f.get("window_arm")
-    if win in S and best:
-        wlabel = f"{best}-window"
-        if wlabel in S[win]:
-            out["ramp_vs_btlm"]["window"] = {
-                "label": wlabel,
-                "vs_btlm": _diff(S[win].get(wlabel), M.get(btlm), keys),
-                "vs_reshape": _diff(S[win].get(wlabel), M.get(best), keys),
-            }
-    wide = f.get("wide_arm")
-    if wide in S:
-        W = S[wide]
+    window = _window_arm(by_arm, main_by, asked.get("window_arm"), best, btlm, keys)
+    if window is not None:
+        out["ramp_vs_btlm"]["window"] = window
+    wide = asked.get("wide_arm")
+    if wide in by_arm:
+        wide_by = by_arm[wide]
         out["ramp_vs_btlm"]["wide"] = {
-            r: _diff(W.get(r), W.get(btlm), keys) for r in ramps if r in W
+            r: _diff(wide_by.get(r), wide_by.get(btlm), keys) for r in ramps if r in wide_by
         }
-        seeds = sorted(
-            {t.record["seed"] for t in main.finished}
-            & {t.record["seed"] for t in arms[wide].finished}
-        )
-        # candidates only: a control's large gap would make any ranking look transferred
-        roles = {t.record["schedule"]: t.role for t in main.finished}
-        common = [lab for lab in W if lab in M and lab != ref and roles.get(lab) != "control"]
-        mats_a = {lab: _far_matrix(M[lab], seeds) for lab in common}
-        mats_b = {lab: _far_matrix(W[lab], seeds) for lab in common}
-        ra, rb = _far_matrix(M.get(ref, []), seeds), _far_matrix(W.get(ref, []), seeds)
-        ok = [lab for lab in common if mats_a[lab] is not None and mats_b[lab] is not None]
-        if ra is not None and rb is not None:
-            out["transfer"] = spearman_transfer(
-                {k: mats_a[k] for k in ok}, ra, {k: mats_b[k] for k in ok}, rb
-            )
-            out["transfer"]["picks"] = {
-                study.main: [p["schedule"] for p in main.picks],
-                wide: [p["schedule"] for p in arms[wide].picks],
-            }
-            out["transfer"]["verdicts"] = {study.main: main.verdict, wide: arms[wide].verdict}
-    out["repeats"] = _repeats(S)
+        transfer = _transfer(study.main, main, wide, arms[wide], ref)
+        if transfer is not None:
+            out["transfer"] = transfer
+    out["repeats"] = _repeats(by_arm)
     out["cost"] = _cost(arms, Path(study_dir))
+    return out
+
+
+def _btlm(
+    main_by: dict[str, list[Trial]],
+    main: Summary,
+    neg: str | None,
+    btlm: str | None,
+    keys: list[str],
+) -> dict:
+    """BTLM's claim on the main arm: the negative control against the reference and
+    against two stages, and two stages against the reference."""
+    ref = main.reference
+    return {
+        "negative_vs_reference": _diff(main_by.get(neg), main_by.get(ref), keys),
+        "negative_vs_btlm": _diff(main_by.get(neg), main_by.get(btlm), keys),
+        "btlm_vs_reference": _diff(main_by.get(btlm), main_by.get(ref), keys),
+        "controls": main.controls,
+    }
+
+
+def _window_arm(
+    by_arm: dict[str, dict[str, list[Trial]]],
+    main_by: dict[str, list[Trial]],
+    win: str | None,
+    best: str | None,
+    btlm: str | None,
+    keys: list[str],
+) -> dict | None:
+    """The best ramp in window mode against two stages and against itself in reshape mode
+    (None without a window arm that ran it)."""
+    if win not in by_arm or not best:
+        return None
+    wlabel = f"{best}-window"
+    if wlabel not in by_arm[win]:
+        return None
+    return {
+        "label": wlabel,
+        "vs_btlm": _diff(by_arm[win].get(wlabel), main_by.get(btlm), keys),
+        "vs_reshape": _diff(by_arm[win].get(wlabel), main_by.get(best), keys),
+    }
+
+
+def _transfer(main_name: str, main: Summary, wide: str, wide_arm: Summary, ref: str) -> dict | None:
+    """Whether the main arm's ranking of candidates holds at the wide arm's width (None
+    without the reference's far_loss on the seeds both arms ran)."""
+    main_by, wide_by = _by_schedule(main), _by_schedule(wide_arm)
+    seeds = sorted(
+        {t.record["seed"] for t in main.finished} & {t.record["seed"] for t in wide_arm.finished}
+    )
+    # candidates only: a control's large gap would make any ranking look transferred
+    roles = {t.record["schedule"]: t.role for t in main.finished}
+    common = [
+        lab for lab in wide_by if lab in main_by and lab != ref and roles.get(lab) != "control"
+    ]
+    mats_a = {lab: far_matrix(main_by[lab], seeds) for lab in common}
+    mats_b = {lab: far_matrix(wide_by[lab], seeds) for lab in common}
+    ra, rb = far_matrix(main_by.get(ref, []), seeds), far_matrix(wide_by.get(ref, []), seeds)
+    ok = [lab for lab in common if mats_a[lab] is not None and mats_b[lab] is not None]
+    if ra is None or rb is None:
+        return None
+    out = spearman_transfer({k: mats_a[k] for k in ok}, ra, {k: mats_b[k] for k in ok}, rb)
+    out["picks"] = {
+        main_name: [p["schedule"] for p in main.picks],
+        wide: [p["schedule"] for p in wide_arm.picks],
+    }
+    out["verdicts"] = {main_name: main.verdict, wide: wide_arm.verdict}
     return out
 
 
@@ -331,30 +290,34 @@ def compute(study: Study, study_dir: Path, arms: dict[str, Summary] | None = Non
 _TRAINING = ("budget", "model", "data", "optim", "eval", "deepspeed")
 
 
-def _repeats(S: dict[str, dict[str, list[Trial]]]) -> list[dict]:
+def _repeats(by_arm: dict[str, dict[str, list[Trial]]]) -> list[dict]:
     """Trials that two arms ran with the same schedule, seed and training spec: on a CPU
     they must come out identical (a check that comparing across arms is sound)."""
     out = []
-    arms = list(S)
+    arms = list(by_arm)
     for i, a in enumerate(arms):
         for b in arms[i + 1 :]:
-            for label in sorted(set(S[a]) & set(S[b])):
-                pairs = same = 0
-                for ta in S[a][label]:
-                    for tb in S[b][label]:
-                        ca, cb = ta.record["config"], tb.record["config"]
-                        if (
-                            ta.record["seed"] != tb.record["seed"]
-                            or ca["schedule"] != cb["schedule"]
-                        ):
-                            continue
-                        if any(ca["sweep"][k] != cb["sweep"][k] for k in _TRAINING):
-                            continue
-                        pairs += 1
-                        same += ta.record["curve"] == tb.record["curve"]
+            for label in sorted(set(by_arm[a]) & set(by_arm[b])):
+                pairs, same = _same_runs(by_arm[a][label], by_arm[b][label])
                 if pairs:
                     out.append({"label": label, "arms": [a, b], "pairs": pairs, "identical": same})
     return out
+
+
+def _same_runs(trials_a: list[Trial], trials_b: list[Trial]) -> tuple[int, int]:
+    """Pairs of trials run alike (same seed, schedule and training spec), and how many of
+    them have identical curves."""
+    pairs = same = 0
+    for ta in trials_a:
+        for tb in trials_b:
+            ca, cb = ta.record["config"], tb.record["config"]
+            if ta.record["seed"] != tb.record["seed"] or ca["schedule"] != cb["schedule"]:
+                continue
+            if any(ca["sweep"][k] != cb["sweep"][k] for k in _TRAINING):
+                continue
+            pairs += 1
+            same += ta.record["curve"] == tb.record["curve"]
+    return pairs, same
 
 
 def _cost(arms: dict[str, Summary], study_dir: Path) -> dict:
@@ -375,36 +338,10 @@ def _cost(arms: dict[str, Summary], study_dir: Path) -> dict:
     return {"arms": per, "runs": runs, "wall_s": float(sum(r["wall_s"] for r in runs))}
 
 
-def write_study(study_dir: Path, out: str | Path | None = None) -> Path:
-    """Compute the findings and write ``study.md``, its figures and ``findings.json`` to
-    ``out`` (default: the study's directory)."""
-    from sweep.report.study_report import write_document
-
-    study_dir = Path(study_dir)
-    study = load_dir(study_dir)
-    arms = load_arms(study, study_dir)
-    found = compute(study, study_dir, arms)
-    dest = Path(out) if out else study_dir
-    dest.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(found, indent=1, default=_json_default)
-    write_text_atomic(study_dir / "findings.json", text)
-    return write_document(study, found, arms, dest)
-
-
-def _json_default(x):
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, Interval):
-        return x.to_dict()
-    raise TypeError(type(x))
-
-
 __all__ = [
     "compute",
     "load_arms",
     "position_curves",
     "ramps_vs_btlm",
     "schedule_table",
-    "spearman_transfer",
-    "write_study",
 ]
