@@ -1,49 +1,34 @@
 """The study document (``study.md``) and its figures, from the findings
-(sweep/analysis/findings.py).
+(sweep/analysis/findings.py): the setup, every schedule and control, the findings
+(``study_findings``), what the proxy can see and cannot show, and what it cost.
 Every sentence that states a result reads its sign from the interval: a difference whose
 95% interval holds zero is "not told apart", whatever its mean."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
-from sweep.analysis.aggregate import _iv
+from sweep.analysis.controls import interval_text as _iv
+from sweep.analysis.findings import compute, load_arms
+from sweep.analysis.intervals import Interval
 from sweep.analysis.records import write_text_atomic
-from sweep.run.study import Study
+from sweep.config.study_spec import Study, load_dir
+from sweep.report.figures_study import plot_study_bands, plot_study_curves, plot_transfer
+from sweep.report.study_findings import (
+    _ramp_against_two_stages,
+    _reproduce_btlm,
+    _reproduce_press,
+    _summary,
+    _transfer,
+)
+from sweep.report.study_words import _abs, _table, reading
+from sweep.run.calibrate import seeds_needed
+from sweep.run.cost import non_embedding_params_of_config
 
 FIG_DIR = "study"
-
-
-def reading(iv: dict | None, worse: str = "worse", better: str = "better") -> str:
-    """The honest reading of a difference (lower loss is better)."""
-    if not iv or iv.get("mean") is None:
-        return "not measured"
-    if iv.get("lo") is None:
-        return "no interval"
-    if iv["lo"] > 0:
-        return worse
-    if iv["hi"] < 0:
-        return better
-    return "not told apart"
-
-
-def _f(v, nd: int = 4) -> str:
-    return "n/a" if v is None else f"{v:+.{nd}f}"
-
-
-def _row_iv(d: dict, key: str) -> str:
-    return _iv(d.get(key)) if d else "n/a"
-
-
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-        *("| " + " | ".join(r) + " |" for r in rows),
-        "",
-    ]
 
 
 def _curves(summary) -> dict[str, np.ndarray]:
@@ -52,105 +37,6 @@ def _curves(summary) -> dict[str, np.ndarray]:
     for t in summary.finished:
         by.setdefault(t.record["schedule"], []).append(np.asarray(t.record["curve"]))
     return {k: np.mean(v, axis=0) for k, v in by.items()}
-
-
-def _said(d: dict, key: str = "far_loss") -> str:
-    return f"{_row_iv(d, key)}: **{reading(d.get(key))}**"
-
-
-def _ramp_rows(rows: dict) -> list[list[str]]:
-    return [
-        [f"`{r}`", _row_iv(d, "far_loss"), reading(d.get("far_loss")), _row_iv(d, "id_loss")]
-        for r, d in rows.items()
-    ]
-
-
-def _summary(study: Study, found: dict) -> list[str]:
-    """The answer first: each finding's reading in a sentence, from the same intervals
-    as the sections below."""
-    f = study.findings
-    a = found.get("btlm", {})
-    nr, nb = a.get("negative_vs_reference", {}), a.get("negative_vs_btlm", {})
-    a_ok = reading(nr.get("far_loss")) == "worse" and reading(nb.get("far_loss")) == "worse"
-    rope = found.get("rope") or {}
-    b_ok = bool(rope) and all(reading(d.get("far_loss")) == "worse" for d in rope.values())
-    c = found.get("ramp_vs_btlm", {})
-    best = c.get("best")
-    t = found.get("transfer") or {}
-    out = [
-        "## Summary",
-        "",
-        f"- (a) BTLM's finding {_reproduces(a_ok, a)} here: "
-        f"`{f.get('negative')}` is worse past l_max than `{found.get('reference')}` "
-        f"({_iv(nr.get('far_loss'))}) and than `{f.get('btlm')}` ({_iv(nb.get('far_loss'))})"
-        + _shape_words(a)
-        + ".",
-    ]
-    if rope:
-        out.append(
-            f"- (b) Press et al.'s finding {'reproduces' if b_ok else 'does NOT reproduce'}: "
-            "rotary minus ALiBi past l_max is "
-            + ", ".join(f"{_iv(d.get('far_loss'))} (`{k}`)" for k, d in rope.items())
-            + "."
-        )
-    if best:
-        out.append(_c_line(found, study))
-    if t.get("rho") is not None:
-        out.append(
-            f"- Width transfer: Spearman {t['rho']:+.2f} [{t['lo']:+.2f}, {t['hi']:+.2f}] "
-            f"over {len(t['labels'])} candidate schedules (controls left out); the best of "
-            "them is "
-            + ("the same" if t["best_a"] == t["best_b"] else "not the same")
-            + f" at both widths (`{t['best_a']}`, `{t['best_b']}`)."
-        )
-    return [*out, ""]
-
-
-def _outcome_words(j: dict) -> str:
-    """One comparison as the decision layer reads it: interval at its level, outcome,
-    and what would settle it."""
-    lo, hi = j["interval"]
-    said = f"{j['mean']:+.4f} [{lo:+.4f}, {hi:+.4f}] at {100 * j['level']:.4g}%: **{j['outcome']}**"
-    if j["outcome"] == "inconclusive":
-        n = j.get("seeds_to_settle")
-        said += (
-            f" (about {n} seeds would likely settle it)"
-            if n
-            else " (not within 64 seeds at the measured variances)"
-        )
-    return said
-
-
-def _c_line(found: dict, study: Study) -> str:
-    """Finding (c) in a sentence: every ramp against two stages, four outcomes at the
-    margin, the family's correction, and the fresh trials of an arm whose control held."""
-    c = found.get("ramp_vs_btlm", {})
-    dec = c.get("decided") or {}
-    btlm = study.findings.get("btlm")
-    if not dec.get("by_ramp"):
-        return f"- (c) No steady ramp could be compared with `{btlm}`."
-    parts = [f"`{r}` {_outcome_words(j)}" for r, j in dec["by_ramp"].items()]
-    selection = (
-        " (one ramp: no selection)"
-        if dec["comparisons"] == 1
-        else f" (the best, `{c.get('best')}`, chosen on these trials)"
-    )
-    line = (
-        f"- (c) Steady ramp minus two stages (`{btlm}`) past l_max, at the margin "
-        f"±{dec['margin']:.4f} nats ({c.get('margin_source', '')}; {dec['correction']}): "
-        + "; ".join(parts)
-        + selection
-    )
-    wide = study.findings.get("wide_arm")
-    wide_best = (c.get("wide") or {}).get(c.get("best"), {})
-    if wide_best and wide not in found.get("blind_arms", []):
-        line += (
-            f"; on fresh trials at twice the width {_iv(wide_best.get('far_loss'))} "
-            f"({reading(wide_best.get('far_loss'))})"
-        )
-    elif wide_best:
-        line += f"; the `{wide}` arm's own control failed, so it confirms nothing"
-    return line + "."
 
 
 def _schedules(found: dict, study: Study) -> list[str]:
@@ -197,25 +83,17 @@ def _schedules(found: dict, study: Study) -> list[str]:
     return lines
 
 
-def _abs(iv: dict | None) -> str:
-    if not iv or iv.get("mean") is None:
-        return "n/a"
-    if iv.get("lo") is None:
-        return f"{iv['mean']:.4f}"
-    return f"{iv['mean']:.4f} [{iv['lo']:.4f}, {iv['hi']:.4f}]"
-
-
 def _controls(found: dict) -> list[str]:
     """Every control every arm trained, each judged on its own: the short-only controls
     by the control check (level and shape), the others on far_loss and far_excess."""
     lines = ["## Every control", ""]
     for arm, summ in (found.get("arms") or {}).items():
-        c = summ.get("controls") or {}
-        every = c.get("every") or []
+        controls = summ.get("controls") or {}
+        every = controls.get("every") or []
         judged = {e["negative"] for e in every}
         lines.append(
-            f"- `{arm}` arm: the sweep sees {c['sees']}."
-            if c.get("sees")
+            f"- `{arm}` arm: the sweep sees {controls['sees']}."
+            if controls.get("sees")
             else f"- `{arm}` arm: no negative control in this arm."
         )
         lines += [f"  - {e['summary']}: sees {e['sees']}." for e in every]
@@ -235,16 +113,14 @@ def _sight(found: dict, study: Study) -> list[str]:
     any finding, with what seeing it would take at this scale: the seeds at which each
     shape criterion that leans positive would likely clear zero (``calibrate.seeds_needed``,
     from its own variance components) and what those seeds cost here."""
-    from sweep.run.calibrate import seeds_needed
-
-    c = (found.get("btlm") or {}).get("controls") or {}
-    sees = c.get("sees")
+    controls = (found.get("btlm") or {}).get("controls") or {}
+    sees = controls.get("sees")
     if sees in (None, "extrapolation"):
         return []
-    key = c.get("excess_key") or "own_excess"
+    key = controls.get("excess_key") or "own_excess"
     crit = {
-        f"the control's {key}": c.get(key),
-        "the reference's context_use": c.get("reference_context_use"),
+        f"the control's {key}": controls.get(key),
+        "the reference's context_use": controls.get("reference_context_use"),
     }
     parts, need = [], []
     for name, iv in crit.items():
@@ -305,20 +181,20 @@ def _minutes_per_seed(found: dict, study: Study) -> float | None:
 
 def _setup(study: Study, found: dict) -> list[str]:
     spec = study.arm_spec(study.main, [])
-    m, b, e, s = spec.model, spec.budget, spec.eval, spec.schedules
+    model, budget, ev, lengths = spec.model, spec.budget, spec.eval, spec.schedules
     lines = [
         "## Setup",
         "",
-        f"- Model: btlm-proxy ({m.position}, SwiGLU, muP base width {m.mup_base_width}), "
-        f"d_model {m.d_model}, {m.n_layers} layers, {m.n_heads} heads; "
+        f"- Model: btlm-proxy ({model.position}, SwiGLU, muP base width {model.mup_base_width}), "
+        f"d_model {model.d_model}, {model.n_layers} layers, {model.n_heads} heads; "
         f"precision {spec.deepspeed.precision} (DeepSpeed ZeRO-{spec.deepspeed.zero_stage}).",
         f"- Data: `{spec.data.corpus}` corpus, `{spec.data.tokenizer}` tokenizer; "
         f"{spec.data.repeat_share:.0%} of documents carry a copied span "
         f"(span {spec.data.repeat_span}, up to {spec.data.repeat_max_distance} tokens back).",
-        f"- Budget: {b.tokens:,} tokens per trial, {b.tokens_per_step:,} tokens per step "
-        f"(every schedule trains the same tokens); l_max {s.l_max}, l_min {s.l_min}.",
-        f"- Evaluation: {e.sequences} held-out windows of E = {e.multiple} x l_max = "
-        f"{e.length(s.l_max):,} tokens, the same windows for every trial of every arm; "
+        f"- Budget: {budget.tokens:,} tokens per trial, {budget.tokens_per_step:,} tokens per step "
+        f"(every schedule trains the same tokens); l_max {lengths.l_max}, l_min {lengths.l_min}.",
+        f"- Evaluation: {ev.sequences} held-out windows of E = {ev.multiple} x l_max = "
+        f"{ev.length(lengths.l_max):,} tokens, the same windows for every trial of every arm; "
         f"far_loss is the mean loss over positions (l_max, E], also per band "
         f"({', '.join(found.get('bands', []))}).",
         f"- Seeds: {', '.join(map(str, spec.seeds))}. Intervals are paired 95% intervals over "
@@ -335,294 +211,8 @@ def _setup(study: Study, found: dict) -> list[str]:
     return lines
 
 
-def _reproduces(level: bool, a: dict) -> str:
-    """BTLM's finding is about shape: "reproduces" only when the arm's control check sees
-    extrapolation (the control's own_excess and the reference's context_use > 0 beyond
-    their intervals); worse past l_max alone is a reproduction on level only."""
-    if not level:
-        return "does NOT reproduce"
-    sees = (a.get("controls") or {}).get("sees")
-    return "reproduces" if sees == "extrapolation" else "reproduces on level only"
-
-
-def _shape_words(a: dict) -> str:
-    c = a.get("controls") or {}
-    if c.get("sees") is None or c.get("excess_key") is None:
-        return (
-            "; on shape it was not measured (records from before the shape metrics: no "
-            "own_excess, no context_use), so this is a finding on level only"
-        )
-    key = c["excess_key"]
-    return (
-        f"; on shape, its {key} is {_iv(c.get(key))} and the reference's context_use "
-        f"{_iv(c.get('reference_context_use'))} (the sweep sees {c['sees']})"
-    )
-
-
-def _schedule_row(found: dict, label: str | None) -> dict:
-    """The first arm's row of schedule ``label`` in the findings' tables ({} when none)."""
-    rows = (r for arm in (found.get("schedules") or {}).values() for r in arm)
-    return next((r for r in rows if r["schedule"] == label), {})
-
-
-def _own(found: dict, label: str | None) -> str:
-    """A schedule's longest trained length, as its record says (e.g. "32 tokens")."""
-    own = _schedule_row(found, label).get("own_length")
-    return f"{own} tokens" if own else "its short length"
-
-
-def _reproduce_btlm(found: dict, study: Study) -> list[str]:
-    a = found.get("btlm", {})
-    f = study.findings
-    neg, btlm, ref = f.get("negative"), f.get("btlm"), found.get("reference")
-    nr, nb, br = (
-        a.get("negative_vs_reference", {}),
-        a.get("negative_vs_btlm", {}),
-        a.get("btlm_vs_reference", {}),
-    )
-    keys = ["id_loss", "far_loss", *found.get("bands", []), "ctx_gain"]
-    top = found["bands"][-1].removeprefix("far_x") if found.get("bands") else "?"
-    lines = [
-        f"## (a) Short-only training against two stages and constant at {top}x l_max (BTLM)",
-        "",
-        f"BTLM: a model trained at 2,048 only does not extrapolate well; two stages (75% of "
-        f"tokens at l_max/4, then l_max) do. Here `{neg}` trains at {_own(found, neg)} "
-        f"throughout, `{btlm}` is BTLM's schedule, `{ref}` trains at l_max throughout.",
-        "",
-        f"- `{neg}` - `{ref}`, far_loss: {_said(nr)}.",
-        f"- `{neg}` - `{btlm}`, far_loss: {_said(nb)}.",
-        f"- `{btlm}` - `{ref}`, far_loss: {_said(br)}; id_loss {_row_iv(br, 'id_loss')}.",
-        f"- The sweep's own control check: {a.get('controls', {}).get('summary', 'n/a')}.",
-        "",
-    ]
-    rows = [
-        [f"`{k}`", _row_iv(nr, k), _row_iv(nb, k), _row_iv(br, k)]
-        for k in keys
-        if k in nr or k in br
-    ]
-    lines += _table(["metric", f"{neg} - {ref}", f"{neg} - {btlm}", f"{btlm} - {ref}"], rows)
-    level = reading(nr.get("far_loss")) == "worse" and reading(nb.get("far_loss")) == "worse"
-    word = _reproduces(level, a)
-    lines += [
-        "Reading: "
-        + (
-            f"{word.replace('reproduces', 'reproduced')} at this scale: short-only training "
-            "is worse past l_max than both two stages and constant, each interval excluding "
-            f"zero{_shape_words(a)}."
-            if level
-            else "NOT reproduced at this scale with intervals excluding zero; the sweep's "
-            "control check above says what it lacks."
-        )
-        + _past_l_max(found, neg),
-        "",
-    ]
-    return lines
-
-
-def _past_l_max(found: dict, neg: str | None) -> str:
-    """Where the control's deficit grows: past its own length only, or past l_max too
-    (BTLM's finding is about the latter). far_excess is its rise from near l_max to past
-    l_max against the reference's; ~0 means the deficit is flat past l_max."""
-    fe = _schedule_row(found, neg).get("far_excess")
-    if not fe or fe.get("lo") is None:
-        return ""
-    if fe["lo"] > 0:
-        return f" Past l_max its deficit keeps growing: far_excess {_iv(fe)}."
-    return (
-        f" Past l_max its deficit does not grow: far_excess {_iv(fe)} (the same gap in "
-        "every far band, table above), so where it rises is between its own trained length "
-        "and l_max (own_excess), not past l_max."
-    )
-
-
-def _reproduce_press(found: dict, study: Study) -> list[str]:
-    rope = found.get("rope")
-    if not rope:
-        return ["## (b) ALiBi against rotary positions past l_max", "", "Not run.", ""]
-    keys = ["id_loss", *found.get("bands", []), "far_loss"]
-    rows = [[f"`{lab}`", *(_row_iv(d, k) for k in keys)] for lab, d in rope.items()]
-    far = {lab: reading(d.get("far_loss")) for lab, d in rope.items()}
-    idl = {lab: reading(d.get("id_loss")) for lab, d in rope.items()}
-    lines = [
-        "## (b) ALiBi against rotary positions past l_max (Press et al.)",
-        "",
-        "Each schedule trained again with rotary positions (`rope` arm; same data, seeds "
-        "and evaluation windows), paired with its ALiBi trial: rope minus alibi, positive "
-        "means rotary is worse.",
-        "",
-        *_table(["schedule", *keys], rows),
-        "Past l_max rotary is "
-        + ", ".join(f"{far[lab]} (`{lab}`)" for lab in far)
-        + "; within l_max (id_loss) it is "
-        + ", ".join(f"{idl[lab]} (`{lab}`)" for lab in idl)
-        + ". "
-        + _growth(rope, found.get("bands", [])),
-        "",
-        "Reading: "
-        + (
-            "reproduced at this scale: rotary positions are worse than ALiBi past l_max "
-            "for every schedule, each interval excluding zero."
-            if far and all(v == "worse" for v in far.values())
-            else "NOT reproduced for every schedule at this scale (see the rows above)."
-        ),
-        "",
-    ]
-    return lines
-
-
-def _growth(rope: dict, band_keys: list[str]) -> str:
-    """How rotary's deficit moves with the distance past l_max: the nearest band against
-    the farthest (seed means; each band's interval is in the table)."""
-    if len(band_keys) < 2:
-        return ""
-    first, last = [], []
-    for d in rope.values():
-        a, b = ((d.get(k) or {}).get("mean") for k in (band_keys[0], band_keys[-1]))
-        if a is not None and b is not None:
-            first.append(a)
-            last.append(b)
-    if not first:
-        return ""
-    lo, hi = band_keys[0].removeprefix("far_x"), band_keys[-1].removeprefix("far_x")
-    wider = sum(b > a for a, b in zip(first, last))
-    return (
-        f"The deficit averages {sum(first) / len(first):+.3f} nats up to {lo} x l_max and "
-        f"{sum(last) / len(last):+.3f} up to {hi} x l_max; larger in the farthest band "
-        f"than in the nearest for {wider} of {len(first)} schedules."
-    )
-
-
-def _ramp_against_two_stages(found: dict, study: Study) -> list[str]:
-    c = found.get("ramp_vs_btlm", {})
-    btlm = study.findings.get("btlm")
-    best = c.get("best")
-    dec = c.get("decided") or {}
-    several = len(c.get("main") or {}) > 1
-    lines = [
-        "## (c) A steady ramp against two stages (the open question)",
-        "",
-        f"Every increasing ramp of the main arm minus `{btlm}` (negative: the ramp is better), "
-        + (
-            f"best far_loss first. The best, `{best}`, was chosen on these same trials, so "
-            "its own row is optimistic (a winner among several); only fresh trials of "
-            "another arm whose own control held are free of that selection."
-            if several
-            else "one ramp, so no selection is involved."
-        ),
-        "",
-    ]
-    if dec.get("by_ramp"):
-        lines += [
-            f"Each comparison is one of four outcomes at the equivalence margin "
-            f"±{dec['margin']:.4f} nats ({c.get('margin_source', '')}): better (interval "
-            "wholly below -margin), equivalent (wholly inside ±margin, TOST), worse, or "
-            f"inconclusive. {dec['correction']} (family-wise 95%).",
-            "",
-        ]
-    head = ["ramp", "far_loss - two_stage (95%)", "outcome (family-wise)", "id_loss - two_stage"]
-    rows = [
-        [
-            f"`{r}`",
-            _row_iv(d, "far_loss"),
-            _outcome_words(dec["by_ramp"][r]) if r in dec.get("by_ramp", {}) else "n/a",
-            _row_iv(d, "id_loss"),
-        ]
-        for r, d in (c.get("main") or {}).items()
-    ]
-    lines += _table(head, rows)
-    wide = c.get("wide") or {}
-    blind = found.get("blind_arms", [])
-    failed = " Its own negative control failed, so it confirms nothing."
-    if wide:
-        arm = study.findings.get("wide_arm")
-        lines += [
-            f"At the second width (`{arm}` arm, fresh trials):" + (failed if arm in blind else ""),
-            "",
-            *_table(
-                ["ramp", "far_loss - two_stage", "reading", "id_loss - two_stage"], _ramp_rows(wide)
-            ),
-        ]
-    win = c.get("window")
-    if win:
-        vb, vr = win["vs_btlm"], win["vs_reshape"]
-        lines += [
-            f"In window mode (`{win['label']}`: rows of l_max, attention limited to the "
-            f"schedule's length, SkyLadder's way): minus `{btlm}` far_loss "
-            f"{_row_iv(vb, 'far_loss')} ({reading(vb.get('far_loss'))}); minus the same ramp "
-            f"reshaped {_row_iv(vr, 'far_loss')} ({reading(vr.get('far_loss'))})."
-            + (failed if study.findings.get("window_arm") in blind else ""),
-            "",
-        ]
-    main_best = c.get("main", {}).get(best, {})
-    wide_best = wide.get(best, {})
-    said = {
-        "better": "better than",
-        "worse": "worse than",
-        "not told apart": "not told apart from",
-    }
-
-    def vs(d: dict) -> str:
-        s = reading(d.get("far_loss"))
-        return f"{said.get(s, s + ' against')} two stages"
-
-    j = (dec.get("by_ramp") or {}).get(best)
-    side = reading(main_best.get("far_loss"))
-    if j and j["outcome"] == "equivalent" and side in ("better", "worse"):
-        # the interval excludes zero but lies inside the margin: a real difference too
-        # small to matter at this margin, never "better" without that qualification
-        main = (
-            f"{'lower' if side == 'better' else 'higher'} than two stages in the main arm, "
-            f"its interval excluding zero, but by less than the margin "
-            f"±{dec['margin']:.4f}: equivalent at the margin (family-wise)"
-        )
-    else:
-        main = f"{vs(main_best)} in the main arm" + (
-            f" ({j['outcome']} at the margin, family-wise)" if j else ""
-        )
-    lines += [
-        f"Reading: past l_max the best ramp `{best}` is {main}"
-        + (f", and {vs(wide_best)} at the second width (fresh trials)." if wide_best else "."),
-        "",
-    ]
-    return lines
-
-
-def _transfer(found: dict, study: Study) -> list[str]:
-    t = found.get("transfer")
-    if not t:
-        return ["## Width transfer", "", "The width arm has not run.", ""]
-    wide = study.findings.get("wide_arm")
-    main_spec = study.arm_spec(study.main, [])
-    rows = [[f"`{lab}`", _f(t["gain_a"][lab]), _f(t["gain_b"][lab])] for lab in t["labels"]]
-    rho = "n/a" if t["rho"] is None else f"{t['rho']:+.2f} [{t['lo']:+.2f}, {t['hi']:+.2f}]"
-    picks = t.get("picks", {})
-    same = t["best_a"] == t["best_b"]
-    return [
-        "## Width transfer",
-        "",
-        f"The reference, two stages, the two best ramps and the negative control again at "
-        f"d_model x2 (`{wide}` arm: muP base width {main_spec.model.mup_base_width} kept, "
-        "the same tokens, not the same tokens per parameter). Gain = the schedule's far_loss "
-        "minus the reference's at that width (seed means). The correlation is over the "
-        f"candidate schedules only ({len(t['labels'])}): a control's large gap would make "
-        "any ranking look transferred.",
-        "",
-        *_table(["schedule", f"gain at d_model {main_spec.model.d_model}", "gain at x2"], rows),
-        f"- Spearman rank correlation of the gains across widths: {rho} "
-        f"({t.get('method', '')}; {len(t['labels'])} schedules: the statistic takes few "
-        "values).",
-        f"- Best schedule among these at each width: `{t['best_a']}` and `{t['best_b']}`: "
-        + ("**the same**." if same else "**different**."),
-        f"- The negative control at the second width: "
-        f"{found.get('arms', {}).get(wide, {}).get('controls', {}).get('summary', 'n/a')}.",
-        f"- The sweeps' own picks: {study.main}: {', '.join(picks.get(study.main, [])) or 'none'}; "
-        f"{wide}: {', '.join(picks.get(wide, [])) or 'none'}.",
-        "",
-    ]
-
-
 def _cost(found: dict, command: str) -> list[str]:
-    c = found.get("cost", {})
+    cost = found.get("cost", {})
     rows = [
         [
             f"`{arm}`",
@@ -631,17 +221,17 @@ def _cost(found: dict, command: str) -> list[str]:
             f"{v['flops'] / 1e12:,.1f}",
             f"{v['trial_wall_s'] / 60:,.1f}",
         ]
-        for arm, v in c.get("arms", {}).items()
+        for arm, v in cost.get("arms", {}).items()
     ]
-    tot = c.get("arms", {}).values()
-    runs = c.get("runs", [])
+    tot = cost.get("arms", {}).values()
+    runs = cost.get("runs", [])
     return [
         "## What it cost",
         "",
         *_table(["arm", "finished", "tokens trained", "TFLOPs", "trial minutes (sum)"], rows),
         f"In all {sum(v['tokens'] for v in tot) / 1e6:,.1f}M tokens and "
         f"{sum(v['flops'] for v in tot) / 1e12:,.0f} TFLOPs; wall time of the study "
-        f"command: {c.get('wall_s', 0) / 60:.1f} min over {len(runs)} run(s) on this "
+        f"command: {cost.get('wall_s', 0) / 60:.1f} min over {len(runs)} run(s) on this "
         "machine (2 CPU cores, two trials at a time).",
         "",
         "## Reproduce",
@@ -690,10 +280,8 @@ def _not_run(study: Study, found: dict) -> list[str]:
 
 
 def _limits(study: Study, found: dict) -> list[str]:
-    from sweep.run.orchestrate import non_embedding_params
-
     spec = study.arm_spec(study.main, [])
-    n = non_embedding_params(spec.model)
+    n = non_embedding_params_of_config(spec.model)
     wide = study.findings.get("wide_arm") in found.get("arms", {})
     return [
         "## What this does not show",
@@ -735,8 +323,6 @@ def _limits(study: Study, found: dict) -> list[str]:
 
 def write_document(study: Study, found: dict, arms: dict, dest: Path) -> Path:
     """``arms``: each arm's aggregate (``aggregate.Summary``), for the curves."""
-    from sweep.report.figures import plot_study_bands, plot_study_curves, plot_transfer
-
     found = {**found, "study": study.name}
     figdir = dest / FIG_DIR
     figdir.mkdir(parents=True, exist_ok=True)
@@ -790,3 +376,25 @@ def write_document(study: Study, found: dict, arms: dict, dest: Path) -> Path:
     md = dest / f"{study.name}.md"
     write_text_atomic(md, "\n".join(lines))
     return md
+
+
+def write_study(study_dir: Path, out: str | Path | None = None) -> Path:
+    """Compute the findings and write ``study.md``, its figures and ``findings.json`` to
+    ``out`` (default: the study's directory)."""
+    study_dir = Path(study_dir)
+    study = load_dir(study_dir)
+    arms = load_arms(study, study_dir)
+    found = compute(study, study_dir, arms)
+    dest = Path(out) if out else study_dir
+    dest.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(found, indent=1, default=_json_default)
+    write_text_atomic(study_dir / "findings.json", text)
+    return write_document(study, found, arms, dest)
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, Interval):
+        return x.to_dict()
+    raise TypeError(type(x))

@@ -1,8 +1,9 @@
 """Report: ``report.md`` and a self-contained ``report.html`` (figures embedded, opens
 offline), built from the results directory alone. Both lead with the verdict, the
 controls and the picks, then the facts, the ranking, the trial table and the figures
-that ``sweep.report.figures`` draws; every comparison is schedule minus reference on far_loss
-(held-out loss past l_max, lower is better), paired on the same eval windows."""
+that ``figures_sweep`` and ``figures_search`` draw; every comparison is schedule minus
+reference on far_loss (held-out loss past l_max, lower is better), paired on the same eval
+windows."""
 
 from __future__ import annotations
 
@@ -13,20 +14,20 @@ import statistics
 import sys
 from pathlib import Path
 
-from sweep.analysis.aggregate import TABLE_HEAD, Summary, Trial, table_rows
+from sweep.analysis.aggregate import Summary, aggregate, write_summary
+from sweep.analysis.paired import Trial
 from sweep.analysis.records import write_text_atomic
-from sweep.report.figures import (
-    FIGURES,
-    _by_schedule,
-    _finite,
-    _mean,
-    _modes,
-    _or_nan,
-    _plt,
-    _role,
-    drawn_note,
-    plot_schedules,
-)
+from sweep.report import figures_search, figures_sweep
+from sweep.report.console import TABLE_HEAD, format_table, table_rows
+from sweep.report.figure_data import _by_schedule, _finite, _mean, _modes, _or_nan, _role
+from sweep.report.figures_schedules import plot_schedules
+from sweep.report.style import drawn_note, plt
+from sweep.report.table import markdown_table
+from sweep.run.search import search_facts
+
+# Every figure of a sweep's report, in its order: the sweep's, then a search's (drawn
+# only when the sweep has sampled trials).
+FIGURES = figures_sweep.FIGURES + figures_search.FIGURES
 
 # How each mode makes a step's sequences short, in the words the report uses.
 MODE_NOTE = {
@@ -46,7 +47,7 @@ def _figures(summary: Summary, figdir: Path) -> list[tuple[str, Path | None, str
             try:
                 path = fn(summary, figdir / f"{stem}.png")
             except Exception as exc:  # reported in the report and on stderr, never silent
-                _plt().close("all")
+                plt.close("all")
                 print(f"report: figure {stem} failed: {exc!r}", file=sys.stderr)
                 out.append((title, None, f"figure failed: {type(exc).__name__}: {exc}"))
                 continue
@@ -85,16 +86,16 @@ TRIAL_HEAD = [
 def _trial_rows(summary: Summary) -> list[list[str]]:
     rows = []
     for t in summary.trials:
-        m = t.metrics or (t.record.get("metrics") or {} if t.status == "stopped" else {})
+        shown = t.metrics or (t.record.get("metrics") or {} if t.status == "stopped" else {})
         rows.append(
             [
                 t.id,
                 t.status,
                 str(t.record.get("tokens_trained", "")),
-                _fmt(m.get("id_loss", "")),
-                _fmt(m.get("far_loss", "")),
-                _fmt(m.get("delta", "")),
-                _fmt(m.get("ctx_gain", "")),
+                _fmt(shown.get("id_loss", "")),
+                _fmt(shown.get("far_loss", "")),
+                _fmt(shown.get("delta", "")),
+                _fmt(shown.get("ctx_gain", "")),
                 f"{_or_nan(t.record.get('wall_s')):.0f}" if _finite(t.record.get("wall_s")) else "",
                 t.why,
             ]
@@ -162,17 +163,15 @@ def _facts(summary: Summary) -> str:
     build = one_time_setup(summary)
     if build:
         line += " " + build
-    from sweep.run.search import search_facts
-
     found = search_facts(summary)
     return f"{line} {found}" if found else line
 
 
 def _controls(summary: Summary) -> tuple[str, str]:
     """("yes" | "NO" | "untested", the controls' one-line result)."""
-    c = summary.controls or {}
-    label = {True: "yes", False: "NO"}.get(c.get("discriminates"), "untested")
-    return label, c.get("summary") or "no finished trials: untested"
+    controls = summary.controls or {}
+    label = {True: "yes", False: "NO"}.get(controls.get("discriminates"), "untested")
+    return label, controls.get("summary") or "no finished trials: untested"
 
 
 def _chosen(summary: Summary) -> tuple[str, list[tuple[str, str]]]:
@@ -291,16 +290,6 @@ def _unequal_note(summary: Summary) -> str:
     )
 
 
-def _md_cell(c: str) -> str:
-    return str(c).replace("|", "\\|")
-
-
-def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(map(_md_cell, head)) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
-    return out
-
-
 def _ranking(summary: Summary) -> list[tuple[str, list[str]]]:
     """(row class, cells) of the ranking, in the aggregator's order."""
     picked = {p["schedule"] for p in summary.picks}
@@ -342,7 +331,7 @@ def _markdown(summary: Summary, figs, facts: str) -> str:
         elif cls.startswith("control"):
             cells = [f"_{c}_" if c else c for c in cells]
         rows.append(cells)
-    md += _md_table(head, rows)
+    md += markdown_table(head, rows)
     note = _unequal_note(summary)
     if note:
         md += ["", "\\" + note]
@@ -355,7 +344,7 @@ def _markdown(summary: Summary, figs, facts: str) -> str:
             "The same metrics on the natural-text eval windows alone (seed means, no "
             "intervals), next to far_loss on the synthetic repeat windows.",
             "",
-            *_md_table(NATURAL_HEAD, nat),
+            *markdown_table(NATURAL_HEAD, nat),
         ]
     md.append("")
     for title, path, caption in figs:
@@ -364,7 +353,7 @@ def _markdown(summary: Summary, figs, facts: str) -> str:
             md += [f"![{title}](figures/{path.name})", ""]
         if caption:
             md += [caption, ""]
-    md += ["## Trials", "", *_md_table(TRIAL_HEAD, _trial_rows(summary))]
+    md += ["## Trials", "", *markdown_table(TRIAL_HEAD, _trial_rows(summary))]
     for s in summary.skipped:
         md.append(f"\nSkipped `{s['path']}`: {s['reason']}")
     return "\n".join(md) + "\n"
@@ -391,11 +380,22 @@ CSS = (
 
 
 def _html(summary: Summary, figs, facts: str) -> str:
+    parts = _html_top(summary, facts)
+    parts += _html_ranking(summary)
+    parts += _html_natural(summary)
+    parts += _html_figures(figs)
+    parts += _html_trials(summary)
+    parts.append(HTML_CHECKS)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _html_top(summary: Summary, facts: str) -> list[str]:
+    """From the page's head to the facts: the verdict, the controls and the picks."""
     esc = html.escape
     label, controls = _controls(summary)
     heading, chosen = _chosen(summary)
-    how = f" ({_interval_method(summary)})" if _interval_method(summary) else ""
-    parts = [
+    return [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>Sweep {esc(summary.name)}</title><style>{CSS}</style></head><body>",
         f"<h1>Context-length schedule sweep: {esc(summary.name)}</h1>",
@@ -409,6 +409,14 @@ def _html(summary: Summary, figs, facts: str) -> str:
         *[f"<li><b>{esc(name)}</b>: {esc(why)}</li>" for name, why in chosen],
         "" if chosen else "<li>None (see the verdict).</li>",
         f"</ul><p id='facts'>{esc(facts)}</p>",
+    ]
+
+
+def _html_ranking(summary: Summary) -> list[str]:
+    """The ranking table with its caption and the token-unequal footnote."""
+    esc = html.escape
+    how = f" ({_interval_method(summary)})" if _interval_method(summary) else ""
+    parts = [
         "<h2>Ranking</h2><p class='caption'>Objective: far_loss, held-out loss past l_max "
         "(lower is better), lowest first; controls last. Reference in bold, controls in grey "
         "italics, picks in green. "
@@ -428,20 +436,34 @@ def _html(summary: Summary, figs, facts: str) -> str:
     note = _unequal_note(summary)
     if note:
         parts.append(f"<p class='caption' id='unequal'>{esc(note)}</p>")
+    return parts
+
+
+def _html_natural(summary: Summary) -> list[str]:
+    """The natural-text table, when the eval also had synthetic repeat windows."""
+    esc = html.escape
     nat = _natural_rows(summary)
-    if nat:
+    if not nat:
+        return []
+    parts = [
+        "<h2>Natural text only</h2><p class='caption'>The same metrics on the "
+        "natural-text eval windows alone (seed means, no intervals), next to far_loss on "
+        "the synthetic repeat windows.</p><table id='natural'><thead><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in NATURAL_HEAD)
+        + "</tr></thead><tbody>"
+    ]
+    for r in nat:
         parts.append(
-            "<h2>Natural text only</h2><p class='caption'>The same metrics on the "
-            "natural-text eval windows alone (seed means, no intervals), next to far_loss on "
-            "the synthetic repeat windows.</p><table id='natural'><thead><tr>"
-            + "".join(f"<th>{esc(h)}</th>" for h in NATURAL_HEAD)
-            + "</tr></thead><tbody>"
+            f"<tr class='{esc(r[1])}'>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>"
         )
-        for r in nat:
-            parts.append(
-                f"<tr class='{esc(r[1])}'>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>"
-            )
-        parts.append("</tbody></table>")
+    parts.append("</tbody></table>")
+    return parts
+
+
+def _html_figures(figs) -> list[str]:
+    """Each figure embedded as a data URI, so the page opens offline."""
+    esc = html.escape
+    parts = []
     for title, path, caption in figs:
         parts.append(f"<h2>{esc(title)}</h2>")
         if path is not None:
@@ -449,37 +471,42 @@ def _html(summary: Summary, figs, facts: str) -> str:
             parts.append(f"<img alt='{esc(title)}' src='data:image/png;base64,{b64}'>")
         if caption:
             parts.append(f"<p class='caption'>{esc(caption)}</p>")
-    parts.append(
+    return parts
+
+
+def _html_trials(summary: Summary) -> list[str]:
+    """The trial table and the records that were skipped."""
+    esc = html.escape
+    parts = [
         "<h2>Trials</h2><div class='scroll'><table id='trials'><tr>"
         + "".join(f"<th>{esc(h)}</th>" for h in TRIAL_HEAD)
         + "</tr>"
-    )
+    ]
     for r in _trial_rows(summary):
         parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>")
     parts.append("</table></div>")
     for s in summary.skipped:
         parts.append(f"<p>Skipped {esc(s['path'])}: {esc(s['reason'])}</p>")
-    # Counts the figures that decoded, and whether the ranking's decision column is in
-    # view without scrolling, so a headless browser test can check them.
-    parts.append(
-        "<script>window.addEventListener('load', () => { const b = document.body.dataset; "
-        "b.imagesLoaded = [...document.images].filter(i => i.complete && "
-        "i.naturalWidth > 0).length; const d = document.querySelector("
-        "'#ranking th:nth-child(3)'); b.decisionInView = d && "
-        "d.getBoundingClientRect().right <= window.innerWidth ? 'yes' : 'no'; "
-        "b.pageOverflow = document.documentElement.scrollWidth > window.innerWidth "
-        "? 'yes' : 'no'; });</script>"
-    )
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return parts
+
+
+# Counts the figures that decoded, and whether the ranking's decision column is in view
+# without scrolling, so a headless browser test can check them.
+HTML_CHECKS = (
+    "<script>window.addEventListener('load', () => { const b = document.body.dataset; "
+    "b.imagesLoaded = [...document.images].filter(i => i.complete && "
+    "i.naturalWidth > 0).length; const d = document.querySelector("
+    "'#ranking th:nth-child(3)'); b.decisionInView = d && "
+    "d.getBoundingClientRect().right <= window.innerWidth ? 'yes' : 'no'; "
+    "b.pageOverflow = document.documentElement.scrollWidth > window.innerWidth "
+    "? 'yes' : 'no'; });</script>"
+)
 
 
 def report_sweep(sweep_dir: Path) -> int:
     """Aggregate a sweep directory, write summary.json and the report, print the ranking;
     0 when every trial ended (finished, diverged or stopped early) and at least one
     finished, else 1: a sweep with nothing to compare has no answer."""
-    from sweep.analysis.aggregate import aggregate, format_table, write_summary
-
     summary = aggregate(sweep_dir)
     write_summary(summary)
     md, html = write_report(summary)
