@@ -24,17 +24,12 @@ import numpy as np
 import yaml
 
 from sweep.analysis import decision
-from sweep.analysis.aggregate import _iv, aggregate
+from sweep.analysis.aggregate import aggregate
+from sweep.analysis.controls import interval_text as _iv
 from sweep.analysis.records import write_json_atomic, write_text_atomic
-from sweep.config.spec import (
-    NEGATIVE_CONTROL,
-    RATE_FREE_SHAPES,
-    SHAPE_PARAMS,
-    SpecError,
-    SweepSpec,
-    parse,
-)
-from sweep.run import orchestrate
+from sweep.config.shapes import NEGATIVE_CONTROL, RATE_FREE_SHAPES, SHAPE_PARAMS
+from sweep.config.spec import SpecError, SweepSpec, parse
+from sweep.run import cost, orchestrate
 
 CRITERIA = ("context_use", "own_excess")  # both > 0 beyond their intervals: sees extrapolation
 
@@ -195,10 +190,13 @@ def run(
     address: str | None = None,
     out: TextIO = sys.stdout,
     run_rung: Callable[[SweepSpec, Path], None] | None = None,
+    *,
+    plot: Callable[[list[dict], Path], Path],
 ) -> int:
     """Climb the ladder; 0 when a rung sees extrapolation (its spec written), 1 when the
     budget or the rungs ran out first (the projection written). ``run_rung`` trains one
-    rung (default: a real sweep through Ray Tune); finished rungs are never retrained."""
+    rung (default: a real sweep through Ray Tune); finished rungs are never retrained.
+    ``plot`` draws the ladder's figure (sweep.api passes the report's)."""
     if spec.calibrate is None:
         raise SpecError("calibrate", None, "the spec has no calibrate: section")
     cal = spec.calibrate
@@ -297,45 +295,4 @@ def run(
 
 def orchestrate_flops(rs: SweepSpec) -> float:
     """A rung's training FLOPs, all its trials (the cost model the dry run uses)."""
-    return float(sum(orchestrate.trial_flops(t) for t in rs.trials()))
-
-
-def plot(rows: list[dict], path: Path) -> Path:
-    """Each criterion (and the level gap) with its interval against the rung's FLOPs."""
-    from sweep.report.figures import _plt
-
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    x = [r["flops"] for r in rows]
-    for ax, (key, title) in zip(
-        axes,
-        (
-            ("context_use", "reference context_use (> 0: uses its context)"),
-            ("own_excess", "control own_excess (> 0: extrapolates worse)"),
-            ("level_gap", "control far_loss gap (level)"),
-        ),
-    ):
-        ys = [r.get(key) or {} for r in rows]
-        mean = [y.get("mean") if y.get("mean") is not None else math.nan for y in ys]
-        lo = [y.get("lo") if y.get("lo") is not None else math.nan for y in ys]
-        hi = [y.get("hi") if y.get("hi") is not None else math.nan for y in ys]
-        err = [np.subtract(mean, lo), np.subtract(hi, mean)]
-        ax.errorbar(x, mean, yerr=err, marker="o", capsize=3)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # the minor labels collide
-        ax.set_xlabel("rung training FLOPs (reference + control, all seeds)")
-        ax.set_ylabel("nats")
-        ax.set_title(title, fontsize=10)
-        for k, (xi, yi) in enumerate(zip(x, mean)):
-            ax.annotate(
-                f"rung {k}", (xi, yi), fontsize=8, xytext=(3, 3), textcoords="offset points"
-            )
-    fig.suptitle(
-        "Calibration: a rung sees extrapolation when both left panels are > 0 beyond "
-        "their intervals"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return float(sum(cost.trial_flops(t) for t in rs.trials()))

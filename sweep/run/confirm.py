@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -15,8 +16,10 @@ import yaml
 
 from sweep.analysis.aggregate import CONFIRM_DIR, aggregate
 from sweep.analysis.records import write_text_atomic
-from sweep.config.spec import NEGATIVE_CONTROL, SpecError, SweepSpec, check_paths
+from sweep.config.shapes import NEGATIVE_CONTROL
+from sweep.config.spec import SpecError, SweepSpec
 from sweep.run import orchestrate
+from sweep.run.preflight import preflight
 
 PLAN = "confirm.yaml"
 
@@ -25,7 +28,7 @@ def plan(sweep_dir: Path, n_seeds: int) -> tuple[SweepSpec, list[str]]:
     """The confirmation stage's spec (fresh seeds after the sweep's own, the selection
     stage's margin) and the schedules it trains. A stage already planned keeps its plan."""
     spec = orchestrate.load_sweep_dir(sweep_dir)
-    check_paths(spec)  # it trains
+    preflight(spec)  # it trains
     stored = sweep_dir / CONFIRM_DIR / PLAN
     if stored.is_file():
         p = yaml.safe_load(stored.read_text())
@@ -51,16 +54,20 @@ def plan(sweep_dir: Path, n_seeds: int) -> tuple[SweepSpec, list[str]]:
     return dataclasses.replace(spec, seeds=seeds, decision=decision), labels
 
 
-def run(sweep_dir: Path, n_seeds: int, address: str | None, out: TextIO = sys.stdout) -> int:
+def run(
+    sweep_dir: Path,
+    n_seeds: int,
+    address: str | None,
+    report: Callable[[Path], int],
+    out: TextIO = sys.stdout,
+) -> int:
     """Plan (or resume) the confirmation stage, train what it lacks, and report both stages:
     the stage's own report in ``confirm/``, then the sweep's, whose verdict now says of
-    each pick whether it held."""
-    from sweep.report.sweep_report import report_sweep
-
+    each pick whether it held (``report``: the report writer, sweep.api passes it)."""
     sweep_dir = Path(sweep_dir).resolve()
     spec, labels = plan(sweep_dir, n_seeds)
     stage = sweep_dir / CONFIRM_DIR
-    orchestrate.preflight(spec, address)
+    orchestrate.check_cluster(spec, address)
     orchestrate.prepare(spec, stage)
     plan_text = {"schedules": labels, "seeds": list(spec.seeds), "margin": spec.decision.margin}
     write_text_atomic(stage / PLAN, yaml.safe_dump(plan_text, sort_keys=False))
@@ -71,5 +78,5 @@ def run(sweep_dir: Path, n_seeds: int, address: str | None, out: TextIO = sys.st
         flush=True,
     )
     orchestrate.run_sweep(spec, stage, address, out, only=set(labels))
-    report_sweep(stage)
-    return report_sweep(sweep_dir)
+    report(stage)
+    return report(sweep_dir)

@@ -1,226 +1,36 @@
-"""A study: several sweeps (arms) run by one command and compared in one document.
-
-Every arm is an ordinary sweep spec, written as changes to the study's ``base`` spec; its
-results are an ordinary sweep directory (``<results>/<study>/<arm>/``), so ``sweep report``
-and ``sweep resume`` work on one arm as on any sweep. The first arm is the main grid;
-later arms may name the schedules it found best (``best_ramp:1``, ``best_ramp:2`` in their
-``schedules.shapes``), resolved once the main arm has finished: the increasing ramps of the
-main arm's candidates, best far_loss first. The study's findings are in sweep/analysis/findings.py.
-"""
+"""Running a study: its directory, its arms in order (the main arm first: later arms repeat
+its best ramps), and its dry run. The sequence for each arm (claim -> Tune -> report) and
+the study document after the last are sweep.api's; the study file itself is
+sweep/config/study_spec.py, its findings sweep/analysis/findings.py."""
 
 from __future__ import annotations
 
-import copy
 import json
-import re
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
 import yaml
 
-from sweep.config.spec import (
-    RAMPS,
-    SCALAR_PARAMS,
-    SHAPE_PARAMS,
-    SpecError,
-    SweepSpec,
-    _fmt,
-    parse,
-    read_yaml,
+from sweep.analysis.arms import best_ramps, main_summary
+from sweep.config.spec import SweepSpec
+from sweep.config.study_spec import (
+    RUNS_FILE,
+    STUDY_FILE,
+    Study,
+    adds_seeds,
+    ramp_entry,
+    ramp_labels,
 )
-
-STUDY_FILE = "study.yaml"
-RUNS_FILE = "runs.jsonl"
-PLACEHOLDER = re.compile(r"^best_ramp:(\d+)$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# What the findings need to know about the arms: their names, checked against ``arms``.
-FINDINGS_KEYS = {
-    "btlm": "the BTLM two-stage schedule's label in the main arm",
-    "negative": "the negative control's label (short-only training)",
-    "rope_arm": "the arm that repeats schedules with rotary positions",
-    "window_arm": "the arm that trains the best ramp in window mode",
-    "wide_arm": "the arm at a second muP width (scale transfer)",
-}
-
-
-def is_study(raw: object) -> bool:
-    return isinstance(raw, dict) and "arms" in raw
-
-
-def _merge(base: dict, over: dict) -> dict:
-    """``over`` on top of ``base``: mappings merge key by key, anything else replaces."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-@dataclass(frozen=True)
-class Study:
-    name: str
-    raw: dict  # the study file as written (stored with the results, compared on resume)
-
-    @property
-    def arm_names(self) -> list[str]:
-        return list(self.raw["arms"])
-
-    @property
-    def main(self) -> str:
-        return self.arm_names[0]
-
-    @property
-    def findings(self) -> dict:
-        return dict(self.raw.get("findings") or {})
-
-    def placeholders(self, arm: str) -> list[int]:
-        shapes = (self.raw["arms"][arm].get("schedules") or {}).get("shapes") or []
-        shapes = shapes if isinstance(shapes, list) else [shapes]
-        found = [PLACEHOLDER.match(s) for s in shapes if isinstance(s, str)]
-        return [int(m.group(1)) for m in found if m]
-
-    def arm_raw(self, arm: str, ramps: list[dict]) -> dict:
-        """The arm's spec in YAML form, ``best_ramp:k`` replaced by ``ramps[k-1]``."""
-        raw = _merge(self.raw.get("base") or {}, self.raw["arms"][arm] or {})
-        raw["name"] = f"{self.name}-{arm}"
-        sched = raw.get("schedules")
-        if isinstance(sched, dict) and isinstance(sched.get("shapes"), list):
-            shapes = []
-            for s in sched["shapes"]:
-                m = PLACEHOLDER.match(s) if isinstance(s, str) else None
-                shapes.append(copy.deepcopy(ramps[int(m.group(1)) - 1]) if m else s)
-            sched["shapes"] = shapes
-        return raw
-
-    def arm_spec(self, arm: str, ramps: list[dict]) -> SweepSpec:
-        """The arm's validated spec; the files it names are checked where it trains
-        (``spec.check_paths``), not where its results are read."""
-        try:
-            return parse(self.arm_raw(arm, ramps), paths=False)
-        except SpecError as e:
-            raise SpecError(f"arms.{arm}.{e.field}", e.value, e.why) from None
-
-
-def ramp_entry(spec: SweepSpec, label: str) -> dict:
-    """A shape entry that reproduces schedule ``label`` of ``spec`` under the same label
-    (its tagged parameters as its own, so the tag comes out the same)."""
-    sched = next(t.schedule for t in spec.trials() if t.schedule.label == label)
-    entry: dict = {"shape": sched.shape, "ramp_rates": [sched.ramp_rate]}
-    for k in SHAPE_PARAMS.get(sched.shape, ()):
-        if k in SCALAR_PARAMS and f"-{SCALAR_PARAMS[k]}{_fmt(getattr(sched, k))}" in sched.tag:
-            entry[k] = [getattr(sched, k)]
-    return entry
-
-
-def ramp_labels(spec: SweepSpec) -> list[str]:
-    """The main arm's increasing-ramp candidates in grid order (the stand-ins a dry run and
-    the validation use before the main arm has results)."""
-    out = []
-    for t in spec.trials():
-        s = t.schedule
-        if s.shape in RAMPS and not s.control and s.mode == "reshape" and s.label not in out:
-            out.append(s.label)
-    return out
-
-
-def main_summary(study_dir: Path, spec: SweepSpec):
-    """The main arm's aggregate (``aggregate.Summary``), judged against its reference."""
-    from sweep.analysis.aggregate import aggregate
-
-    return aggregate(Path(study_dir), spec.schedules.reference)
-
-
-def best_ramps(summary, spec: SweepSpec) -> list[str]:
-    """The main arm's increasing ramps (``summary``: its aggregate), best (lowest
-    seed-mean far_loss) first: the schedules later arms repeat. Ties go to lower id_loss."""
-    allowed = set(ramp_labels(spec))
-    rows = [r for r in summary.schedules if r["schedule"] in allowed and "far_loss" in r]
-    rows.sort(key=lambda r: (r["far_loss"], r.get("id_loss", 0.0)))
-    return [r["schedule"] for r in rows]
-
-
-def load(path: str | Path) -> Study:
-    return parse_study(read_yaml(path))
-
-
-def parse_study(raw: dict) -> Study:
-    """The validated study: every arm parses as a sweep spec (placeholders stood in for by
-    the main arm's ramps), placeholders only in later arms and within the ramps there are."""
-    unknown = set(raw) - {"study", "base", "arms", "findings"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise SpecError(key, raw[key], "unknown study key (study, base, arms, findings)")
-    name = raw.get("study")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SpecError("study", name, "must be a name (letters, digits, _ . -)")
-    if not isinstance(raw.get("base", {}), dict):
-        raise SpecError("base", raw.get("base"), "must be a mapping")
-    arms = raw.get("arms")
-    if not isinstance(arms, dict) or not arms:
-        raise SpecError("arms", arms, "must be a non-empty mapping of arm name to spec changes")
-    for arm, over in arms.items():
-        if not isinstance(arm, str) or not _NAME.match(arm):
-            raise SpecError("arms", arm, "an arm's name must be letters, digits, _ . -")
-        if not isinstance(over, dict):
-            raise SpecError(f"arms.{arm}", over, "must be a mapping of spec changes")
-        if "name" in over:
-            raise SpecError(f"arms.{arm}.name", over["name"], "is set by the study")
-    findings = raw.get("findings") or {}
-    if not isinstance(findings, dict):
-        raise SpecError("findings", findings, "must be a mapping")
-    for key, value in findings.items():
-        if key not in FINDINGS_KEYS:
-            raise SpecError(f"findings.{key}", value, f"unknown ({', '.join(FINDINGS_KEYS)})")
-        if key.endswith("_arm") and value not in arms:
-            raise SpecError(f"findings.{key}", value, f"not an arm ({', '.join(arms)})")
-    study = Study(name, copy.deepcopy(raw))
-    if study.placeholders(study.main):
-        raise SpecError(
-            f"arms.{study.main}.schedules.shapes",
-            "best_ramp",
-            "the main (first) arm cannot name its own best ramps",
-        )
-    main = study.arm_spec(study.main, [])
-    ramps = ramp_labels(main)
-    labels = {t.schedule.label for t in main.trials()}
-    for key in ("btlm", "negative"):
-        if key in findings and findings[key] not in labels:
-            raise SpecError(f"findings.{key}", findings[key], f"not a schedule of arm {study.main}")
-    for arm in study.arm_names[1:]:
-        want = study.placeholders(arm)
-        if want and max(want) > len(ramps) or 0 in want:
-            raise SpecError(
-                f"arms.{arm}.schedules.shapes",
-                f"best_ramp:{max(want)}",
-                f"arm {study.main} has {len(ramps)} increasing ramps",
-            )
-        study.arm_spec(arm, [ramp_entry(main, r) for r in ramps])
-    return study
-
-
-def adds_seeds(stored: object, want: dict) -> bool:
-    """Whether study file ``want`` is ``stored`` with seeds added (to the base or to an
-    arm) and nothing else changed: every finished trial then stands."""
-    if not isinstance(stored, dict):
-        return False
-
-    def split(raw: dict) -> tuple[dict, list[list]]:
-        out, seeds = copy.deepcopy(raw), []
-        for part in [out.get("base") or {}, *(out.get("arms") or {}).values()]:
-            if isinstance(part, dict):
-                seeds.append(list(part.pop("seeds", []) or []))
-        return out, seeds
-
-    (a, sa), (b, sb) = split(stored), split(want)
-    return a == b and len(sa) == len(sb) and all(set(x) <= set(y) for x, y in zip(sa, sb))
+from sweep.run import cost
+from sweep.run.orchestrate import claim_dir
 
 
 def prepare(study: Study, study_dir: Path, overwrite: bool, check_only: bool = False) -> None:
     """Create the study's directory, or check an existing one holds this very study
     (``check_only``: the checks alone, for the dry run)."""
-    from sweep.run.orchestrate import claim_dir
 
     def same(text: str) -> bool:  # this study, or it with seeds added
         return adds_seeds(yaml.safe_load(text), study.raw)
@@ -228,99 +38,62 @@ def prepare(study: Study, study_dir: Path, overwrite: bool, check_only: bool = F
     claim_dir(study_dir, STUDY_FILE, study.raw, same, "study", overwrite, check_only)
 
 
-def load_dir(study_dir: Path) -> Study:
-    path = Path(study_dir) / STUDY_FILE
-    if not path.is_file():
-        why = f"is not a study's results directory (no {STUDY_FILE})"
-        raise SpecError("DIR", str(study_dir), why)
-    return parse_study(yaml.safe_load(path.read_text()))
-
-
-def is_study_dir(path: Path) -> bool:
-    return (Path(path) / STUDY_FILE).is_file()
-
-
-def resolved_specs(study: Study, study_dir: Path) -> dict[str, SweepSpec]:
-    """Every arm's spec, placeholders resolved from the main arm's results (an arm whose
-    placeholders cannot be resolved yet is left out)."""
-    main = study.arm_spec(study.main, [])
-    out = {study.main: main}
-    best: list[str] | None = None
-    for arm in study.arm_names[1:]:
-        if study.placeholders(arm):
-            if best is None:
-                from sweep.analysis.aggregate import EmptyResults
-
-                try:
-                    best = best_ramps(main_summary(study_dir / study.main, main), main)
-                except EmptyResults:  # the main arm has no records yet
-                    best = []
-            if max(study.placeholders(arm)) > len(best):
-                continue
-            out[arm] = study.arm_spec(arm, [ramp_entry(main, r) for r in best])
-        else:
-            out[arm] = study.arm_spec(arm, [])
-    return out
-
-
-def run(study: Study, study_dir: Path, address: str | None, out: TextIO | None = None) -> int:
-    """Run every arm in order (the main arm first: later arms repeat its best ramps), each
-    arm's report after it (the caller writes the study document: ``findings.write_study``).
-    Finished trials are never rerun."""
-    from sweep.report.sweep_report import report_sweep
-    from sweep.run import orchestrate
-
-    out = out or sys.stdout
-
-    t0 = time.time()
-    codes = []
+def arms_in_order(
+    study: Study, study_dir: Path, out: TextIO
+) -> Iterator[tuple[str, SweepSpec | None]]:
+    """Each arm's name and spec in order, the main arm first; an arm that repeats the main
+    arm's best ramps is resolved when its turn comes (after the main arm has trained), and
+    comes as None when the main arm has too few finished ramps."""
     main = study.arm_spec(study.main, [])
     best: list[str] | None = None  # resolved once, after the main arm: it no longer changes
     for i, arm in enumerate(study.arm_names):
-        if i and study.placeholders(arm):
-            if best is None:
-                best = best_ramps(main_summary(study_dir / study.main, main), main)
-            need = max(study.placeholders(arm))
-            if len(best) < need:
-                print(f"arm {arm}: skipped, the main arm has {len(best)} finished ramps", file=out)
-                codes.append(1)
-                continue
-            named = sorted(set(study.placeholders(arm)))
-            print(
-                f"arm {arm}: best ramps of {study.main}: "
-                + ", ".join(f"best_ramp:{k} = {best[k - 1]}" for k in named),
-                file=out,
-                flush=True,
-            )
-            sw = study.arm_spec(arm, [ramp_entry(main, r) for r in best])
-        else:
-            sw = main if i == 0 else study.arm_spec(arm, [])
-        arm_dir = study_dir / arm
-        orchestrate.prepare(sw, arm_dir)
-        orchestrate.run_sweep(sw, arm_dir, address, out)
-        codes.append(report_sweep(arm_dir))
+        if not (i and study.placeholders(arm)):
+            yield arm, main if i == 0 else study.arm_spec(arm, [])
+            continue
+        if best is None:
+            best = best_ramps(main_summary(study_dir / study.main, main), main)
+        if len(best) < max(study.placeholders(arm)):
+            print(f"arm {arm}: skipped, the main arm has {len(best)} finished ramps", file=out)
+            yield arm, None
+            continue
+        named = sorted(set(study.placeholders(arm)))
+        print(
+            f"arm {arm}: best ramps of {study.main}: "
+            + ", ".join(f"best_ramp:{k} = {best[k - 1]}" for k in named),
+            file=out,
+            flush=True,
+        )
+        yield arm, study.arm_spec(arm, [ramp_entry(main, r) for r in best])
+
+
+def log_run(study: Study, study_dir: Path, t0: float, out: TextIO) -> None:
+    """Append this run's wall time to the study's ``runs.jsonl`` (its cost, in the document)."""
     wall = time.time() - t0
     with open(study_dir / RUNS_FILE, "a") as f:
         f.write(json.dumps({"started": t0, "wall_s": round(wall, 1)}) + "\n")
     print(f"study {study.name}: {wall / 60:.1f} min this run", file=out)
-    return max(codes, default=0)
+
+
+def standin_specs(study: Study) -> dict[str, SweepSpec]:
+    """Every arm's spec before the main arm has results: ``best_ramp:k`` stood in for by the
+    main arm's k-th increasing ramp in grid order (what the dry run and the preflight see)."""
+    main = study.arm_spec(study.main, [])
+    ramps = [ramp_entry(main, r) for r in ramp_labels(main)]
+    return {
+        arm: main if i == 0 else study.arm_spec(arm, ramps) for i, arm in enumerate(study.arm_names)
+    }
 
 
 def dry_run(study: Study, out: TextIO | None = None, measure: bool = True) -> None:
-    from sweep.run import orchestrate
-
     out = out or sys.stdout
 
-    main = study.arm_spec(study.main, [])
-    ramps = ramp_labels(main)
     total = flops = 0.0
-    for i, arm in enumerate(study.arm_names):
-        sw = main if i == 0 else study.arm_spec(arm, [ramp_entry(main, r) for r in ramps])
+    for arm, sw in standin_specs(study).items():
         note = ""
         if study.placeholders(arm):
             note = " (best_ramp:k stood in for by the main arm's k-th ramp in grid order)"
         print(f"\n== arm {arm}: {sw.name}{note}", file=out)
-        rows = orchestrate.dry_run(sw, out, measure)
+        rows = cost.dry_run(sw, out, measure)
         slots = min(sw.resources.max_concurrent_trials, len(rows))
         total += sum(r["est_s"] for r in rows) / slots
         flops += sum(r["flops"] for r in rows)

@@ -5,6 +5,12 @@ grows linearly with E (no E x E attention matrix), and logits are formed a chunk
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -45,8 +51,6 @@ def cpu_precision(spec):
     """The forward's precision on the CPU for ``spec``: bf16 autocast when the spec
     trains in bf16 there (DeepSpeed's torch_autocast), else nothing. Evaluation and the
     dry run's timings run in the precision the model trains in."""
-    import contextlib
-
     if spec.deepspeed.cpu_autocast(False):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -211,3 +215,69 @@ def context_probes(
         "copy": copy_probe(model, nat, dists, ev.copy_span, ev.batch_size, device),
         "copy_distances": dists,
     }
+
+
+@dataclass
+class FinalEval:
+    """The final evaluation of a trial: per-position losses, their metrics and probes."""
+
+    losses: Any
+    curve: Any
+    result: dict
+    sparse: bool
+    edges: list
+    exposure: Any
+    natural: Any
+    probes: dict
+    context_use: Any
+    bin_edges: list
+    by_source: dict
+    eval_wall: float
+    probe_wall: float
+
+
+def final_evaluation(
+    module,
+    evset,
+    device,
+    precision: Callable[[], Any],
+    ev: EvalSpec,
+    l_max: int,
+    flops: Callable[[bool], float],
+    exposure: list[int],
+    bin_lengths: set[int],
+) -> FinalEval:
+    """Per-position losses over every eval window of ``evset``, the metrics of their mean
+    curve (``flops``: the trial's training FLOPs, given whether attention is sparse), the
+    exposure past l_max, and the context probes; in the ``precision`` it trained in."""
+    t_eval = time.time()
+    with precision():
+        losses = per_position_losses(module, evset.tokens, ev.batch_size, device)
+    eval_wall = time.time() - t_eval
+    curve = losses.mean(axis=0)
+    result = metrics.all_metrics(curve, l_max)
+    sparse = hasattr(module, "use_flex") and module.use_flex(device)
+    result["flops"] = flops(sparse)
+    edges, counts = metrics.exposure_edges(l_max), np.asarray(exposure)
+    result["exposure_far"] = metrics.exposure_far(edges, counts, l_max)
+    t_probe = time.time()
+    natural = evset.natural()
+    with precision():
+        probes = context_probes(module, evset.tokens, natural, losses, ev, l_max, device)
+        cut = cut_context_losses(module, evset.tokens, l_max, ev.batch_size, device)
+    probe_wall = time.time() - t_probe
+    context_use = metrics.context_use(cut, losses, l_max)
+    result["context_use"] = float(np.mean(context_use))
+    bin_edges = metrics.position_edges(len(curve), l_max, bin_lengths)
+    result["ctx_gain"] = float(np.mean(probes["ctx_gain"]))
+    for d, drops in zip(probes["copy_distances"], np.asarray(probes["copy"]).T):
+        result[f"copy_d{d}"] = float(np.mean(drops))
+    by_source = {
+        src: metrics.all_metrics(losses[mask].mean(axis=0), l_max)
+        for src, mask in (("natural", natural), ("repeat", ~natural))
+        if mask.any()
+    }
+    return FinalEval(
+        losses, curve, result, sparse, edges, counts, natural, probes, context_use,
+        bin_edges, by_source, eval_wall, probe_wall,
+    )  # fmt: skip

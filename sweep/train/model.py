@@ -326,6 +326,7 @@ class BtlmProxyForCausalLM(PreTrainedModel):
                 return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
 
             return sdpa
+        # deferred: FlexAttention loads only for a model that uses it (CUDA by default)
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
         slopes = alibi_slopes(cfg.n_heads).to(device=device, dtype=torch.float32)
@@ -418,6 +419,7 @@ def build(m, vocab_size: int) -> PreTrainedModel:
                 rope_base=m.rope_base,
             )
         )
+    # deferred: transformers loads its auto classes lazily; only a transformers arch needs them
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = AutoConfig.for_model(
@@ -453,6 +455,7 @@ def non_embedding_params(model: PreTrainedModel) -> int:
 
 def causal_lm_types() -> set[str]:
     """Model types transformers can build as a causal LM."""
+    # deferred: transformers loads its auto classes lazily; only this question needs them
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     return set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
@@ -460,6 +463,7 @@ def causal_lm_types() -> set[str]:
 
 def register() -> None:
     """Make ``AutoConfig`` / ``AutoModelForCausalLM`` know the proxy (idempotent)."""
+    # deferred: transformers loads its auto classes lazily; only registering needs them
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +35,13 @@ class Session:
 
 
 def ray_session() -> Session:
+    # deferred: `sweep trial` and the offline commands run without ray
     import ray
-    import ray.train
+    import ray.train  # deferred: as above
 
     ctx = ray.train.get_context()
 
     def save(metrics_: dict, write: Callable[[str], None]) -> None:
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:  # Ray Train copies it to its storage
             write(tmp)
             ray.train.report(metrics_, checkpoint=ray.train.Checkpoint.from_directory(tmp))
@@ -71,6 +71,7 @@ def local_session(
     in a multi-worker trial. Checkpoints, when ``checkpoint_dir`` is given, are published
     there atomically, so a restarted trial (Tune's failure config, `sweep resume`)
     continues from the last one."""
+    # deferred: the sweep's driver imports this module (through the trial): no torch there
     import torch.distributed as dist
 
     for key, val in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
@@ -99,8 +100,9 @@ def tune_session(sweep_dir: Path, trial_id: str, use_gpu: bool) -> Session:
     """A single-worker trial trains inside its Ray Tune trial itself: no Ray Train worker
     group to start (~12 s a trial on a small machine). Metrics go to Tune; checkpoints to
     the sweep's own storage, where a restart by Tune or a later `sweep resume` finds them."""
+    # deferred: `sweep trial` and the offline commands run without ray
     import ray
-    from ray import tune
+    from ray import tune  # deferred: as above
 
     return local_session(
         checkpoint_dir=Path(sweep_dir) / "checkpoints" / trial_id,

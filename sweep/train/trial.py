@@ -1,31 +1,36 @@
-"""One trial: a Ray Tune function that trains in its own process (one worker) or drives a
-Ray Train worker group (several); each worker trains the proxy model under its schedule
-with a DeepSpeed ZeRO engine, evaluates per position far past l_max, and rank 0 writes
-the trial record atomically. ``train`` reads top to bottom: ``setup`` builds what the loop
-works with (``Run``), ``train_step`` trains one step of the plan, ``after_step`` logs,
-evaluates and checkpoints, ``finish`` evaluates and writes the record; the loop's state
-is one ``LoopState``, which is exactly what a checkpoint stores."""
+"""One trial: each worker trains the proxy model under its schedule with a DeepSpeed
+ZeRO engine, evaluates per position far past l_max, and rank 0 writes the trial record
+atomically. ``train_trial`` reads top to bottom: ``setup`` builds what the loop works with
+(``Run``), ``train_step`` trains one step of the plan, ``after_step`` logs, evaluates and
+checkpoints, ``finish`` evaluates and writes the record; the loop's state is one
+``LoopState``, which is exactly what a checkpoint stores. Ray Tune runs it through
+``sweep.run.tune_search`` (this module imports nothing of ``sweep.run``)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import socket
 import time
-import traceback
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sweep.analysis import metrics
-from sweep.analysis.records import read_record, record_path, write_record
+from sweep.analysis.records import write_record
 from sweep.config import schedules
 from sweep.config.spec import TrialSpec
 from sweep.train.dsconfig import deepspeed_config
-from sweep.train.sessions import Session, ray_session, restore, save_checkpoint, tune_session
+from sweep.train.sessions import Session, ray_session, restore, save_checkpoint
+from sweep.train.tracking import Tracker
+
+if TYPE_CHECKING:  # evaluate imports torch at its top: no torch in the sweep's driver
+    from sweep.train.evaluate import FinalEval
 
 
 def token_loss_sum(
@@ -42,6 +47,7 @@ def token_loss_sum(
     ``window`` > 0 limits attention to the last ``window`` keys (window mode).
     Targets are already shifted, so the loss is taken here, the same way for the proxy
     and for any transformers model (which would shift labels once more)."""
+    # deferred: the sweep's driver imports this module (to hand Tune its trainable): no torch
     import torch
 
     if len(rows) == 0:
@@ -51,6 +57,7 @@ def token_loss_sum(
     yb = torch.as_tensor(y[rows], device=device)
     extra = {}
     if doc_eos is not None:
+        # deferred: data imports datasets at its top (no torch in the sweep's driver)
         from sweep.train.data import Batcher
 
         extra["doc_ids"] = torch.as_tensor(Batcher.doc_ids(x[rows], doc_eos), device=device)
@@ -65,6 +72,7 @@ def token_loss_sum(
 def reduced_loss_sum(parts: list, world: int, device, all_reduce=None):
     """The step's summed loss over every worker, as a tensor on the training ``device``:
     NCCL reduces only device tensors (a CPU tensor fails on a GPU cluster)."""
+    # deferred: the sweep's driver imports this module (to hand Tune its trainable): no torch
     import torch
 
     total = torch.zeros((), dtype=torch.float64, device=device)
@@ -76,7 +84,7 @@ def reduced_loss_sum(parts: list, world: int, device, all_reduce=None):
 
 
 def train_worker(config: dict) -> None:
-    """Ray Train per-worker entry point."""
+    """Ray Train per-worker entry point: ``config`` as ``train`` takes it."""
     train(config, ray_session())
 
 
@@ -130,41 +138,31 @@ class Run:
     def eval_precision(self):
         """Evaluate in the precision the model trained in (bf16 autocast on CPU when the
         spec asks for it): the same numerics, and most of the eval's cost is matmuls."""
-        import contextlib
-
+        # deferred: evaluate imports torch at its top (no torch in the sweep's driver)
         from sweep.train.evaluate import cpu_precision
 
         return contextlib.nullcontext() if self.device.type == "cuda" else cpu_precision(self.spec)
 
 
-def setup(config: dict, session: Session) -> Run:
-    """Data, model and DeepSpeed engine of the trial; every trial with the same seed reads
-    the same token stream, cut differently."""
-    t_start = time.time()
-    import datasets
-    import deepspeed
-    import torch
+@dataclass
+class TrialData:
+    """The trial's corpus, tokenizer, train stream (as a batcher) and eval windows."""
 
+    corpus: Any
+    tok: Any
+    batcher: Any
+    passes: int
+    evset: Any
+
+
+def load_data(trial: TrialSpec, plan: schedules.Plan) -> TrialData:
+    """Every trial with the same seed reads the same token stream, cut differently."""
+    # deferred: data imports datasets at its top (no datasets in the sweep's driver)
     from sweep.train import data
-    from sweep.train.model import build, non_embedding_params, param_groups
-    from sweep.train.tracking import Tracker
 
-    timings = {
-        "worker_start": t_start,
-        "driver_start": config.get("driver_start", t_start),
-        "imported": time.time(),
-    }
-    datasets.disable_progress_bars()
-    trial = TrialSpec.from_dict(config["trial"])
     spec, sched = trial.sweep, trial.schedule
-    use_gpu = spec.resources.gpus_per_worker > 0 and torch.cuda.is_available()
-    device = torch.device(f"cuda:{session.local_rank}" if use_gpu else "cpu")
-    torch.set_num_threads(spec.resources.cpus_per_worker)
-    torch.manual_seed(trial.seed)
-
     corpus = data.load_split(spec.data)
     tok = data.tokenizer_for(spec.data, corpus.train["text"])
-    plan = trial.plan()
     E = spec.eval.length(sched.l_max)
     repeats = data.Repeats.of(spec.data, E)
     # doc_buckets leaves document remainders in its buckets: give it room to read on.
@@ -174,53 +172,105 @@ def setup(config: dict, session: Session) -> Run:
     batcher = (
         data.DocRows(stream, tok.eos_id) if sched.mode == "doc_buckets" else data.Batcher(stream)
     )
-    timings["data_ready"] = time.time()
+    return TrialData(corpus, tok, batcher, passes, evset)
 
-    model = build(spec.model, tok.vocab_size)
+
+def build_engine(spec, vocab_size: int, session: Session, use_gpu: bool):
+    """(DeepSpeed engine, its optimizer, the param groups' base learning rates, the
+    model's non-embedding parameters) of the spec's model."""
+    # deferred: deepspeed, torch and model (which imports torch) stay out of the driver
+    import deepspeed
+    import torch  # deferred: as above
+
+    from sweep.train.model import build, non_embedding_params, param_groups  # deferred: as above
+
+    model = build(spec.model, vocab_size)
     n_params = non_embedding_params(model)  # before ZeRO-3 partitions the parameters
     groups = param_groups(model, spec.optim.lr, spec.optim.weight_decay)
     opt = torch.optim.AdamW(groups, betas=(spec.optim.beta1, spec.optim.beta2))
     engine, opt, _, _ = deepspeed.initialize(
         model=model, optimizer=opt, config=deepspeed_config(spec, session.world, use_gpu)
     )
+    return engine, opt, [g["lr"] for g in groups], n_params
+
+
+def make_tracker(trial: TrialSpec, sweep_dir: Path, session: Session) -> Tracker | None:
+    """The trial's W&B run, on rank 0 only."""
+    if session.rank != 0:
+        return None
+    spec, sched = trial.sweep, trial.schedule
+    return Tracker(
+        spec.wandb.mode,
+        spec.wandb.project,
+        spec.wandb.entity,
+        spec.name,
+        trial.trial_id,
+        # the workspace groups by label and role (dashboards/workspace.py)
+        {**trial.to_dict(), "label": sched.label, "role": trial.role},
+        sweep_dir / "wandb",
+    )
+
+
+def setup(
+    trial: TrialSpec, sweep_dir: Path, session: Session, driver_start: float | None = None
+) -> Run:
+    """Data, model and DeepSpeed engine of the trial."""
+    t_start = time.time()
+    # deferred: datasets and torch stay out of the sweep's driver
+    import datasets
+    import torch  # deferred: as above
+
+    timings = {
+        "worker_start": t_start,
+        "driver_start": t_start if driver_start is None else driver_start,
+        "imported": time.time(),
+    }
+    datasets.disable_progress_bars()
+    spec = trial.sweep
+    use_gpu = spec.resources.gpus_per_worker > 0 and torch.cuda.is_available()
+    device = torch.device(f"cuda:{session.local_rank}" if use_gpu else "cpu")
+    torch.set_num_threads(spec.resources.cpus_per_worker)
+    torch.manual_seed(trial.seed)
+    plan = trial.plan()
+    got = load_data(trial, plan)
+    timings["data_ready"] = time.time()
+    engine, opt, base_lrs, n_params = build_engine(spec, got.tok.vocab_size, session, use_gpu)
     timings["engine_ready"] = time.time()
-    tracker = None
-    if session.rank == 0:
-        tracker = Tracker(
-            spec.wandb.mode,
-            spec.wandb.project,
-            spec.wandb.entity,
-            spec.name,
-            trial.trial_id,
-            # the workspace groups by label and role (dashboards/workspace.py)
-            {**trial.to_dict(), "label": sched.label, "role": trial.role},
-            Path(config["sweep_dir"]) / "wandb",
-        )
     return Run(
         trial=trial,
         session=session,
-        sweep_dir=Path(config["sweep_dir"]),
+        sweep_dir=sweep_dir,
         device=device,
         plan=plan,
-        corpus=corpus,
-        tok=tok,
-        batcher=batcher,
-        passes=passes,
-        evset=evset,
+        corpus=got.corpus,
+        tok=got.tok,
+        batcher=got.batcher,
+        passes=got.passes,
+        evset=got.evset,
         engine=engine,
         opt=opt,
-        base_lrs=[g["lr"] for g in groups],
+        base_lrs=base_lrs,
         n_params=n_params,
-        tracker=tracker,
-        doc_eos=tok.eos_id if spec.data.doc_mask else None,
+        tracker=make_tracker(trial, sweep_dir, session),
+        doc_eos=got.tok.eos_id if spec.data.doc_mask else None,
         timings=timings,
     )
 
 
 def train(config: dict, session: Session) -> None:
+    """``train_trial`` of a trial given as a plain config (``trial``: its dict form,
+    ``sweep_dir``, optionally ``driver_start``): what `sweep trial` and a Ray Train
+    worker pass; the trial is parsed here, once."""
+    trial = TrialSpec.from_dict(config["trial"])
+    train_trial(trial, Path(config["sweep_dir"]), session, config.get("driver_start"))
+
+
+def train_trial(
+    trial: TrialSpec, sweep_dir: Path, session: Session, driver_start: float | None = None
+) -> None:
     """The trial: train under the schedule, evaluate per position, and (rank 0) write the
     record and the W&B run."""
-    run = setup(config, session)
+    run = setup(trial, sweep_dir, session, driver_start)
     spec = run.spec
     every = spec.eval.every_fraction * spec.budget.tokens
     state = LoopState(
@@ -304,6 +354,7 @@ def give_up(run: Run, state: LoopState, error: str, at: dict, train_wall: float)
 
 def train_step(run: Run, state: LoopState, step: int) -> float:
     """One optimizer step of the plan; returns its mean token loss over all workers."""
+    # deferred: data imports datasets at its top (no datasets in the sweep's driver)
     from sweep.train import data
 
     p, spec, session = run.plan, run.spec, run.session
@@ -339,6 +390,7 @@ def train_step(run: Run, state: LoopState, step: int) -> float:
 
 def after_step(run: Run, state: LoopState, step: int, loss: float, last: bool, t0: float) -> None:
     """Log the step, run an intermediate evaluation and a checkpoint when they are due."""
+    # deferred: evaluate imports torch at its top (no torch in the sweep's driver)
     from sweep.train import evaluate
 
     spec, p = run.spec, run.plan
@@ -394,107 +446,104 @@ def after_step(run: Run, state: LoopState, step: int, loss: float, last: bool, t
         save_checkpoint(run.engine, dataclasses.asdict(state), report | {"loss": loss}, run.session)
 
 
+def final_eval(run: Run, state: LoopState) -> FinalEval:
+    """The trial's final evaluation (``evaluate.final_evaluation``) with its FLOPs."""
+    # deferred: evaluate imports torch at its top (no torch in the sweep's driver)
+    from sweep.train.evaluate import final_evaluation
+
+    spec, p = run.spec, run.plan
+
+    def flops(sparse: bool) -> float:
+        return p.flops(run.n_params, spec.model.n_layers, spec.model.d_model, sparse)
+
+    return final_evaluation(
+        run.engine.module, run.evset, run.device, run.eval_precision, spec.eval,
+        run.sched.l_max, flops, state.exposure, own_lengths(spec) | {p.longest},
+    )  # fmt: skip
+
+
+def curve_fields(ev: FinalEval, l_max: int) -> dict:
+    """The record's per-position curve, its per-sequence values and position bins."""
+    losses, probes = ev.losses, ev.probes
+    return dict(
+        curve=[round(float(v), 5) for v in ev.curve],
+        curve_se=[round(float(v), 5) for v in metrics.position_se(losses)],
+        per_sequence={
+            **metrics.per_sequence(losses, l_max),
+            "ctx_gain": np.round(probes["ctx_gain"], 6).tolist(),
+            "copy": np.round(probes["copy"], 6).tolist(),
+            "context_use": np.round(ev.context_use, 6).tolist(),
+        },
+        # per-sequence means over position bins: what the excess metrics pair
+        position_bins={
+            "edges": ev.bin_edges,
+            "values": np.round(metrics.bin_means(losses, ev.bin_edges), 6).tolist(),
+        },
+    )
+
+
+def record_fields(
+    run: Run, state: LoopState, ev: FinalEval, error: str | None, train_wall: float
+) -> dict:
+    """The fields of a finished trial's record, in the record's order."""
+    spec, sched, p, evset, seen = run.spec, run.sched, run.plan, run.evset, state.seen
+    t = run.timings
+    doc_buckets = sched.mode == "doc_buckets"
+    return dict(
+        error=error,
+        mode=sched.mode,
+        token_equal=sched.mode != "truncate",
+        tokens_trained=seen,
+        tokens_budget=spec.budget.tokens,
+        exposure={"edges": ev.edges, "counts": ev.exposure.tolist()},
+        attention_kernel="flex" if ev.sparse else "sdpa",
+        tokens_by_length={str(k): v for k, v in p.tokens_by_length(state.step).items()},
+        steps=p.steps,
+        wall_s=time.time() - t["worker_start"],
+        train_wall_s=train_wall,
+        eval_wall_s=ev.eval_wall,
+        probe_wall_s=ev.probe_wall,
+        intermediate_eval_s=state.mid_eval_s,
+        tokens_per_s=seen / max(train_wall, 1e-9),
+        n_params=run.n_params,
+        # doc_buckets reads its own (twice as long) stream, perhaps more than once
+        data_passes=run.passes * run.batcher.passes if doc_buckets else run.passes,
+        n_eval_sequences=int(len(evset.tokens)),
+        held_out_removed={
+            "exact": run.corpus.held_out_exact,
+            "near": run.corpus.held_out_near,
+            "kept": len(run.corpus.held_out),
+        },
+        eval_windows={"source": evset.source, "doc": evset.doc, "offset": evset.offset},
+        **curve_fields(ev, sched.l_max),
+        own_length=p.longest,
+        copy_distances=ev.probes["copy_distances"],
+        ctx_gain_curve=[round(float(v), 5) for v in ev.probes["ctx_gain_curve"]],
+        metrics_by_source=ev.by_source,
+        evals=state.evals,
+        metrics=ev.result,
+        history=state.history,
+        workers=run.session.world,
+        restarts=state.restarts,
+        timings={k: round(v - t["driver_start"], 3) for k, v in t.items()},
+        started_at=t["driver_start"],
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        node_id=run.session.node_id,
+        versions=_versions(),
+    )
+
+
 def finish(run: Run, state: LoopState, status: str, error: str | None, train_wall: float) -> None:
     """Final per-position evaluation and probes; rank 0 writes the record and W&B run."""
-    from sweep.train import evaluate
-
-    spec, sched, p = run.spec, run.sched, run.plan
-    module, evset, seen = run.engine.module, run.evset, state.seen
-    t_eval = time.time()
-    with run.eval_precision():
-        losses = evaluate.per_position_losses(
-            module, evset.tokens, spec.eval.batch_size, run.device
-        )
-    eval_wall = time.time() - t_eval
-    curve = losses.mean(axis=0)
-    result = metrics.all_metrics(curve, sched.l_max)
-    sparse = hasattr(module, "use_flex") and module.use_flex(run.device)
-    result["flops"] = p.flops(run.n_params, spec.model.n_layers, spec.model.d_model, sparse)
-    edges, exposure = metrics.exposure_edges(sched.l_max), np.asarray(state.exposure)
-    result["exposure_far"] = metrics.exposure_far(edges, exposure, sched.l_max)
-    t_probe = time.time()
-    natural = evset.natural()
-    with run.eval_precision():
-        probes = evaluate.context_probes(
-            module, evset.tokens, natural, losses, spec.eval, sched.l_max, run.device
-        )
-        cut = evaluate.cut_context_losses(
-            module, evset.tokens, sched.l_max, spec.eval.batch_size, run.device
-        )
-    probe_wall = time.time() - t_probe
-    context_use = metrics.context_use(cut, losses, sched.l_max)
-    result["context_use"] = float(np.mean(context_use))
-    own = p.longest
-    bin_edges = metrics.position_edges(len(curve), sched.l_max, own_lengths(spec) | {own})
-    result["ctx_gain"] = float(np.mean(probes["ctx_gain"]))
-    for d, drops in zip(probes["copy_distances"], np.asarray(probes["copy"]).T):
-        result[f"copy_d{d}"] = float(np.mean(drops))
-    by_source = {
-        src: metrics.all_metrics(losses[mask].mean(axis=0), sched.l_max)
-        for src, mask in (("natural", natural), ("repeat", ~natural))
-        if mask.any()
-    }
+    spec, sched, seen = run.spec, run.sched, state.seen
+    ev = final_eval(run, state)
+    result = ev.result
     if run.session.rank == 0:
-        t = run.timings
-        doc_buckets = sched.mode == "doc_buckets"
-        fields = dict(
-            error=error,
-            mode=sched.mode,
-            token_equal=sched.mode != "truncate",
-            tokens_trained=seen,
-            tokens_budget=spec.budget.tokens,
-            exposure={"edges": edges, "counts": exposure.tolist()},
-            attention_kernel="flex" if sparse else "sdpa",
-            tokens_by_length={str(k): v for k, v in p.tokens_by_length(state.step).items()},
-            steps=p.steps,
-            wall_s=time.time() - t["worker_start"],
-            train_wall_s=train_wall,
-            eval_wall_s=eval_wall,
-            probe_wall_s=probe_wall,
-            intermediate_eval_s=state.mid_eval_s,
-            tokens_per_s=seen / max(train_wall, 1e-9),
-            n_params=run.n_params,
-            # doc_buckets reads its own (twice as long) stream, perhaps more than once
-            data_passes=run.passes * run.batcher.passes if doc_buckets else run.passes,
-            n_eval_sequences=int(len(evset.tokens)),
-            held_out_removed={
-                "exact": run.corpus.held_out_exact,
-                "near": run.corpus.held_out_near,
-                "kept": len(run.corpus.held_out),
-            },
-            eval_windows={"source": evset.source, "doc": evset.doc, "offset": evset.offset},
-            curve=[round(float(v), 5) for v in curve],
-            curve_se=[round(float(v), 5) for v in metrics.position_se(losses)],
-            per_sequence={
-                **metrics.per_sequence(losses, sched.l_max),
-                "ctx_gain": np.round(probes["ctx_gain"], 6).tolist(),
-                "copy": np.round(probes["copy"], 6).tolist(),
-                "context_use": np.round(context_use, 6).tolist(),
-            },
-            # per-sequence means over position bins: what the excess metrics pair
-            position_bins={
-                "edges": bin_edges,
-                "values": np.round(metrics.bin_means(losses, bin_edges), 6).tolist(),
-            },
-            own_length=own,
-            copy_distances=probes["copy_distances"],
-            ctx_gain_curve=[round(float(v), 5) for v in probes["ctx_gain_curve"]],
-            metrics_by_source=by_source,
-            evals=state.evals,
-            metrics=result,
-            history=state.history,
-            workers=run.session.world,
-            restarts=state.restarts,
-            timings={k: round(v - t["driver_start"], 3) for k, v in t.items()},
-            started_at=t["driver_start"],
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            node_id=run.session.node_id,
-            versions=_versions(),
-        )
+        fields = record_fields(run, state, ev, error, train_wall)
         if run.tracker:
             run.tracker.log_curve(fields["curve"], sched.l_max)
-            at_l_max = p.tokens_by_length(state.step).get(sched.l_max, 0)
+            at_l_max = run.plan.tokens_by_length(state.step).get(sched.l_max, 0)
             run.tracker.finish(
                 {f"final/{k}": v for k, v in result.items()}
                 | {"final/tokens_at_l_max": at_l_max, "tokens_trained": seen, "status": status}
@@ -513,11 +562,10 @@ def own_lengths(spec) -> set[int]:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
+    # deferred: the sweep's driver imports this module (to hand Tune its trainable): no torch
     import deepspeed
-    import torch
-    import transformers
+    import torch  # deferred: as above
+    import transformers  # deferred: as above
 
     try:  # `sweep trial` runs without Ray: a machine may not have it
         ray_version = version("ray")
@@ -529,85 +577,3 @@ def _versions() -> dict[str, str]:
         "ray": ray_version,
         "transformers": transformers.__version__,
     }
-
-
-# ----------------------------------------------------------------------------- Tune side
-
-
-def run_trial(config: dict) -> None:
-    """Ray Tune function trainable. A single-worker trial trains right here, in the Tune
-    trial's process; a multi-worker one launches its Ray Train worker group."""
-    trial = TrialSpec.from_dict(config["trial"])
-    sweep_dir = Path(config["sweep_dir"])
-    t0 = time.time()
-    config = {**config, "driver_start": t0}
-    write_record(sweep_dir, trial, "running", started_at=t0)
-    try:
-        if trial.sweep.resources.workers_per_trial == 1:
-            use_gpu = trial.sweep.resources.gpus_per_worker > 0
-            train(config, tune_session(sweep_dir, trial.trial_id, use_gpu))
-        else:
-            _fit_worker_group(trial, config, sweep_dir)
-    except Exception as exc:  # the record must say why, whatever failed
-        write_record(
-            sweep_dir,
-            trial,
-            "failed",
-            error=_one_line(exc),
-            wall_s=time.time() - t0,
-            traceback=traceback.format_exc()[-4000:],
-        )
-        raise
-    rec = read_record(record_path(sweep_dir, trial.trial_id))
-    if rec is None or rec.get("status") == "running":
-        write_record(
-            sweep_dir,
-            trial,
-            "failed",
-            error="worker ended without writing a record",
-            wall_s=time.time() - t0,
-        )
-
-
-def run_sample(config: dict) -> None:
-    """Ray Tune trainable of a searched trial: the searcher's parameters become a
-    schedule (sweep.run.search.sample_trial), trained exactly as a grid trial."""
-    from sweep.config.spec import parse
-    from sweep.run.search import sample_trial
-
-    trial = sample_trial(config["params"], config["number"], parse(config["sweep"]))
-    run_trial({"trial": trial.to_dict(), "sweep_dir": config["sweep_dir"]})
-
-
-def _fit_worker_group(trial: TrialSpec, config: dict, sweep_dir: Path) -> None:
-    """Run the trial on a Ray Train worker group (gloo on CPU, NCCL on GPU); Train's
-    failure config restarts it from its last registered checkpoint."""
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    res = trial.sweep.resources
-    use_gpu = res.gpus_per_worker > 0
-    per_worker = {"CPU": res.cpus_per_worker} | ({"GPU": res.gpus_per_worker} if use_gpu else {})
-    TorchTrainer(
-        train_worker,
-        train_loop_config=config,
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=res.workers_per_trial, use_gpu=use_gpu, resources_per_worker=per_worker
-        ),
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        run_config=ray.train.RunConfig(
-            name=trial.trial_id,
-            storage_path=str(sweep_dir / "ray" / "train"),
-            callbacks=[TuneReportCallback()],
-            failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-        ),
-    ).fit()
-
-
-def _one_line(exc: BaseException) -> str:
-    """The most telling line of a (possibly remote, multi-line) exception."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    errs = [ln for ln in lines if "Error" in ln or "Exception" in ln]
-    return (errs[-1] if errs else lines[-1] if lines else type(exc).__name__)[:500]
