@@ -48,7 +48,7 @@ def make_records(d: Path, n_records: int) -> None:
 
     base = yaml.safe_load((ROOT / "configs" / "study.yaml").read_text())["base"]
     base["schedules"] |= {"shapes": ["constant", "two_stage", *SHAPES], "controls": ["short_only"]}
-    sw = spec.parse(base | {"name": "scale", "seeds": list(range(SEEDS))}, paths=False)
+    sw = spec.parse(base | {"name": "scale", "seeds": list(range(SEEDS))})
     rng = np.random.default_rng(0)
     pos = np.arange(1, E + 1)
     text = 0.3 * rng.standard_normal(E)  # the windows' text: shared by every model

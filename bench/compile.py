@@ -37,7 +37,7 @@ def study_spec(precision: str):
     base = yaml.safe_load((ROOT / "configs" / "study.yaml").read_text())["base"]
     base["schedules"] |= {"shapes": ["linear"], "controls": []}
     base["deepspeed"]["precision"] = precision
-    return spec.parse(base | {"name": "compile"}, paths=False)
+    return spec.parse(base | {"name": "compile"})
 
 
 def run(sw, lengths: list[int], compiled: bool) -> tuple[list[float], list[float]]:

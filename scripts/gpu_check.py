@@ -202,7 +202,7 @@ def ddp_worker(args) -> None:
         torch.cuda.set_device(0)  # both ranks on the one GPU
     raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
     raw["deepspeed"] = {"zero_stage": 2, "precision": "bf16" if args.device == "cuda" else "fp32"}
-    sw = spec_mod.parse(raw, paths=False)
+    sw = spec_mod.parse(raw)
     model = proxy(32, 1, 2, 264, "sdpa")
     opt = torch.optim.AdamW(param_groups(model, 3e-3, 0.1))
     engine, _, _, _ = deepspeed.initialize(

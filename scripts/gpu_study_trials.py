@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sweep.run import study  # noqa: E402
+from sweep.config import study_spec  # noqa: E402
 
 
 def local_spec(st, arm: str, ramps: list, fraction: float, out: Path, cpus: int) -> Path:
@@ -82,9 +82,9 @@ def main() -> None:
     ap.add_argument("--results", default="/tmp/gpu-study")
     ap.add_argument("--parallel", type=int, default=0)
     a = ap.parse_args()
-    st = study.load(ROOT / "configs" / "study-gpu.yaml")
+    st = study_spec.load(ROOT / "configs" / "study-gpu.yaml")
     main_spec = st.arm_spec(st.main, [])
-    ramps = [study.ramp_entry(main_spec, r) for r in study.ramp_labels(main_spec)]
+    ramps = [study_spec.ramp_entry(main_spec, r) for r in study_spec.ramp_labels(main_spec)]
     out, rows = Path(a.results), []
     out.mkdir(parents=True, exist_ok=True)
     if a.parallel:

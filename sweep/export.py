@@ -39,7 +39,8 @@ import yaml
 
 from sweep.analysis.records import write_text_atomic
 from sweep.config import schedules
-from sweep.config.spec import ScheduleSpec, SweepSpec, TrialSpec
+from sweep.config.shapes import LIST_PARAMS, SHAPES, ScheduleSpec
+from sweep.config.spec import OptimSpec, SweepSpec, TrialSpec
 from sweep.train.dsconfig import deepspeed_config
 
 # The curriculum metric of the exported config. Megatron-DeepSpeed's data post-process
@@ -103,7 +104,8 @@ def steps_csv(plan: schedules.Plan) -> str:
 
 def tokens_by_context(plan: schedules.Plan) -> dict[int, int]:
     """Tokens trained at each schedule length L(f) (the window in window mode), a step's
-    tail row counted with the step."""
+    tail row counted with the step, at the step's L(f) (``Plan.tokens_by_length`` counts
+    a tail row at its own length)."""
     out: dict[int, int] = {}
     for c, n in zip(plan.context.tolist(), plan.tokens.tolist()):
         out[c] = out.get(c, 0) + n
@@ -178,11 +180,9 @@ def deepspeed_data_efficiency(steps: list[tuple[int, int]]) -> dict:
 
 def no_deepspeed_form(s: ScheduleSpec) -> str | None:
     """Why DeepSpeed's curriculum cannot express the schedule faithfully (None: it can)."""
-    if s.shape == "mixture":
-        return (
-            "mixture draws every step's length at random; DeepSpeed's curriculum schedules "
-            "are fixed runs of one length"
-        )
+    why = SHAPES[s.shape].no_deepspeed
+    if why is not None:
+        return why
     if s.mode == "window":
         return (
             "window mode keeps rows of l_max and limits attention to the last L(f) "
@@ -210,25 +210,18 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.2f}%" if whole else "-"
 
 
-RELEVANT = {
-    "two_stage": ("switch", "l_short"),
-    "root": ("degree",),
-    "geometric": ("cycles",),
-    "reverse": ("reverse_of",),
-}
-
-
 def _shape_entry(s: ScheduleSpec) -> dict:
+    """The shape entry of ``s``: the parameters its shape reads (the registry's), a
+    scalar one where it is not the default, a list one where it is not empty."""
     entry: dict = {"shape": s.shape, "ramp_rates": [s.ramp_rate]}
     defaults = ScheduleSpec(s.shape, s.l_min, s.l_max)
-    for key in RELEVANT.get(s.shape, ()):
-        if getattr(s, key) != getattr(defaults, key):
-            entry[key] = getattr(s, key)
-    if s.stages:
-        entry["stages"] = [list(x) for x in s.stages]
-    for key in ("mixture_lengths", "mixture_start", "mixture_end"):
-        if getattr(s, key):
-            entry[key] = list(getattr(s, key))
+    for key in SHAPES[s.shape].params:
+        value = getattr(s, key)
+        if key in LIST_PARAMS:
+            if value:
+                entry[key] = [list(x) if isinstance(x, tuple) else x for x in value]
+        elif value != getattr(defaults, key):
+            entry[key] = value
     return entry
 
 
@@ -269,7 +262,6 @@ def deepspeed_export(trial: TrialSpec, target: Target, tplan: schedules.Plan | N
     learning-rate axis, or why there is no curriculum."""
     tplan = tplan if tplan is not None else target_plan(trial, target)
     t = restate(trial.schedule, target.l_max)
-    rows, o = target.rows, trial.sweep.optim
     ds = _target_config(trial.sweep, target)
     note: dict = {"schedule": trial.schedule.label, "target_plan_steps": tplan.steps}
     why = no_deepspeed_form(t)
@@ -278,17 +270,24 @@ def deepspeed_export(trial: TrialSpec, target: Target, tplan: schedules.Plan | N
         note["note"] = f"no DeepSpeed curriculum ({why}); target_steps.csv holds the per-step table"
         ds["ctx_sweep"] = note
         return ds
-    steps = truncation_steps(context_runs(tplan), rows)
+    steps = truncation_steps(context_runs(tplan), target.rows)
+    ds["data_efficiency"] = deepspeed_data_efficiency(steps)
+    note |= _curriculum_note(steps, target.rows)
+    note |= _what_it_trains(steps, note, t.mode, target, tplan.steps, trial.sweep.optim)
+    ds["ctx_sweep"] = note  # DeepSpeed ignores keys it does not know
+    return ds
+
+
+def _curriculum_note(steps: list[tuple[int, int]], rows: int) -> dict:
+    """The curriculum's steps and tokens, in total and per length, for ``ctx_sweep``."""
     by_length: dict[int, int] = {}
     for L, k in steps:
         by_length[L] = by_length.get(L, 0) + k * rows * L
-    n_steps, total = sum(k for _, k in steps), sum(by_length.values())
-    ds["data_efficiency"] = deepspeed_data_efficiency(steps)
     per_step = sorted({L * rows for L, _ in steps})
-    note |= {
+    return {
         "curriculum": f"data_efficiency {METRIC}, fixed_discrete, in truncation terms",
-        "train_iters": n_steps,
-        "train_tokens": total,
+        "train_iters": sum(k for _, k in steps),
+        "train_tokens": sum(by_length.values()),
         "tokens_per_step": (
             f"varies: {rows} rows x the step's length ({per_step[0]:,} to {per_step[-1]:,})"
             if len(per_step) > 1
@@ -297,49 +296,60 @@ def deepspeed_export(trial: TrialSpec, target: Target, tplan: schedules.Plan | N
         "tokens_by_length": {str(L): n for L, n in sorted(by_length.items())},
     }
 
-    def by_step(axis: str) -> dict:
-        return {
-            "x_axis": axis,
-            "lr": o.lr,
-            "warmup_steps": round(o.warmup_fraction * n_steps),
-            "min_lr_ratio": o.min_lr_ratio,
-            "decay_to_step": n_steps,
-        }
 
+def _lr_by_step(axis: str, o: OptimSpec, n_steps: int) -> dict:
+    return {
+        "x_axis": axis,
+        "lr": o.lr,
+        "warmup_steps": round(o.warmup_fraction * n_steps),
+        "min_lr_ratio": o.min_lr_ratio,
+        "decay_to_step": n_steps,
+    }
+
+
+def _what_it_trains(
+    steps: list[tuple[int, int]],
+    curriculum: dict,
+    mode: str,
+    target: Target,
+    plan_steps: int,
+    o: OptimSpec,
+) -> dict:
+    """The note's line on what ``deepspeed.json`` trains, and its learning-rate axis:
+    steps where every step trains the same tokens (l_max throughout, or truncate mode as
+    the proxy did), tokens seen otherwise."""
+    rows, n_steps, total = target.rows, curriculum["train_iters"], curriculum["train_tokens"]
+    per_step = sorted({L * rows for L, _ in steps})
     if all(L == target.l_max for L, _ in steps):  # l_max throughout: nothing is cut
-        note["note"] = (
-            f"deepspeed.json trains {n_steps:,} steps of {rows} rows of {target.l_max:,} "
-            f"tokens, {total:,} tokens (no row is cut)"
-        )
-        note["lr_schedule"] = by_step("step (every step trains the same tokens)")
-    elif t.mode == "truncate":  # the proxy's own semantics: the same steps and LR curve
-        note["note"] = (
-            f"deepspeed.json trains the truncate schedule as the proxy did: {n_steps:,} steps "
-            f"of {rows} rows cut to the step's length, {total:,} tokens"
-        )
-        note["lr_schedule"] = by_step(
-            "step (nominal tokens = step x tokens_per_step, as the proxy)"
-        )
-    else:
-        per = (
-            f"tokens per step vary ({rows} rows x the step's length)"
-            if len(per_step) > 1
-            else f"a step trains {rows} rows x {steps[0][0]:,} = {per_step[0]:,} tokens"
-        )
-        note["note"] = (
-            f"deepspeed.json cuts rows of l_max, it cannot reshape them: {per}, so it trains "
-            f"{n_steps:,} steps instead of {tplan.steps:,}, {total:,} tokens at the "
-            "schedule's share per length"
-        )
-        note["lr_schedule"] = {
+        return {
+            "note": f"deepspeed.json trains {n_steps:,} steps of {rows} rows of "
+            f"{target.l_max:,} tokens, {total:,} tokens (no row is cut)",
+            "lr_schedule": _lr_by_step("step (every step trains the same tokens)", o, n_steps),
+        }
+    if mode == "truncate":  # the proxy's own semantics: the same steps and LR curve
+        axis = "step (nominal tokens = step x tokens_per_step, as the proxy)"
+        return {
+            "note": f"deepspeed.json trains the truncate schedule as the proxy did: "
+            f"{n_steps:,} steps of {rows} rows cut to the step's length, {total:,} tokens",
+            "lr_schedule": _lr_by_step(axis, o, n_steps),
+        }
+    per = (
+        f"tokens per step vary ({rows} rows x the step's length)"
+        if len(per_step) > 1
+        else f"a step trains {rows} rows x {steps[0][0]:,} = {per_step[0]:,} tokens"
+    )
+    return {
+        "note": f"deepspeed.json cuts rows of l_max, it cannot reshape them: {per}, so it "
+        f"trains {n_steps:,} steps instead of {plan_steps:,}, {total:,} tokens at the "
+        "schedule's share per length",
+        "lr_schedule": {
             "x_axis": "tokens seen (the sum of rows x length), not the step count",
             "lr": o.lr,
             "warmup_tokens": round(o.warmup_fraction * total),
             "min_lr_ratio": o.min_lr_ratio,
             "decay_to_tokens": total,
-        }
-    ds["ctx_sweep"] = note  # DeepSpeed ignores keys it does not know
-    return ds
+        },
+    }
 
 
 def export_schedule(
@@ -375,14 +385,6 @@ def _folder_readme(
     tplan: schedules.Plan,
     note: dict,
 ) -> str:
-    ds_tokens = {int(L): n for L, n in note.get("tokens_by_length", {}).items()}
-    k = target.l_max / trial.schedule.l_max
-    proxy_by: dict[int, int] = {}
-    for L, n in tokens_by_context(proxy).items():
-        key = max(1, round(L * k))
-        proxy_by[key] = proxy_by.get(key, 0) + n
-    target_by = tokens_by_context(tplan)
-    ds_total = sum(ds_tokens.values())
     lines = [
         f"# {trial.schedule.label}: export for the scale-up run",
         "",
@@ -401,50 +403,80 @@ def _folder_readme(
         "",
         "## DeepSpeed",
         "",
+        *_readme_deepspeed(note, target),
+        *_README_TRAINER,
+        *_readme_shares(trial, target, proxy, tplan, note),
     ]
+    return "\n".join(lines) + "\n"
+
+
+def _readme_deepspeed(note: dict, target: Target) -> list[str]:
+    """What ``deepspeed.json`` does with the schedule, or why it has no curriculum."""
     if note["curriculum"] is None:
-        lines += [
+        return [
             f"No curriculum in `deepspeed.json`: {note['why_no_curriculum']}. Drive the run "
             "from `target_steps.csv` instead: a custom DeepSpeed schedule "
             "(`engine.set_custom_curriculum_learning_schedule`) with a data post-process "
             "function that builds each step as the table says, or another trainer's loop "
             '(see the repository README, "Using an exported schedule in another trainer").',
         ]
-    else:
-        lines += [
-            f"`deepspeed.json` sets the data-efficiency curriculum metric `{METRIC}`: "
-            f"DeepSpeed's sampler draws {target.rows} rows of l_max per step and the training "
-            "script's data post-process function cuts them to the step's length (as "
-            "Megatron-DeepSpeed does for this metric). DeepSpeed does not reshape rows, so a "
-            "step at length L trains "
-            f"{target.rows} x L tokens. {note['note']}.",
-            "",
-            f"Learning rate: its x axis is the {note['lr_schedule']['x_axis']} "
-            "(`ctx_sweep.lr_schedule` in `deepspeed.json`).",
-        ]
-    lines += [
+    return [
+        f"`deepspeed.json` sets the data-efficiency curriculum metric `{METRIC}`: "
+        f"DeepSpeed's sampler draws {target.rows} rows of l_max per step and the training "
+        "script's data post-process function cuts them to the step's length (as "
+        "Megatron-DeepSpeed does for this metric). DeepSpeed does not reshape rows, so a "
+        "step at length L trains "
+        f"{target.rows} x L tokens. {note['note']}.",
         "",
-        "## In your trainer",
-        "",
-        "`target_steps.csv` is the contract: before optimizer step k, train `rows` rows of "
-        "`length` tokens (and one row of `tail` tokens when `tail` > 0). "
-        "`sweep.plan_file.StepPlan` reads it (standard library only). Adapters built on it:",
-        "",
-        "```python",
-        "from sweep.plan_file import StepPlan",
-        "from sweep.adapters.hf_trainer import PlanCallback, PlanDataset, plan_collator",
-        "",
-        'plan = StepPlan.read("target_steps.csv")',
-        "args = TrainingArguments(..., per_device_train_batch_size=1,",
-        "                         gradient_accumulation_steps=1, max_steps=len(plan))",
-        "trainer = Trainer(model=model, args=args, train_dataset=PlanDataset(plan, token_ids),",
-        "                  data_collator=plan_collator, callbacks=[PlanCallback(plan)])",
-        "```",
-        "",
-        "With DeepSpeed's curriculum (`deepspeed.json`), the data post-process function is "
-        "`sweep.adapters.ds_curriculum.seqlen_truncate`: "
-        "`engine.set_data_post_process_func(seqlen_truncate)`.",
-        "",
+        f"Learning rate: its x axis is the {note['lr_schedule']['x_axis']} "
+        "(`ctx_sweep.lr_schedule` in `deepspeed.json`).",
+    ]
+
+
+_README_TRAINER = [
+    "",
+    "## In your trainer",
+    "",
+    "`target_steps.csv` is the contract: before optimizer step k, train `rows` rows of "
+    "`length` tokens (and one row of `tail` tokens when `tail` > 0). "
+    "`sweep.plan_file.StepPlan` reads it (standard library only). Adapters built on it:",
+    "",
+    "```python",
+    "from sweep.plan_file import StepPlan",
+    "from sweep.adapters.hf_trainer import PlanCallback, PlanDataset, plan_collator",
+    "",
+    'plan = StepPlan.read("target_steps.csv")',
+    "args = TrainingArguments(..., per_device_train_batch_size=1,",
+    "                         gradient_accumulation_steps=1, max_steps=len(plan))",
+    "trainer = Trainer(model=model, args=args, train_dataset=PlanDataset(plan, token_ids),",
+    "                  data_collator=plan_collator, callbacks=[PlanCallback(plan)])",
+    "```",
+    "",
+    "With DeepSpeed's curriculum (`deepspeed.json`), the data post-process function is "
+    "`sweep.adapters.ds_curriculum.seqlen_truncate`: "
+    "`engine.set_data_post_process_func(seqlen_truncate)`.",
+    "",
+]
+
+
+def _readme_shares(
+    trial: TrialSpec,
+    target: Target,
+    proxy: schedules.Plan,
+    tplan: schedules.Plan,
+    note: dict,
+) -> list[str]:
+    """The table of each length's share of the tokens: the proxy's (lengths scaled to the
+    target), the target plan's and ``deepspeed.json``'s."""
+    ds_tokens = {int(L): n for L, n in note.get("tokens_by_length", {}).items()}
+    k = target.l_max / trial.schedule.l_max
+    proxy_by: dict[int, int] = {}
+    for L, n in tokens_by_context(proxy).items():
+        key = max(1, round(L * k))
+        proxy_by[key] = proxy_by.get(key, 0) + n
+    target_by = tokens_by_context(tplan)
+    ds_total = sum(ds_tokens.values())
+    lines = [
         "Share of tokens at each length:",
         "",
         "| length | proxy | target plan | deepspeed.json |",
@@ -456,7 +488,7 @@ def _folder_readme(
             f"{_pct(target_by.get(L, 0), tplan.total_tokens)} | "
             f"{_pct(ds_tokens.get(L, 0), ds_total) if ds_total else '-'} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def export_spec(

@@ -85,78 +85,156 @@ def smoke_spec(controls=("short_only",), seeds=(0,)):
     return spec.parse(raw)
 
 
-def fake_sweep(
+def calibration_ladder(**calibrate):
+    """configs/smoke.yaml with the short-only control and a ``calibrate:`` section of 3
+    rungs, tokens doubling each rung, 60 minutes (``calibrate``: more or other fields)."""
+    import yaml
+
+    from sweep.config import spec
+
+    raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    raw["schedules"]["controls"] = ["short_only"]
+    raw["calibrate"] = {"rungs": 3, "token_factor": 2, "minutes": 60, **calibrate}
+    return spec.parse(raw)
+
+
+def fake_records(
     d: Path,
-    far_shift: dict,
+    spec,
+    far_shift: dict | None = None,
+    *,
     near_shift: dict | None = None,
-    n_seq: int = 32,
-    seeds=(0, 1),
-    noise=0.05,
-    own_noise=0.02,
-    seed_noise=0.0,
-    controls=("short_only",),
+    id_shift: dict | None = None,
+    control_far: float = 0.1,
+    own_rise: float | None = 0.1,
     gain: dict | None = None,
-    short_only_far=0.1,
-    own_rise=0.1,
-    context_use=0.05,
-    spec=None,
-):
-    """Records with known curves, written as trials write them: every schedule has the
-    reference's per-sequence losses plus ``far_shift[label]`` nats past l_max
-    (``near_shift`` on (l_max/2, l_max]), noise of its own, and a seed offset. The
-    short_only control trains at l_min only; it is worse by ``short_only_far`` past l_max
-    and by ``own_rise`` on (l_min, l_max], past its own length, and has ``gain`` ctx_gain
-    (0.05 lower than the others by default). Every schedule gains ``context_use`` from context up to
-    l_max. Seeds (0, 1) by default: one seed never picks. ``spec``: another spec's trials
-    (its own seeds and controls) in place of configs/smoke.yaml's."""
+    context_use: float = 0.05,
+    n_seq: int = 32,
+    noise: float = 0.05,
+    own_noise: float = 0.02,
+    seed_noise: float = 0.0,
+    gain_noise: float = 0.01,
+    noise_by_name: bool = False,
+    base=None,
+    trials=None,
+    fields=None,
+    flops: tuple[float, float] = (1e9, 0.9e9),
+    wall_s: float = 1.0,
+) -> list[str]:
+    """Finished records of ``spec``'s trials (or of ``trials``) with known curves, written as
+    trials write them; returns their trial ids.
+
+    Every trial has one shared base, 3 nats plus ``noise`` per sequence and position (the
+    same eval windows for all), plus noise of its own (``own_noise``) and a seed offset
+    (``seed_noise``). On top: ``far_shift[label]`` nats past l_max, ``near_shift[label]``
+    on (l_max/2, l_max] and ``id_shift[label]`` on [0, l_max). A control (a schedule whose
+    longest length is under l_max, e.g. short_only) is worse by ``control_far`` past l_max
+    unless ``far_shift`` names it, and by ``own_rise`` from its own length to l_max.
+    ctx_gain is ``gain[label]`` (a control's -0.05 unless named) with ``gain_noise``;
+    context_use is ``context_use`` for every schedule. ``own_rise=None``: records as
+    trials wrote them before the shape metrics (no own length, position bins or
+    context_use). The per-trial draws follow the base's from one generator, or with
+    ``noise_by_name`` start from a generator seeded by the spec's name (a study's arms:
+    the same trial in two arms gets different curves). ``base``: an (n, E) array of
+    per-sequence losses in place of the 3-nat one. ``flops``: the constant schedule's and
+    every other's. ``fields(trial, losses)``: more fields for a trial's record, written
+    over the ones above (the probes and histories a trial records; None: left out)."""
+    import zlib
+
     import numpy as np
 
     from sweep.analysis import metrics
     from sweep.analysis.records import write_record
 
-    sw = spec or smoke_spec(controls, seeds)
     rng = np.random.default_rng(0)
-    L, l_min = sw.schedules.l_max, sw.schedules.l_min
-    E = sw.eval.length(L)
-    edges = metrics.position_edges(E, L, (L, l_min))
-    base = 3.0 + noise * rng.standard_normal((n_seq, E))
-    near_shift = near_shift or {}
-    gain = {"short_only": -0.05, **(gain or {})}
+    L, E = spec.schedules.l_max, spec.eval.length(spec.schedules.l_max)
+    if base is None:
+        base = 3.0 + noise * rng.standard_normal((n_seq, E))
+    n_seq = len(base)
+    if noise_by_name:
+        rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
+    trials = list(spec.trials()) if trials is None else trials
+    own_of = {t.schedule.label: t.plan().longest for t in trials}
+    edges = metrics.position_edges(E, L, (L, spec.schedules.l_min, *own_of.values()))
+    far_shift, near_shift, id_shift = far_shift or {}, near_shift or {}, id_shift or {}
+    gain = gain or {}
     docs = [f"doc{i}.py" for i in range(n_seq)]
-    written = []
-    for t in sw.trials():
-        label = t.schedule.label
-        control = label == "short_only"
+    for t in trials:
+        label, own = t.schedule.label, own_of[t.schedule.label]
+        control = own < L
         losses = base + own_noise * rng.standard_normal((n_seq, E))
         losses += seed_noise * rng.standard_normal()
-        losses[:, L:] += far_shift.get(label, short_only_far if control else 0.0)
+        losses[:, L:] += far_shift.get(label, control_far if control else 0.0)
         losses[:, L // 2 : L] += near_shift.get(label, 0.0)
-        if control:
-            losses[:, l_min:L] += own_rise
-        g = gain.get(label, 0.0) + 0.01 * rng.standard_normal(n_seq)
-        use = context_use + 0.01 * rng.standard_normal(n_seq)
-        curve = losses.mean(axis=0)
-        own = l_min if control else L
-        write_record(
-            d,
-            t,
-            "finished",
-            tokens_trained=sw.budget.tokens,
-            tokens_by_length={str(own): sw.budget.tokens},
-            own_length=own,
-            wall_s=1.0,
-            curve=curve.tolist(),
-            per_sequence={
-                **metrics.per_sequence(losses, L),
-                "ctx_gain": g.tolist(),
-                "context_use": use.tolist(),
-            },
-            position_bins={"edges": edges, "values": metrics.bin_means(losses, edges).tolist()},
+        losses[:, :L] += id_shift.get(label, 0.0)
+        if control and own_rise is not None:
+            losses[:, own:L] += own_rise
+        g = gain.get(label, -0.05 if control else 0.0) + gain_noise * rng.standard_normal(n_seq)
+        per_sequence = {**metrics.per_sequence(losses, L), "ctx_gain": g.tolist()}
+        shape = {}
+        if own_rise is not None:
+            use = context_use + 0.01 * rng.standard_normal(n_seq)
+            per_sequence["context_use"] = use.tolist()
+            bins = {"edges": edges, "values": metrics.bin_means(losses, edges).tolist()}
+            shape = {"own_length": own, "position_bins": bins}
+        record = dict(
+            tokens_trained=spec.budget.tokens,
+            tokens_by_length={str(own): spec.budget.tokens},
+            wall_s=wall_s,
+            curve=losses.mean(axis=0).tolist(),
+            per_sequence=per_sequence,
             eval_windows={"doc": docs, "source": ["natural"] * n_seq, "offset": [0] * n_seq},
-            metrics={"flops": 1e9 if t.schedule.shape == "constant" else 0.9e9},
+            metrics={"flops": flops[0] if t.schedule.shape == "constant" else flops[1]},
+            **shape,
         )
-        written.append(t.trial_id)
-    return written
+        record |= fields(t, losses) if fields else {}
+        write_record(d, t, "finished", **{k: v for k, v in record.items() if v is not None})
+    return [t.trial_id for t in trials]
+
+
+def selection_stage(d: Path):
+    """A sweep in ``d`` whose records (known curves, seeds 0 and 1) pick linear-r0.5 by 0.1
+    nats: an effect the real proxy at smoke size does not have. Returns its summary."""
+    from sweep.analysis import aggregate
+    from sweep.run import orchestrate
+
+    orchestrate.prepare(smoke_spec(seeds=(0, 1)), d)
+    fake_records(d, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1})
+    summary = aggregate.aggregate(d)
+    assert [p["schedule"] for p in summary.picks] == ["linear-r0.5"]
+    return summary
+
+
+BAD_SPECS = sorted((ROOT / "tests" / "bad_specs").glob("*.yaml"))
+
+
+def bad_spec_header(path: Path) -> dict:
+    """The ``# key: value`` lines at the top of a file of tests/bad_specs."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        key, _, value = line[1:].strip().partition(": ")
+        out[key] = value
+    return out
+
+
+def bad_spec_results(setup: str, tmp_path: Path) -> Path:
+    """The results directory a bad spec's ``# setup:`` line asks for."""
+    import yaml
+
+    root = tmp_path / "results"
+    if setup == "results-under-a-file":
+        root.parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "a-file").write_text("not a directory\n")
+        return tmp_path / "a-file" / "results"
+    if setup == "results-hold-other-spec":  # a sweep of the same name, another spec
+        other = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+        other["name"] = "bad"
+        other["seeds"] = [7]
+        (root / "bad").mkdir(parents=True)
+        (root / "bad" / "spec.yaml").write_text(yaml.safe_dump(other))
+    return root
 
 
 def row(summary, name: str) -> dict:

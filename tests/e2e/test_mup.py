@@ -1,6 +1,6 @@
 """muP coordinate check: after a few Adam steps, the typical size of every layer's
 activations stays in a narrow band as width goes from 64 to 512 (standard parametrisation
-would let them grow with width)."""
+would let them grow with width). It trains a dozen models up to width 512: e2e for time."""
 
 import torch
 

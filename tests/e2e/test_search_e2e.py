@@ -8,7 +8,7 @@ import pytest
 import yaml
 from support import ROOT, kill_sweep, run_sweep, start_sweep
 
-from sweep.analysis import aggregate
+from sweep.analysis import aggregate, pareto
 from sweep.run import search
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ def test_search_runs_samples_and_reports_a_non_dominated_front(tmp_path):
     summary = aggregate.aggregate(d)
     keys = ("far_loss", "id_loss")
     rows = [r for r in summary.schedules if all(k in r for k in keys)]
-    front = set(aggregate.pareto_front(rows, keys))
+    front = set(pareto.pareto_front(rows, keys))
 
     def dominates(a, b):
         return all(a[k] <= b[k] for k in keys) and any(a[k] < b[k] for k in keys)

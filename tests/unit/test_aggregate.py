@@ -1,16 +1,17 @@
 import json
 
 import pytest
-from support import fake_sweep, row, run_sweep, smoke_spec
+from support import fake_records, row, run_sweep, smoke_spec
 
-from sweep.analysis import aggregate
+from sweep.analysis import aggregate, paired, pareto, pick
 from sweep.analysis.records import write_record
 from sweep.config import spec
+from sweep.report import console
 from sweep.report.sweep_report import write_report
 
 
 def test_pick_when_a_schedule_has_clearly_lower_far_loss(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1, "geometric-r0.5": 0.0})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1, "geometric-r0.5": 0.0})
     s = aggregate.aggregate(tmp_path)
     assert s.controls["discriminates"] is True
     assert [p["schedule"] for p in s.picks] == ["linear-r0.5"]
@@ -25,26 +26,42 @@ def test_raising_near_loss_alone_is_never_picked(tmp_path):
     """The old objective (delta = far - near) rewarded a schedule for getting worse just
     before l_max. This one is 0.016 nats worse on (l_max/2, l_max] and no better past l_max:
     its delta is clearly lower than the reference's, its id_loss cost within epsilon."""
-    fake_sweep(
-        tmp_path, {"geometric-r0.5": 0.01}, near_shift={"linear-r0.5": 0.016}, own_noise=0.002
+    fake_records(
+        tmp_path,
+        smoke_spec(seeds=(0, 1)),
+        {"geometric-r0.5": 0.01},
+        near_shift={"linear-r0.5": 0.016},
+        own_noise=0.002,
     )
     s = aggregate.aggregate(tmp_path)
     gamer, ref = row(s, "linear-r0.5"), row(s, "constant")
     assert gamer["delta"] < ref["delta"] - 0.01  # it looks "flatter"
-    assert gamer["id_loss"] - ref["id_loss"] < aggregate.EPSILON
+    assert gamer["id_loss"] - ref["id_loss"] < pick.EPSILON
     assert gamer["pareto"]  # cheaper than the reference: only the objective keeps it out
     assert s.picks == []
 
 
 def test_no_pick_when_noise_exceeds_differences(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.0005}, n_seq=4, noise=0.5, own_noise=0.5)
+    fake_records(
+        tmp_path,
+        smoke_spec(seeds=(0, 1)),
+        {"linear-r0.5": -0.0005},
+        n_seq=4,
+        noise=0.5,
+        own_noise=0.5,
+    )
     s = aggregate.aggregate(tmp_path)
     assert s.picks == [] and ("no pick" in s.verdict or "underpowered" in s.verdict)
 
 
 def test_indistinguishable_negative_control_makes_the_verdict_underpowered(tmp_path):
-    fake_sweep(
-        tmp_path, {"linear-r0.5": -0.1}, short_only_far=0.0, own_rise=0.0, gain={"short_only": 0}
+    fake_records(
+        tmp_path,
+        smoke_spec(seeds=(0, 1)),
+        {"linear-r0.5": -0.1},
+        own_rise=0.0,
+        gain={"short_only": 0},
+        control_far=0.0,
     )
     s = aggregate.aggregate(tmp_path)
     assert s.controls["discriminates"] is False and s.picks == []
@@ -55,7 +72,9 @@ def test_indistinguishable_negative_control_makes_the_verdict_underpowered(tmp_p
 
 
 def test_ctx_gain_is_reported_never_required(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, gain={"short_only": 0.0})
+    fake_records(
+        tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1}, gain={"short_only": 0.0}
+    )
     s = aggregate.aggregate(tmp_path)
     assert s.controls["far_separated"] and s.controls["discriminates"]
     assert (
@@ -67,7 +86,9 @@ def test_ctx_gain_is_reported_never_required(tmp_path):
 def test_a_uniformly_worse_control_is_seen_on_level_only(tmp_path):
     """Worse everywhere past its own length by the same amount: far_loss tells it apart,
     its own_excess does not; the verdict's first line says the sweep sees level only."""
-    fake_sweep(tmp_path, {"linear-r0.5": -0.2}, short_only_far=0.1, own_rise=0.0)
+    fake_records(
+        tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.2}, own_rise=0.0, control_far=0.1
+    )
     s = aggregate.aggregate(tmp_path)
     c = s.controls
     assert c["far_separated"] and c["excess_key"] == "own_excess"
@@ -79,14 +100,14 @@ def test_a_uniformly_worse_control_is_seen_on_level_only(tmp_path):
 
 
 def test_a_reference_that_uses_no_context_is_seen_on_level_only(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.2}, context_use=0.0)
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.2}, context_use=0.0)
     s = aggregate.aggregate(tmp_path)
     assert s.controls["excess_separated"] is True and s.controls["context_used"] is False
     assert s.controls["sees"] == "level only"
 
 
 def test_a_control_whose_deficit_grows_is_seen_as_extrapolation(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.2}, own_rise=0.1)
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.2}, own_rise=0.1)
     s = aggregate.aggregate(tmp_path)
     ctl = row(s, "short_only")
     assert ctl["own_length"] == 16 and ctl["own_excess"]["mean"] == pytest.approx(0.1, abs=0.01)
@@ -96,18 +117,18 @@ def test_a_control_whose_deficit_grows_is_seen_as_extrapolation(tmp_path):
 
 
 def test_without_a_negative_control_the_power_is_untested(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, controls=())
+    fake_records(tmp_path, smoke_spec((), seeds=(0, 1)), {"linear-r0.5": -0.1})
     s = aggregate.aggregate(tmp_path)
     assert s.controls["discriminates"] is None and "untested" in s.verdict
     assert s.verdict.startswith("sight untested")
-    assert s.decision.margin == aggregate.DEFAULT_MARGIN  # no control to derive it from
+    assert s.decision.margin == pick.DEFAULT_MARGIN  # no control to derive it from
     assert [p["schedule"] for p in s.picks] == ["linear-r0.5"]
 
 
 @pytest.mark.parametrize("cost,picked", [(0.005, True), (0.03, False)])
 def test_id_loss_limit(tmp_path, cost, picked):
     # the whole in-distribution region gets `cost` nats worse, far gets 0.1 better
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1 - cost}, own_noise=0.002)
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1 - cost}, own_noise=0.002)
     sched = {"linear-r0.5": cost}
     for f in tmp_path.glob("trials/linear-r0.5-s*/record.json"):
         rec = json.loads(f.read_text())
@@ -133,11 +154,11 @@ def test_pareto_front_needs_a_strict_improvement():
         {"schedule": "d", "id_loss": 1.0, "far_loss": 2.0, "flops": 1.0},  # a's twin
         {"schedule": "e", "id_loss": 1.0, "far_loss": 2.0, "flops": 1.1},  # a, dearer
     ]
-    assert aggregate.pareto_front(rows) == ["a", "b", "d"]
+    assert pareto.pareto_front(rows) == ["a", "b", "d"]
 
 
 def test_corrupt_records_are_skipped_not_fatal(tmp_path):
-    fake_sweep(tmp_path, {})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)))
     bad = tmp_path / "trials" / "broken" / "record.json"
     bad.parent.mkdir(parents=True)
     bad.write_text('{"trial_id": "broken", "status": "finis')  # half-written
@@ -149,7 +170,7 @@ def test_corrupt_records_are_skipped_not_fatal(tmp_path):
 
 
 def test_seeds_use_t_quantiles_and_the_shared_sequence_noise(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.05}, seeds=(0, 1, 2), seed_noise=0.01)
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1, 2)), {"linear-r0.5": -0.05}, seed_noise=0.01)
     s = aggregate.aggregate(tmp_path)
     r = row(s, "linear-r0.5")
     assert r["seeds"] == 3
@@ -163,7 +184,7 @@ def test_seeds_use_t_quantiles_and_the_shared_sequence_noise(tmp_path):
 
 def test_one_seed_never_picks(tmp_path):
     """What two seeds pick, one seed only lists as a candidate to confirm."""
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, seeds=(0,))
+    fake_records(tmp_path, smoke_spec(seeds=(0,)), {"linear-r0.5": -0.1})
     s = aggregate.aggregate(tmp_path)
     assert s.picks == [] and s.to_dict()["picks"] == []
     assert [c["schedule"] for c in s.candidates] == ["linear-r0.5"]
@@ -172,12 +193,12 @@ def test_one_seed_never_picks(tmp_path):
     assert "one seed: candidates to confirm: linear-r0.5" in s.verdict
     assert "pick" not in s.verdict.replace("no pick", "")
     assert "1 seed" in row(s, "linear-r0.5")["vs_ref"]["far_loss"]["method"]
-    cells = {r[1]: r[-1] for r in aggregate.table_rows(s)}
-    assert cells["linear-r0.5"] == "cand better" and "PICK" not in aggregate.format_table(s)
+    cells = {r[1]: r[-1] for r in console.table_rows(s)}
+    assert cells["linear-r0.5"] == "cand better" and "PICK" not in console.format_table(s)
 
 
 def test_windows_of_one_document_are_one_unit(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, n_seq=8, seeds=(0,))
+    fake_records(tmp_path, smoke_spec(seeds=(0,)), {"linear-r0.5": -0.1}, n_seq=8)
     for f in tmp_path.glob("trials/*/record.json"):
         rec = json.loads(f.read_text())
         rec["eval_windows"]["doc"] = ["a.py"] * 4 + ["b.py"] * 4
@@ -188,7 +209,7 @@ def test_windows_of_one_document_are_one_unit(tmp_path):
 
 
 def test_summary_json_is_strict_json(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, n_seq=1, seeds=(0,))  # no intervals
+    fake_records(tmp_path, smoke_spec(seeds=(0,)), {"linear-r0.5": -0.1}, n_seq=1)  # no intervals
     s = aggregate.aggregate(tmp_path)
     path = aggregate.write_summary(s)
 
@@ -201,14 +222,14 @@ def test_summary_json_is_strict_json(tmp_path):
 
 
 def test_failed_trials_in_table(tmp_path):
-    fake_sweep(tmp_path, {})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)))
     sw = smoke_spec()
     t = spec.TrialSpec("extra-s0", 0, sw.trials()[0].schedule, sw)
     write_record(tmp_path, t, "failed", error="worker died: SIGKILL")
     t2 = spec.TrialSpec("later-s0", 0, sw.trials()[0].schedule, sw)
     write_record(tmp_path, t2, "running", started_at=0.0)  # a sweep still in progress
     s = aggregate.aggregate(tmp_path)
-    table = aggregate.format_table(s)
+    table = console.format_table(s)
     assert "worker died" in table and "later-s0" in table and "running" in table
     md, _ = write_report(s)
     assert "later-s0 | running" in md.read_text()
@@ -220,7 +241,7 @@ def test_report_cli_on_empty_dir(tmp_path):
 
 
 def test_best_ramp_is_answered_against_the_reference_in_the_four_words(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1, "geometric-r0.5": -0.05})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1, "geometric-r0.5": -0.05})
     s = aggregate.aggregate(tmp_path)
     h = s.decision.head_to_head
     assert h["ramp"] == "linear-r0.5" and h["of"] == 2
@@ -234,22 +255,24 @@ def test_best_ramp_is_answered_against_the_reference_in_the_four_words(tmp_path)
 
 
 def test_decision_stability_needs_four_seeds_and_tracks_the_signal(tmp_path):
-    fake_sweep(tmp_path / "two", {"linear-r0.5": -0.1})
+    fake_records(tmp_path / "two", smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1})
     assert aggregate.aggregate(tmp_path / "two").decision.stability is None  # 2 seeds
     seeds = (0, 1, 2, 3)
-    fake_sweep(tmp_path / "clear", {"linear-r0.5": -0.1, "geometric-r0.5": 0.1}, seeds=seeds)
+    fake_records(
+        tmp_path / "clear", smoke_spec(seeds=seeds), {"linear-r0.5": -0.1, "geometric-r0.5": 0.1}
+    )
     st = aggregate.aggregate(tmp_path / "clear").decision.stability
     assert st["accuracy"] == 1.0 and st["seeds"] == 4 and st["pairs"] == 3
     assert "short_only" not in st["schedules"]  # controls left out
     # no effects, seed noise dominating: the halves agree about as often as chance
-    fake_sweep(tmp_path / "noise", {}, seeds=seeds, seed_noise=0.05, own_noise=0.001)
+    fake_records(tmp_path / "noise", smoke_spec(seeds=seeds), seed_noise=0.05, own_noise=0.001)
     st = aggregate.aggregate(tmp_path / "noise").decision.stability
     assert st["accuracy"] < 0.9
 
 
 @pytest.mark.parametrize("kept, warned", [(30, True), (99, True), (100, False), (None, False)])
 def test_few_held_out_documents_are_a_warning_in_the_verdict(tmp_path, kept, warned):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1})
     for path in tmp_path.glob("trials/*/record.json"):
         rec = json.loads(path.read_text())
         if kept is not None:
@@ -263,7 +286,7 @@ def test_few_held_out_documents_are_a_warning_in_the_verdict(tmp_path, kept, war
 def test_a_one_time_build_is_reported_apart_from_trial_time(tmp_path):
     from sweep.report.sweep_report import one_time_setup
 
-    fake_sweep(tmp_path, {})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)))
     paths = sorted(tmp_path.glob("trials/*/record.json"))
     for i, path in enumerate(paths):
         rec = json.loads(path.read_text())
@@ -285,30 +308,30 @@ def test_a_one_time_build_is_reported_apart_from_trial_time(tmp_path):
 
 
 def test_best_ramp_is_the_lowest_far_loss_ramp_in_any_order_never_a_control(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.05, "geometric-r0.5": -0.1})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.05, "geometric-r0.5": -0.1})
     s = aggregate.aggregate(tmp_path)
     finished = s.finished
     rows = sorted(s.schedules, key=lambda r: -r["far_loss"])  # best last
-    assert aggregate.best_ramp(finished, rows, "constant", 0.01)["ramp"] == "geometric-r0.5"
+    assert pick.best_ramp(finished, rows, "constant", 0.01)["ramp"] == "geometric-r0.5"
     # a control of a ramp's shape, lower still, is not a candidate ramp
     ctl = {**row(s, "linear-r0.5"), "schedule": "linear-ctl", "role": "control", "far_loss": 0.0}
-    got = aggregate.best_ramp(finished, [ctl, *rows], "constant", 0.01)
+    got = pick.best_ramp(finished, [ctl, *rows], "constant", 0.01)
     assert got["ramp"] == "geometric-r0.5" and got["of"] == 2
-    assert aggregate.best_ramp(finished, rows, "constant", None) is None  # no margin
+    assert pick.best_ramp(finished, rows, "constant", None) is None  # no margin
 
 
 def test_the_margin_is_half_the_controls_gap_only_when_it_is_told_apart():
     far = {"mean": 0.03, "lo": 0.01, "hi": 0.05}
     told = {"far_separated": True, "far_loss": far}
-    assert aggregate.decision_margin(None, told) == (
+    assert pick.decision_margin(None, told) == (
         pytest.approx(0.015),
         "half the negative control's far_loss gap +0.0300",
     )
-    assert aggregate.decision_margin(0.02, told) == (0.02, "decision.margin")
+    assert pick.decision_margin(0.02, told) == (0.02, "decision.margin")
     not_told = {"far_separated": False, "far_loss": far}
-    assert aggregate.decision_margin(None, not_told)[0] == aggregate.DEFAULT_MARGIN
+    assert pick.decision_margin(None, not_told)[0] == pick.DEFAULT_MARGIN
     wrong_way = {"far_separated": True, "far_loss": {"mean": -0.03, "lo": -0.05, "hi": -0.01}}
-    assert aggregate.decision_margin(None, wrong_way)[0] == aggregate.DEFAULT_MARGIN
+    assert pick.decision_margin(None, wrong_way)[0] == pick.DEFAULT_MARGIN
 
 
 def test_best_ramp_is_compared_with_two_stages_then_the_reference(tmp_path):
@@ -319,7 +342,7 @@ def test_best_ramp_is_compared_with_two_stages_then_the_reference(tmp_path):
     raw["schedules"]["shapes"] = ["constant", "two_stage", "linear"]
     raw["seeds"] = [0, 1]
     sw = spec.parse(raw)
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1, "two_stage": -0.02}, spec=sw)
+    fake_records(tmp_path, sw, {"linear-r0.5": -0.1, "two_stage": -0.02})
     s = aggregate.aggregate(tmp_path)
     h = s.decision.head_to_head
     assert list(h["versus"]) == ["two_stage", "constant"] and h["margin"] == s.decision.margin
@@ -338,7 +361,7 @@ def test_best_ramp_skips_two_stage_controls_extra_two_stages_and_missing_trials(
     raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
     raw["schedules"]["shapes"] = ["constant", "two_stage", "linear"]
     raw["seeds"] = [0, 1]
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1, "two_stage": -0.02}, spec=spec.parse(raw))
+    fake_records(tmp_path, spec.parse(raw), {"linear-r0.5": -0.1, "two_stage": -0.02})
     s = aggregate.aggregate(tmp_path)
     rows, finished = s.schedules, s.finished
     ts = row(s, "two_stage")
@@ -347,20 +370,20 @@ def test_best_ramp_skips_two_stage_controls_extra_two_stages_and_missing_trials(
     for extra in ([as_control], [second]):
         rows2 = [r for r in rows if r["schedule"] != "two_stage"]
         rows2 = [*extra, ts, *rows2] if extra[0] is as_control else [ts, *extra, *rows2]
-        got = aggregate.best_ramp(finished, rows2, "constant", 0.01)
+        got = pick.best_ramp(finished, rows2, "constant", 0.01)
         assert list(got["versus"]) == ["two_stage", "constant"], extra[0]["role"]
     # a two_stage schedule with no finished trials: undefined, skipped; the reference stays
     ghost = {**ts, "schedule": "two_stage-ghost"}
-    got = aggregate.best_ramp(finished, [ghost, *rows], "constant", 0.01)
+    got = pick.best_ramp(finished, [ghost, *rows], "constant", 0.01)
     assert list(got["versus"]) == ["constant"]
     assert got["summary"].count("against ") == 1
     # the best ramp is the reference itself: nothing to compare it with but two_stage
-    got = aggregate.best_ramp(finished, rows, "linear-r0.5", 0.01)
+    got = pick.best_ramp(finished, rows, "linear-r0.5", 0.01)
     assert list(got["versus"]) == ["two_stage"]
 
 
 def test_own_excess_only_below_l_max_and_never_without_an_own_length(tmp_path):
-    fake_sweep(tmp_path, {})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)))
     s = aggregate.aggregate(tmp_path)
     ref = [t for t in s.finished if t.record["schedule"] == "constant"]
     ctl = [t for t in s.finished if t.record["schedule"] == "short_only"]
@@ -371,26 +394,26 @@ def test_own_excess_only_below_l_max_and_never_without_an_own_length(tmp_path):
             if own is None:
                 t.record["tokens_by_length"] = {}
         r = {"schedule": "short_only", "vs_ref": {}}
-        aggregate._excess(r, ctl, ref)
+        paired._excess(r, ctl, ref)
         assert ("own_excess" in r) is expect, own
         assert r["own_length"] == own
 
 
 def test_stability_needs_two_candidates_and_four_seeds(tmp_path):
     seeds = (0, 1, 2, 3)
-    fake_sweep(tmp_path / "two", {"linear-r0.5": -0.1}, seeds=seeds)
+    fake_records(tmp_path / "two", smoke_spec(seeds=seeds), {"linear-r0.5": -0.1})
     s = aggregate.aggregate(tmp_path / "two")
     rows = [r for r in s.schedules if r["schedule"] in ("constant", "linear-r0.5", "short_only")]
-    st = aggregate.stability(s.finished, rows)
+    st = pick.stability(s.finished, rows)
     assert st is not None and st["pairs"] == 1 and st["schedules"] == ["linear-r0.5", "constant"]
     one = [r for r in rows if r["schedule"] != "linear-r0.5"]
-    assert aggregate.stability(s.finished, one) is None  # one candidate: no pair
+    assert pick.stability(s.finished, one) is None  # one candidate: no pair
     controls = [r for r in rows if r["role"] == "control"]
-    assert aggregate.stability(s.finished, controls) is None  # no candidate at all
+    assert pick.stability(s.finished, controls) is None  # no candidate at all
 
 
 def test_own_excess_carries_its_variance_components(tmp_path):
-    fake_sweep(tmp_path, {})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)))
     own = row(aggregate.aggregate(tmp_path), "short_only")["own_excess"]
     comp = own["components"]
     assert comp["seeds"] == 2 and comp["sequences"] == 32

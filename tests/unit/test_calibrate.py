@@ -1,26 +1,19 @@
 """`sweep calibrate`: the ladder's rungs, where it stops, what it writes, its projection, and
-its resumption after a kill."""
+its resumption after a kill (tests/e2e/test_calibrate_e2e.py)."""
 
 import json
-import time
 
 import pytest
 import yaml
-from support import ROOT, fake_sweep, kill_sweep, run_sweep
+from support import calibration_ladder, fake_records
 
 from sweep.config import spec
+from sweep.report.figures_calibration import plot_ladder
 from sweep.run import calibrate
 
 
-def ladder(tmp_path=None, **cal) -> spec.SweepSpec:
-    raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
-    raw["schedules"]["controls"] = ["short_only"]
-    raw["calibrate"] = {"rungs": 3, "token_factor": 2, "minutes": 60, **cal}
-    return spec.parse(raw)
-
-
 def test_rung_k_doubles_the_tokens_and_takes_each_axis_kth_value():
-    sw = ladder(n_layers=[1, 2], repeat_share=[0.0, 0.25, 0.5])
+    sw = calibration_ladder(n_layers=[1, 2], repeat_share=[0.0, 0.25, 0.5])
     rungs = [calibrate.rung_spec(sw, k) for k in range(3)]
     assert [r.budget.tokens for r in rungs] == [40960, 81920, 163840]
     assert [r.model.n_layers for r in rungs] == [1, 2, 2]  # the last value past the end
@@ -32,15 +25,15 @@ def test_rung_k_doubles_the_tokens_and_takes_each_axis_kth_value():
     ]  # fmt: skip
     assert r.calibrate is None and r.search is None and r.name == "smoke-rung2"
     # a ratio that is not a whole number of steps rounds to whole steps
-    odd = calibrate.rung_spec(ladder(token_factor=1.5), 1)
+    odd = calibrate.rung_spec(calibration_ladder(token_factor=1.5), 1)
     assert odd.budget.tokens % odd.budget.tokens_per_step == 0
 
 
 def test_a_rung_that_does_not_validate_is_refused_before_anything_trains(tmp_path):
-    sw = ladder(l_max=[64, 8])  # l_max 8 is below multiple_of 16
+    sw = calibration_ladder(l_max=[64, 8])  # l_max 8 is below multiple_of 16
     calls = []
     with pytest.raises(spec.SpecError):
-        calibrate.run(sw, tmp_path, run_rung=lambda rs, rd: calls.append(rs))
+        calibrate.run(sw, tmp_path, run_rung=lambda rs, rd: calls.append(rs), plot=plot_ladder)
     assert calls == [] and not any(tmp_path.iterdir())
 
 
@@ -51,17 +44,17 @@ def fake_rungs(sees_from: int, calls: list):
     def run(rs, rd):
         k = int(rs.name.rsplit("rung", 1)[1])
         calls.append(k)
-        fake_sweep(rd, {}, spec=rs, own_rise=0.1 if k >= sees_from else 0.0)
+        fake_records(rd, rs, own_rise=0.1 if k >= sees_from else 0.0)
 
     return run
 
 
 def test_stops_at_the_first_rung_that_sees_extrapolation_and_writes_its_spec(tmp_path):
-    sw = ladder(n_layers=[1, 2, 3])
+    sw = calibration_ladder(n_layers=[1, 2, 3])
     calls = []
     out = tmp_path / "out.txt"
     with out.open("w") as f:
-        code = calibrate.run(sw, tmp_path, out=f, run_rung=fake_rungs(1, calls))
+        code = calibrate.run(sw, tmp_path, out=f, run_rung=fake_rungs(1, calls), plot=plot_ladder)
     assert code == 0 and calls == [0, 1]  # rung 2 never trains
     text = out.read_text()
     assert "rung 0: 0.04M tokens, n_layers 1: reference context_use +0.05" in text
@@ -78,7 +71,13 @@ def test_stops_at_the_first_rung_that_sees_extrapolation_and_writes_its_spec(tmp
     # run again: every rung is already measured, nothing trains
     calls.clear()
     assert (
-        calibrate.run(sw, tmp_path, out=open(tmp_path / "o2", "w"), run_rung=fake_rungs(1, calls))
+        calibrate.run(
+            sw,
+            tmp_path,
+            out=open(tmp_path / "o2", "w"),
+            run_rung=fake_rungs(1, calls),
+            plot=plot_ladder,
+        )
         == 0
     )
     assert calls == []
@@ -98,45 +97,8 @@ def test_without_a_rung_that_sees_it_projects_the_compute_that_would(tmp_path):
     assert calibrate.project(falling)["needed_flops"] is None
     calls = []
     with (tmp_path / "out.txt").open("w") as f:
-        code = calibrate.run(ladder(rungs=2), tmp_path, out=f, run_rung=fake_rungs(9, calls))
+        sw = calibration_ladder(rungs=2)
+        code = calibrate.run(sw, tmp_path, out=f, run_rung=fake_rungs(9, calls), plot=plot_ladder)
     assert code == 1 and calls == [0, 1]
     assert "no rung sees extrapolation within 2 rung(s)" in (tmp_path / "out.txt").read_text()
     assert not (tmp_path / "smoke-calibrate" / "calibrated.yaml").exists()
-
-
-@pytest.mark.e2e
-def test_calibrate_end_to_end_resumes_after_a_driver_kill(tmp_path):
-    """Real rungs through Ray Tune at toy size: the driver is killed once rung 0 is
-    measured; the rerun keeps rung 0's records byte for byte and trains rung 1 only."""
-    import subprocess
-    import sys
-
-    sw = ladder(rungs=2)
-    path = tmp_path / "cal.yaml"
-    path.write_text(yaml.safe_dump(sw.to_dict()))
-    results = tmp_path / "results"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "calibrate", str(path), "--results", str(results)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    measured = results / "smoke-calibrate" / "rung0" / "rung.json"
-    deadline = time.time() + 600
-    while not measured.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-    kill_sweep(proc)
-    assert measured.exists()
-    rung0 = {p: p.read_bytes() for p in measured.parent.glob("trials/*/record.json")}
-    assert len(rung0) == 4
-    r = run_sweep("calibrate", path, "--results", results, timeout=900)
-    assert r.returncode in (0, 1), r.stdout + r.stderr
-    assert {p: p.read_bytes() for p in measured.parent.glob("trials/*/record.json")} == rung0
-    assert "rung 0: 0.04M tokens" in r.stdout
-    assert "sweep smoke-rung0" not in r.stdout  # rung 0 was not run again
-    result = json.loads((results / "smoke-calibrate" / "calibration.json").read_text())
-    if result["reached"] is None:  # at toy size it may well not see it: then it projects
-        assert len(result["rungs"]) == 2 and "projection" in result
-        assert "no rung sees extrapolation" in r.stdout
-    else:
-        assert (results / "smoke-calibrate" / "calibrated.yaml").is_file()

@@ -2,6 +2,7 @@ import numpy as np
 
 from sweep.config.spec import DataSpec
 from sweep.train import data
+from sweep.train.corpus import is_held_out
 
 
 def test_stdlib_corpus_split_is_disjoint_and_stable():
@@ -12,7 +13,7 @@ def test_stdlib_corpus_split_is_disjoint_and_stable():
     train, held = set(sp.train["name"]), set(sp.held_out["name"])
     assert train.isdisjoint(held) and len(train) + len(held) == len(corpus)
     assert 0.05 < len(held) / len(corpus) < 0.15
-    assert all(data.is_held_out(n, 0.1) for n in held)
+    assert all(is_held_out(n, 0.1) for n in held)
 
 
 def test_no_held_out_text_in_train_stream():

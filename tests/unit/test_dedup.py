@@ -6,7 +6,7 @@ import re
 import datasets
 import pytest
 
-from sweep.train import data
+from sweep.train import dedup
 
 
 def _word(rng: random.Random) -> str:
@@ -54,48 +54,48 @@ def corpus():
 
 def test_exact_near_unrelated_trivial(corpus):
     train, held = corpus
-    ov = data.overlap_with_train(train, held)
+    ov = dedup.overlap_with_train(train, held)
     assert ov.keep == [False, False, True, True]
     assert (ov.exact, ov.near, ov.removed) == (1, 1, 2)
-    assert data.overlap_with_train(train, held) == ov  # deterministic
+    assert dedup.overlap_with_train(train, held) == ov  # deterministic
 
 
 def test_near_duplicate_is_not_an_exact_match(corpus):
     train, held = corpus
-    ov = data.overlap_with_train(train, held[1:2])
+    ov = dedup.overlap_with_train(train, held[1:2])
     assert (ov.keep, ov.exact, ov.near) == ([False], 0, 1)
     # above its estimated Jaccard, the same document is kept
-    assert data.overlap_with_train(train, held[1:2], near_threshold=0.95).keep == [True]
+    assert dedup.overlap_with_train(train, held[1:2], near_threshold=0.95).keep == [True]
 
 
 def test_exact_block_alone_is_not_a_near_duplicate(corpus):
     train, held = corpus
-    ov = data.overlap_with_train(train, held[:1], span_lines=13)  # 12 shared lines < 13
+    ov = dedup.overlap_with_train(train, held[:1], span_lines=13)  # 12 shared lines < 13
     assert (ov.keep, ov.exact, ov.near) == ([True], 0, 0)
 
 
 def test_trivial_windows_do_not_count(corpus, monkeypatch):
     train, held = corpus
-    assert data.overlap_with_train(train, held[3:]).keep == [True]
+    assert dedup.overlap_with_train(train, held[3:]).keep == [True]
     # the shared trivial run is 8+ lines long: without the character floor it would match
-    monkeypatch.setattr(data, "OVERLAP_MIN_SPAN_CHARS", 0)
-    ov = data.overlap_with_train(train, held[3:])
+    monkeypatch.setattr(dedup, "OVERLAP_MIN_SPAN_CHARS", 0)
+    ov = dedup.overlap_with_train(train, held[3:])
     assert (ov.keep, ov.exact) == ([False], 1)
 
 
 def test_a_verbatim_copy_counts_as_exact_only(corpus):
     train, _ = corpus
-    ov = data.overlap_with_train(train, [train[2], train[0]])
+    ov = dedup.overlap_with_train(train, [train[2], train[0]])
     assert (ov.keep, ov.exact, ov.near) == ([False, False], 2, 0)
 
 
 def test_empty_and_tiny_inputs():
-    assert data.overlap_with_train([], ["a b c d e f g"]).keep == [True]
-    ov = data.overlap_with_train(["a b c d e f g"], [])
+    assert dedup.overlap_with_train([], ["a b c d e f g"]).keep == [True]
+    ov = dedup.overlap_with_train(["a b c d e f g"], [])
     assert (ov.keep, ov.exact, ov.near) == ([], 0, 0)
     # identical documents too short for a window or a 5-gram are kept
-    assert data.overlap_with_train(["x = 1"], ["x = 1"]).keep == [True]
-    assert data.overlap_with_train(["a b c d e"], ["a b c d e"]).keep == [False]
+    assert dedup.overlap_with_train(["x = 1"], ["x = 1"]).keep == [True]
+    assert dedup.overlap_with_train(["a b c d e"], ["a b c d e"]).keep == [False]
 
 
 def test_clean_held_out_filters_and_caches(corpus, tmp_path, monkeypatch):
@@ -107,7 +107,7 @@ def test_clean_held_out_filters_and_caches(corpus, tmp_path, monkeypatch):
     names = ["exact", "near", "unrelated", "trivial"]
     held = datasets.Dataset.from_dict({"name": names, "text": held_texts})
 
-    kept, ov = data.clean_held_out(train, held)
+    kept, ov = dedup.clean_held_out(train, held)
     assert list(kept["name"]) == ["unrelated", "trivial"]
     assert list(kept["text"]) == held_texts[2:]
     assert (ov.exact, ov.near) == (1, 1)
@@ -117,12 +117,12 @@ def test_clean_held_out_filters_and_caches(corpus, tmp_path, monkeypatch):
     def no_recompute(*a, **k):
         raise AssertionError("the cached keep-list was not used")
 
-    monkeypatch.setattr(data, "overlap_with_train", no_recompute)
-    kept2, ov2 = data.clean_held_out(train, held)
+    monkeypatch.setattr(dedup, "overlap_with_train", no_recompute)
+    kept2, ov2 = dedup.clean_held_out(train, held)
     assert ov2 == ov
     assert list(kept2["name"]) == list(kept["name"]) and list(kept2["text"]) == held_texts[2:]
 
     # other texts (here the same ones in another order) are another key
     other = held.select([3, 2, 1, 0])
     with pytest.raises(AssertionError, match="cached keep-list"):
-        data.clean_held_out(train, other)
+        dedup.clean_held_out(train, other)

@@ -6,7 +6,7 @@ import yaml
 from support import ROOT
 
 from sweep.config import spec
-from sweep.run import orchestrate
+from sweep.run import cost, orchestrate
 
 
 def local_spec(**resources) -> spec.SweepSpec:
@@ -17,7 +17,7 @@ def local_spec(**resources) -> spec.SweepSpec:
 
 def test_longest_first_orders_by_training_flops():
     sw = local_spec()
-    order = orchestrate.longest_first(sw.trials())
+    order = cost.longest_first(sw.trials())
     assert sorted(t.trial_id for t in order) == sorted(t.trial_id for t in sw.trials())
 
     def attention_tokens(t) -> float:
@@ -53,7 +53,7 @@ def test_flops_params_match_the_built_model(model):
     raw = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
     raw["model"].update(model)
     m = spec.parse(raw).model
-    assert orchestrate.non_embedding_params(m) == built_params(build(m, 257))
+    assert cost.non_embedding_params_of_config(m) == built_params(build(m, 257))
 
 
 def test_dry_run_eval_estimate_scales_with_the_eval_windows():
@@ -63,20 +63,20 @@ def test_dry_run_eval_estimate_scales_with_the_eval_windows():
 
     sw = spec.load(ROOT / "configs" / "smoke.yaml")
     model = build(sw.model, 257)
-    few = orchestrate.measure_eval_seconds(sw, model)
+    few = cost.measure_eval_seconds(sw, model)
     many = dataclasses.replace(sw, eval=dataclasses.replace(sw.eval, sequences=64))
-    assert orchestrate.measure_eval_seconds(many, model) > 3 * few > 0
+    assert cost.measure_eval_seconds(many, model) > 3 * few > 0
 
 
 def test_adding_seeds_keeps_the_finished_trials(tmp_path):
     """A spec that only adds seeds claims the directory, rewrites its spec.yaml, and its
     finished trials stand; any other change, removing a seed among them, is refused."""
-    from support import fake_sweep, smoke_spec
+    from support import fake_records, smoke_spec
 
     two = smoke_spec(seeds=(0, 1))
     d = tmp_path / "smoke"
     orchestrate.prepare(two, d)
-    fake_sweep(d, {}, spec=two)
+    fake_records(d, two)
     three = smoke_spec(seeds=(0, 1, 2))
     assert orchestrate.adds_seeds(two, three) and not orchestrate.adds_seeds(three, two)
     orchestrate.prepare(three, d)  # accepted
@@ -96,7 +96,7 @@ def test_adding_seeds_keeps_the_finished_trials(tmp_path):
 
 
 def test_a_study_file_that_adds_seeds_is_the_same_study():
-    from sweep.run.study import adds_seeds
+    from sweep.config.study_spec import adds_seeds
 
     raw = yaml.safe_load((ROOT / "configs" / "study-smoke.yaml").read_text())
     more = yaml.safe_load((ROOT / "configs" / "study-smoke.yaml").read_text())

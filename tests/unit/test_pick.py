@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 from scipy import stats
-from support import fake_sweep, row, smoke_spec
+from support import fake_records, row, smoke_spec
 
-from sweep.analysis import aggregate
+from sweep.analysis import aggregate, controls, paired, pick
 
 
 def iv(mean, lo, hi, method="t over 10 documents"):
@@ -47,7 +47,7 @@ def known_record(**over) -> dict:
 
 
 def test_trial_units_average_windows_per_document():
-    m, units = aggregate.trial_units(known_record())
+    m, units = paired.trial_units(known_record())
     assert m["flops"] == 123.0 and m["tokens_at_l_max"] == 100.0
     assert m["far_loss"] == pytest.approx(3.5) and m["id_loss"] == pytest.approx(1.5)
     docs, far = units["far_loss"]
@@ -68,7 +68,7 @@ def test_trial_units_without_the_optional_fields():
     rec = known_record(tokens_by_length={"1": 50})
     del rec["eval_windows"]
     rec["per_sequence"] = {k: v for k, v in rec["per_sequence"].items() if k != "ctx_gain"}
-    m, units = aggregate.trial_units(rec)
+    m, units = paired.trial_units(rec)
     assert m["tokens_at_l_max"] == 0.0 and "ctx_gain" not in m and "ctx_gain" not in units
     assert units["far_loss"][0] == ("#0", "#1", "#2", "#3")  # each window its own unit
     assert units["copy_d1"][0] == ("#0", "#1", "#2")  # all natural without sources
@@ -84,7 +84,7 @@ def test_trial_units_without_the_optional_fields():
 )
 def test_malformed_records_are_refused(over):
     with pytest.raises(ValueError):
-        aggregate.trial_units(known_record(**over))
+        paired.trial_units(known_record(**over))
 
 
 # ----------------------------------------------------------------------------- controls
@@ -108,7 +108,7 @@ def control_rows(far=None, gain=None, with_vs=True, own=None, use=None):
 
 
 def test_controls_summary_in_words_and_numbers():
-    c = aggregate.check_controls(
+    c = controls.check_controls(
         control_rows(
             iv(0.05, 0.04, 0.06),
             iv(-0.03, -0.04, -0.02),
@@ -127,14 +127,14 @@ def test_controls_summary_in_words_and_numbers():
         "constant context_use +0.1000 [+0.0800, +0.1200] (> 0), "
         "ctx_gain -0.0300 [-0.0400, -0.0200] (reported, not required)"
     )
-    assert aggregate.sight(c).startswith(
+    assert controls.sight(c).startswith(
         "sees extrapolation: the reference uses context up to l_max and the negative "
         "control's deficit grows past its own trained length (short_only own_excess +0.0200"
     )
 
 
 def test_an_interval_touching_zero_does_not_separate():
-    c = aggregate.check_controls(
+    c = controls.check_controls(
         control_rows(
             iv(0.05, 0.0, 0.1),
             iv(-0.03, -0.06, 0.0),
@@ -149,11 +149,11 @@ def test_an_interval_touching_zero_does_not_separate():
     assert c["summary"].count("NOT separated") == 2 and "(NOT > 0)" in c["summary"]
     assert "; the control is worse but within the noise" in c["summary"]
     assert "(one seed measures no seed noise)" in c["summary"]
-    assert aggregate.sight(c).startswith("sees nothing")
+    assert controls.sight(c).startswith("sees nothing")
 
 
 def test_a_control_no_worse_at_all_gets_other_advice():
-    c = aggregate.check_controls(control_rows(iv(-0.01, -0.02, 0.0), None), "constant")
+    c = controls.check_controls(control_rows(iv(-0.01, -0.02, 0.0), None), "constant")
     assert c["discriminates"] is False and c["shape_separated"] is None
     assert "ctx_gain n/a (reported, not required)" in c["summary"]
     assert "far_excess n/a (not recorded)" in c["summary"]
@@ -162,7 +162,7 @@ def test_a_control_no_worse_at_all_gets_other_advice():
 
 def test_without_shape_records_far_loss_decides_on_level():
     """Older records (no context_use, no bins): judged on level, and said so."""
-    c = aggregate.check_controls(control_rows(iv(0.05, 0.04, 0.06), None), "constant")
+    c = controls.check_controls(control_rows(iv(0.05, 0.04, 0.06), None), "constant")
     assert c["discriminates"] is True and c["shape_separated"] is None
     assert c["sees"] == "level only"
     assert c["summary"].endswith("ctx_gain n/a (reported, not required)")
@@ -174,12 +174,12 @@ def test_shape_needs_both_the_excess_and_the_references_context_use():
         (iv(0.02, 0.01, 0.03), iv(0.01, -0.01, 0.03), "level only"),
         (iv(0.002, -0.01, 0.014), iv(0.1, 0.08, 0.12), "level only"),
     ):
-        c = aggregate.check_controls(
+        c = controls.check_controls(
             control_rows(iv(0.05, 0.04, 0.06), None, own=own, use=use), "constant"
         )
         assert c["sees"] == sees, (own, use)
     # the excess alone, with the level not separated, still sees extrapolation
-    c = aggregate.check_controls(
+    c = controls.check_controls(
         control_rows(
             iv(0.01, -0.01, 0.03), None, own=iv(0.02, 0.01, 0.03), use=iv(0.1, 0.08, 0.12)
         ),
@@ -199,14 +199,14 @@ def test_of_two_short_only_controls_the_one_trained_shortest_judges():
     ls64 = {**rows[2], "schedule": "short_only-ls64", "own_length": 64}
     ls64["own_excess"] = iv(0.002, -0.01, 0.014)
     for order in ([ls64, *rows], [*rows, ls64]):
-        c = aggregate.check_controls(order, "constant")
+        c = controls.check_controls(order, "constant")
         assert c["negative"] == "short_only" and c["sees"] == "extrapolation"
         assert [e["negative"] for e in c["every"]] == ["short_only", "short_only-ls64"]
         assert [e["sees"] for e in c["every"]] == ["extrapolation", "level only"]
 
 
 def test_control_without_a_reference_to_compare():
-    c = aggregate.check_controls(control_rows(with_vs=False), "constant")
+    c = controls.check_controls(control_rows(with_vs=False), "constant")
     assert c["discriminates"] is False and c["far_loss"] is None
     assert "far_loss n/a (NOT separated)" in c["summary"]
 
@@ -245,10 +245,10 @@ def test_the_rule_goes_past_every_kind_of_reject_to_the_pick():
         cand("ctl", (-0.3, -0.35, -0.25), id_loss=1.0, flops=0.1, role="control"),
         REF,
     ]
-    d = aggregate.decide(rows, "constant", SEPARATED)
+    d = pick.decide(rows, "constant", SEPARATED)
     assert [p["schedule"] for p in d.picks] == ["good"] and d.candidates == []
     assert d.comparisons == 3 and d.level == pytest.approx(1 - 0.05 / 3)  # costly, dear, good
-    assert d.margin == aggregate.DEFAULT_MARGIN
+    assert d.margin == pick.DEFAULT_MARGIN
     assert d.verdict == (
         "1 pick(s) worth scaling: good; costly (+0.0200) lean better past l_max but lose "
         "more than 0.01 nats of id_loss; against constant: 3 better; 3 comparison(s) with "
@@ -275,7 +275,7 @@ def test_reasons_when_nothing_is_picked():
         cand("worse", (0.01, -0.01, 0.03)),
         REF,
     ]
-    d = aggregate.decide(rows, "constant", {"discriminates": None, "summary": "u"})
+    d = pick.decide(rows, "constant", {"discriminates": None, "summary": "u"})
     assert d.picks == [] and [c["schedule"] for c in d.candidates] == ["close"]
     lo, hi = widened((-0.005, -0.02, 0.01), 4)
     assert d.verdict == (
@@ -291,30 +291,30 @@ def test_reasons_when_nothing_is_picked():
 def test_the_margin_is_the_specs_or_half_the_controls_gap():
     rows = [cand("good", (-0.1, -0.15, -0.05)), dict(REF)]
     gap = {"discriminates": True, "far_separated": True, "far_loss": iv(0.3, 0.2, 0.4)}
-    d = aggregate.decide(rows, "constant", {**gap, "summary": "s"})
+    d = pick.decide(rows, "constant", {**gap, "summary": "s"})
     assert d.margin == pytest.approx(0.15) and d.picks == []  # -0.1 is not beyond 0.15
     assert "half the negative control's far_loss gap +0.3000" in d.verdict
     assert rows[0]["decision"]["outcome"] == "inconclusive"
-    d = aggregate.decide(rows, "constant", {**gap, "summary": "s"}, margin=0.02)
+    d = pick.decide(rows, "constant", {**gap, "summary": "s"}, margin=0.02)
     assert d.margin == 0.02 and [p["schedule"] for p in d.picks] == ["good"]
     assert "margin 0.0200 nats (decision.margin)" in d.verdict
 
 
 def test_equivalent_and_worse_are_outcomes_never_candidates():
     rows = [cand("same", (0.001, -0.004, 0.006)), cand("bad", (0.1, 0.05, 0.15)), dict(REF)]
-    d = aggregate.decide(rows, "constant", SEPARATED, margin=0.02)
+    d = pick.decide(rows, "constant", SEPARATED, margin=0.02)
     assert [r["decision"]["outcome"] for r in rows[:2]] == ["equivalent", "worse"]
     assert d.picks == [] and d.candidates == []
     assert "against constant: 1 equivalent, 1 worse" in d.verdict
 
 
 def test_only_the_reference():
-    d = aggregate.decide([dict(REF)], "constant", SEPARATED)
+    d = pick.decide([dict(REF)], "constant", SEPARATED)
     assert d.picks == [] and d.comparisons == 0 and d.verdict.startswith("no pick; 0 comparison")
 
 
 def test_no_reference_no_pick():
-    d = aggregate.decide([cand("a", (-1, -2, -0.5))], "constant", SEPARATED)
+    d = pick.decide([cand("a", (-1, -2, -0.5))], "constant", SEPARATED)
     assert (
         d.picks == []
         and d.candidates == []
@@ -324,7 +324,7 @@ def test_no_reference_no_pick():
 
 def test_underpowered_says_why_and_picks_nothing():
     rows = [cand("good", (-0.1, -0.15, -0.05)), dict(REF)]
-    d = aggregate.decide(rows, "constant", {"discriminates": False, "summary": "s"})
+    d = pick.decide(rows, "constant", {"discriminates": False, "summary": "s"})
     assert d.picks == [] and d.candidates == [] and d.verdict == "underpowered, no pick: s"
 
 
@@ -332,7 +332,7 @@ def test_underpowered_says_why_and_picks_nothing():
 
 
 def test_rows_carry_their_own_intervals_and_keys(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1})
     s = aggregate.aggregate(tmp_path)
     r = row(s, "linear-r0.5")
     assert r["ramp_rate"] == 0.5 and r["trial_ids"] == ["linear-r0.5-s0", "linear-r0.5-s1"]
@@ -343,21 +343,23 @@ def test_rows_carry_their_own_intervals_and_keys(tmp_path):
 
 
 def test_an_explicit_reference_is_the_reference(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1})
     s = aggregate.aggregate(tmp_path, reference="linear-r0.5")
     assert row(s, "linear-r0.5")["role"] == "reference" and "vs_ref" not in row(s, "linear-r0.5")
     assert row(s, "constant")["vs_ref"]["far_loss"]["mean"] == pytest.approx(0.1, abs=0.01)
 
 
 def test_controls_are_listed_last_even_when_their_far_loss_is_lowest(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": 0.1}, short_only_far=-0.05, own_rise=0.0)
+    fake_records(
+        tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": 0.1}, own_rise=0.0, control_far=-0.05
+    )
     s = aggregate.aggregate(tmp_path)
     assert [r["role"] for r in s.schedules][-1] == "control"
     assert s.controls["discriminates"] is False
 
 
 def test_no_reference_records(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1})
     for f in tmp_path.glob("trials/constant-*/record.json"):
         f.unlink()
     s = aggregate.aggregate(tmp_path)
@@ -366,7 +368,7 @@ def test_no_reference_records(tmp_path):
 
 
 def test_seeds_the_reference_lacks_are_left_out_of_the_pairing(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, seeds=(0, 1))
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1})
     (tmp_path / "trials" / "constant-s1" / "record.json").unlink()
     s = aggregate.aggregate(tmp_path)
     far = row(s, "linear-r0.5")["vs_ref"]["far_loss"]
@@ -375,7 +377,7 @@ def test_seeds_the_reference_lacks_are_left_out_of_the_pairing(tmp_path):
 
 @pytest.mark.parametrize("where", ["linear-r0.5-s1", "constant-s1"])
 def test_a_seed_without_ctx_gain_drops_only_that_comparison(tmp_path, where):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, seeds=(0, 1))
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1})
     f = tmp_path / "trials" / where / "record.json"
     rec = json.loads(f.read_text())
     del rec["per_sequence"]["ctx_gain"]
@@ -387,13 +389,13 @@ def test_a_seed_without_ctx_gain_drops_only_that_comparison(tmp_path, where):
 
 
 def test_per_document_means_weight_each_document_once(tmp_path):
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1}, n_seq=4)
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1}, n_seq=4)
     f = tmp_path / "trials" / "linear-r0.5-s0" / "record.json"
     rec = json.loads(f.read_text())
     rec["eval_windows"]["doc"] = ["a.py", "a.py", "a.py", "b.py"]
     rec["per_sequence"]["far_loss"] = [1.0, 2.0, 3.0, 10.0]
     f.write_text(json.dumps(rec))
-    _, units = aggregate.trial_units(rec)
+    _, units = paired.trial_units(rec)
     assert units["far_loss"][1].tolist() == pytest.approx([2.0, 10.0])
     assert np.mean(units["far_loss"][1]) == pytest.approx(6.0)
 
@@ -404,12 +406,12 @@ def test_edges_of_the_rule():
         ref,  # the reference first: the rule must look past it, not stop
         cand("at-limit", (-0.1, -0.15, -0.05), id_loss=2.0078125),  # exactly epsilon worse
     ]
-    picks = aggregate.decide(rows, "constant", SEPARATED, epsilon=0.0078125).picks
+    picks = pick.decide(rows, "constant", SEPARATED, epsilon=0.0078125).picks
     assert [p["schedule"] for p in picks] == ["at-limit"]
     assert "0.25x the reference FLOPs" in picks[0]["rationale"]
     # an interval that reaches zero is not beyond it
     touching = [dict(REF), cand("touching", (-0.1, -0.2, 0.0))]
-    assert aggregate.decide(touching, "constant", SEPARATED, margin=0.0).picks == []
+    assert pick.decide(touching, "constant", SEPARATED, margin=0.0).picks == []
 
 
 def test_lists_in_the_verdict_are_comma_separated():
@@ -420,7 +422,7 @@ def test_lists_in_the_verdict_are_comma_separated():
         cand("n2", (-0.004, -0.02, 0.01), id_loss=1.99),  # on the front: lower id_loss
         dict(REF),
     ]
-    verdict = aggregate.decide(rows, "constant", SEPARATED).verdict
+    verdict = pick.decide(rows, "constant", SEPARATED).verdict
     assert "c1 (+0.0300), c2 (+0.0400) lean better" in verdict
     assert (
         "candidates to confirm: n1 (-0.0050 [" in verdict and "recorded)), n2 (-0.0040 [" in verdict
@@ -428,11 +430,11 @@ def test_lists_in_the_verdict_are_comma_separated():
 
 
 def test_advice_edges():
-    tie = aggregate.check_controls(control_rows(iv(0.0, -0.01, 0.01), None), "constant")
+    tie = controls.check_controls(control_rows(iv(0.0, -0.01, 0.01), None), "constant")
     assert "not worse past l_max at all" in tie["summary"]  # zero is not worse
     two = control_rows(iv(0.01, -0.01, 0.03), None)
     two[2]["seeds"] = 2
-    c = aggregate.check_controls(two, "constant")
+    c = controls.check_controls(two, "constant")
     assert c["summary"].endswith(
         "add eval sequences (eval.sequences, eval.probe_sequences), seeds, or training tokens"
     )
@@ -442,12 +444,12 @@ def test_field_order_in_a_record_does_not_matter():
     rec = known_record()
     per = rec["per_sequence"]
     rec["per_sequence"] = {"copy": per["copy"], "ctx_gain": per["ctx_gain"], **per}
-    _, units = aggregate.trial_units(rec)
+    _, units = paired.trial_units(rec)
     assert {"id_loss", "far_loss", "delta", "ctx_gain", "copy_d1"} <= set(units)
 
 
 def test_the_words_a_user_acts_on():
-    none = aggregate.check_controls([dict(REF)], "constant")
+    none = controls.check_controls([dict(REF)], "constant")
     assert none == {
         "negative": None,
         "discriminates": None,
@@ -456,13 +458,13 @@ def test_the_words_a_user_acts_on():
         "summary": "no negative control in the spec (schedules.controls: [short_only]): "
         "whether this sweep can tell schedules apart is untested",
     }
-    assert aggregate._advice(iv(-0.01, -0.02, 0.0), 1) == (
+    assert controls._advice(iv(-0.01, -0.02, 0.0), 1) == (
         "the short-trained control is not worse past l_max at all: the proxy does not "
         "learn to use long context here; train more tokens (budget.tokens), a larger "
         "model, a BPE tokenizer (more context per token), or add long-range documents "
         "(data.repeat_share)"
     )
-    assert aggregate._advice(iv(0.01, -0.01, 0.03), 1) == (
+    assert controls._advice(iv(0.01, -0.01, 0.03), 1) == (
         "the control is worse but within the noise: add eval sequences (eval.sequences, "
         "eval.probe_sequences), seeds (one seed measures no seed noise), or training tokens"
     )
@@ -474,11 +476,11 @@ def test_what_a_malformed_record_is_told():
         ({"eval_windows": {"doc": ["a"]}}, "eval_windows does not match per_sequence"),
     ):
         with pytest.raises(ValueError) as err:
-            aggregate.trial_units(known_record(**over))
+            paired.trial_units(known_record(**over))
         assert str(err.value) == why
     rec = known_record()
     del rec["copy_distances"]  # copy values without their distances: nothing to key them by
-    m, units = aggregate.trial_units(rec)
+    m, units = paired.trial_units(rec)
     assert not any(k.startswith("copy") for k in [*m, *units])
 
 
@@ -492,7 +494,7 @@ def test_each_mode_is_vouched_for_by_its_own_control():
                 "mode": mode, "vs_ref": vs}  # fmt: skip
 
     rows = [neg("window", *bad), neg("reshape", *good)]
-    c = aggregate.check_controls(rows, "constant")
+    c = controls.check_controls(rows, "constant")
     assert c["negative"] == "short_only" and c["far_separated"]  # reshape's at the top
     assert c["discriminates"] is False  # not every mode's control is told apart
     assert c["by_mode"]["window"]["discriminates"] is False
@@ -505,13 +507,13 @@ def test_each_mode_is_vouched_for_by_its_own_control():
         {**cand("linear-r1", (-0.06, -0.07, -0.05)), "mode": "reshape"},
         {**cand("linear-r1-window", (-0.08, -0.09, -0.07), flops=0.4), "mode": "window"},
     ]
-    d = aggregate.decide([dict(REF), *cands], "constant", c)
+    d = pick.decide([dict(REF), *cands], "constant", c)
     picks, verdict = d.picks, d.verdict
     # the window candidate is better, but its mode's control could not tell apart
     assert [p["schedule"] for p in picks] == ["linear-r1"]
     assert "mode(s) window left out: their control was not told apart" in verdict
-    c2 = aggregate.check_controls([neg("window", *bad), neg("reshape", *bad)], "constant")
-    d = aggregate.decide([dict(REF), *cands], "constant", c2)
+    c2 = controls.check_controls([neg("window", *bad), neg("reshape", *bad)], "constant")
+    d = pick.decide([dict(REF), *cands], "constant", c2)
     picks, verdict = d.picks, d.verdict
     assert picks == [] and verdict.startswith("underpowered, no pick")
 
@@ -528,48 +530,48 @@ BAD = (iv(0.01, -0.01, 0.03), None)
 
 
 def test_records_without_a_mode_are_reshape():
-    c = aggregate.check_controls([_neg("reshape", *BAD, with_mode=False)], "constant")
+    c = controls.check_controls([_neg("reshape", *BAD, with_mode=False)], "constant")
     assert list(c["by_mode"]) == ["reshape"] and c["discriminates"] is False
     # a reshape candidate from such a record is left out with its blind mode ...
     cands = [
         cand("linear-r1", (-0.02, -0.03, -0.01)),  # no "mode" key: reshape
         {**cand("linear-r1-window", (-0.02, -0.03, -0.01), flops=0.6), "mode": "window"},
     ]
-    ok = aggregate.check_controls(
+    ok = controls.check_controls(
         [_neg("reshape", *BAD, with_mode=False), _neg("window", *GOOD)], "constant"
     )
-    d = aggregate.decide([dict(REF), *cands], "constant", ok)
+    d = pick.decide([dict(REF), *cands], "constant", ok)
     picks, verdict = d.picks, d.verdict
     assert [p["schedule"] for p in picks] == ["linear-r1-window"]
     assert "mode(s) reshape left out" in verdict
     # ... and cannot push the others off the front
     rows = [dict(REF), *cands]
-    aggregate.decide(rows, "constant", ok)
+    pick.decide(rows, "constant", ok)
     assert [r["schedule"] for r in rows if r["pareto"]] == ["linear-r1-window"]
 
 
 def test_without_a_reshape_control_the_first_mode_leads():
-    c = aggregate.check_controls([_neg("doc_buckets", *GOOD), _neg("window", *GOOD)], "constant")
+    c = controls.check_controls([_neg("doc_buckets", *GOOD), _neg("window", *GOOD)], "constant")
     assert c["negative"] == "short_only-window"  # the modes' order: window before doc_buckets
     assert list(c["by_mode"]) == ["window", "doc_buckets"] and c["discriminates"] is True
 
 
 def test_advice_once_and_every_blind_mode_named():
     rows = [_neg("reshape", *GOOD), _neg("window", *BAD), _neg("doc_buckets", *BAD)]
-    c = aggregate.check_controls(rows, "constant")
+    c = controls.check_controls(rows, "constant")
     assert c["summary"].count("add eval sequences") == 1
     cands = [{**cand("linear-r1", (-0.02, -0.03, -0.01)), "mode": "reshape"}]
-    verdict = aggregate.decide([dict(REF), *cands], "constant", c).verdict
+    verdict = pick.decide([dict(REF), *cands], "constant", c).verdict
     assert "mode(s) doc_buckets, window left out" in verdict
 
 
 def test_exposure_fractions_of_a_record():
     rec = {"exposure": {"edges": [0, 1, 2, 4], "counts": [1, 1, 2, 4]}}
-    assert aggregate.exposure_fractions(rec).tolist() == [0.125, 0.125, 0.25, 0.5]
-    assert aggregate.exposure_fractions({}) is None
-    assert aggregate.exposure_fractions({"exposure": {"counts": [0, 0]}}) is None
-    assert aggregate.exposure_fractions({"exposure": {"counts": [0, 1]}}).tolist() == [0, 1]
-    m, _ = aggregate.trial_units(known_record(exposure={"edges": [0, 1], "counts": [1, 3]}))
+    assert paired.exposure_fractions(rec).tolist() == [0.125, 0.125, 0.25, 0.5]
+    assert paired.exposure_fractions({}) is None
+    assert paired.exposure_fractions({"exposure": {"counts": [0, 0]}}) is None
+    assert paired.exposure_fractions({"exposure": {"counts": [0, 1]}}).tolist() == [0, 1]
+    m, _ = paired.trial_units(known_record(exposure={"edges": [0, 1], "counts": [1, 3]}))
     assert m["exposure_far"] == 0.75  # l_max 2: the bin from l_max / 2 = 1 on
 
 
@@ -577,29 +579,29 @@ def test_exposure_fractions_of_a_record():
 
 
 def test_to_boundary_is_the_distance_to_the_nearer_margin_edge():
-    assert aggregate._to_boundary(-0.003, 0.01) == pytest.approx(0.007)  # to -0.01
-    assert aggregate._to_boundary(0.004, 0.01) == pytest.approx(0.006)  # to +0.01
-    assert aggregate._to_boundary(-0.02, 0.01) == pytest.approx(0.01)  # past -0.01
-    assert aggregate._to_boundary(0.0, 0.01) == pytest.approx(0.01)
+    assert pick._to_boundary(-0.003, 0.01) == pytest.approx(0.007)  # to -0.01
+    assert pick._to_boundary(0.004, 0.01) == pytest.approx(0.006)  # to +0.01
+    assert pick._to_boundary(-0.02, 0.01) == pytest.approx(0.01)  # past -0.01
+    assert pick._to_boundary(0.0, 0.01) == pytest.approx(0.01)
 
 
 def test_what_confirming_a_candidate_takes_in_each_case():
     one = cand("a", (-0.05, -0.08, -0.02), seeds=1)
-    assert aggregate._to_confirm(one, "better", 3, 0.01) == (
+    assert pick._to_confirm(one, "better", 3, 0.01) == (
         "retrain on at least 2 fresh seeds: one seed measures no seed noise"
     )
     two = cand("a", (-0.05, -0.08, -0.02), seeds=2)
-    assert aggregate._to_confirm(two, "better", None, 0.01) == (
+    assert pick._to_confirm(two, "better", None, 0.01) == (
         "better beyond the margin; confirm on fresh seeds"
     )
-    assert aggregate._to_confirm(two, "inconclusive", "unknown", 0.01).startswith(
+    assert pick._to_confirm(two, "inconclusive", "unknown", 0.01).startswith(
         "more seeds (the variances behind the interval are not recorded)"
     )
-    assert aggregate._to_confirm(two, "inconclusive", 7, 0.01) == (
+    assert pick._to_confirm(two, "inconclusive", 7, 0.01) == (
         "about 7 seeds would likely settle it (from the measured variances)"
     )
     near = cand("a", (-0.0097, -0.05, 0.03), seeds=2)
-    said = aggregate._to_confirm(near, "inconclusive", None, 0.01)
+    said = pick._to_confirm(near, "inconclusive", None, 0.01)
     assert said.startswith("not within 64 seeds at the measured variances: its difference lies ")
     assert "lies 0.0003 nats from the margin's edge (±0.0100)" in said
     assert said.endswith(
@@ -615,9 +617,9 @@ def test_a_candidate_no_seed_count_settles_says_how_far_it_lies_from_the_margin(
     sw = dataclasses.replace(sw, decision=dataclasses.replace(sw.decision, margin=0.02))
     # the same draws twice: the first measures the noise's offset, the second puts the
     # measured difference 0.0001 inside -margin
-    fake_sweep(tmp_path / "a", {"linear-r0.5": 0.0}, spec=sw, seed_noise=0.02)
+    fake_records(tmp_path / "a", sw, {"linear-r0.5": 0.0}, seed_noise=0.02)
     off = row(aggregate.aggregate(tmp_path / "a"), "linear-r0.5")["vs_ref"]["far_loss"]["mean"]
-    fake_sweep(tmp_path / "b", {"linear-r0.5": -0.0199 - off}, spec=sw, seed_noise=0.02)
+    fake_records(tmp_path / "b", sw, {"linear-r0.5": -0.0199 - off}, seed_noise=0.02)
     s = aggregate.aggregate(tmp_path / "b")
     assert row(s, "linear-r0.5")["vs_ref"]["far_loss"]["mean"] == pytest.approx(-0.0199)
     got = {c["schedule"]: c for c in s.candidates}
@@ -628,7 +630,7 @@ def test_a_candidate_no_seed_count_settles_says_how_far_it_lies_from_the_margin(
 
 def test_a_judged_comparison_without_variances_has_no_seed_count():
     far = iv(-0.05, -0.08, -0.02)
-    judged, settle = aggregate._judge(far, 0.95, 0.975, 0.01)
+    judged, settle = pick.judge_comparison(far, 0.95, 0.975, 0.01)
     assert settle == "unknown" and judged["seeds_to_settle"] is None
     assert set(judged) == {"outcome", "interval", "level", "margin", "seeds_to_settle"}
     far["components"] = {
@@ -638,14 +640,14 @@ def test_a_judged_comparison_without_variances_has_no_seed_count():
         "sequence": 1e-4,
         "residual": 1e-4,
     }
-    judged, settle = aggregate._judge(far, 0.95, 0.975, 0.01)
+    judged, settle = pick.judge_comparison(far, 0.95, 0.975, 0.01)
     assert judged["seeds_to_settle"] == settle and (settle is None or isinstance(settle, int))
 
 
 def test_a_control_without_the_references_context_use_is_not_judged_on_shape():
     # own_excess measured and NOT above zero, the reference's context_use missing: the shape
     # leg is unknown (None), not failed
-    c = aggregate.check_controls(
+    c = controls.check_controls(
         control_rows(iv(0.05, 0.04, 0.06), None, own=iv(0.0, -0.01, 0.01)), "constant"
     )
     assert c["excess_separated"] is False and c["context_used"] is None
@@ -653,44 +655,44 @@ def test_a_control_without_the_references_context_use_is_not_judged_on_shape():
 
 
 def test_the_sight_line_says_which_shape_leg_failed():
-    grows = aggregate.check_controls(
+    grows = controls.check_controls(
         control_rows(
             iv(0.05, 0.04, 0.06), None, own=iv(0.03, 0.01, 0.05), use=iv(0.007, -0.006, 0.02)
         ),
         "constant",
     )
-    line = aggregate.sight(grows)
+    line = controls.sight(grows)
     assert line.startswith(
         "sees level only: the negative control is worse past l_max, its deficit grows past "
         "its own trained length, but the reference's use of context up to l_max is not "
         "established"
     )
-    flat = aggregate.check_controls(
+    flat = controls.check_controls(
         control_rows(iv(0.05, 0.04, 0.06), None, own=iv(0.0, -0.01, 0.01), use=iv(0.1, 0.08, 0.12)),
         "constant",
     )
-    assert "worse past l_max, not because it extrapolates worse" in aggregate.sight(flat)
+    assert "worse past l_max, not because it extrapolates worse" in controls.sight(flat)
 
 
 def test_each_controls_own_judgement_and_words_are_kept():
-    c = aggregate.check_controls(
+    c = controls.check_controls(
         control_rows(iv(0.05, 0.0, 0.1), None, own=iv(0.02, 0.0, 0.04)), "constant"
     )
     (own,) = c["every"]
     assert own["sees"] == "nothing" and c["by_mode"]["reshape"]["sees"] == "nothing"
     assert "constant context_use n/a (not recorded)" in own["summary"]
-    told = aggregate.check_controls(control_rows(iv(0.05, 0.04, 0.06), None), "constant")
+    told = controls.check_controls(control_rows(iv(0.05, 0.04, 0.06), None), "constant")
     assert told["every"][0]["sees"] == "level only"
 
 
 def test_the_sight_line_in_full():
-    neither = aggregate.check_controls(
+    neither = controls.check_controls(
         control_rows(
             iv(0.05, 0.04, 0.06), None, own=iv(0.0, -0.01, 0.01), use=iv(0.007, -0.006, 0.02)
         ),
         "constant",
     )
-    assert aggregate.sight(neither) == (
+    assert controls.sight(neither) == (
         "sees level only: the negative control is worse past l_max, not because it "
         "extrapolates worse (short_only own_excess +0.0000 [-0.0100, +0.0100], reference "
         "context_use +0.0070 [-0.0060, +0.0200]: not both > 0 beyond their intervals); any "
@@ -706,14 +708,14 @@ def test_an_inconclusive_comparison_that_leans_worse_is_no_candidate():
         cand("down", (-0.004, -0.058, 0.05), seeds=2),  # inconclusive, leaning better
         dict(REF),
     ]
-    d = aggregate.decide(rows, "constant", SEPARATED, margin=0.01)
+    d = pick.decide(rows, "constant", SEPARATED, margin=0.01)
     assert next(r for r in rows if r["schedule"] == "up")["pareto"]  # on the front: the
     assert [c["schedule"] for c in d.candidates] == ["down"]  # sign alone keeps it out
 
 
 def test_a_picks_rationale_states_the_id_loss_limit():
     rows = [cand("good", (-0.2, -0.25, -0.15), id_loss=2.001), dict(REF)]
-    d = aggregate.decide(rows, "constant", SEPARATED, margin=0.01)
+    d = pick.decide(rows, "constant", SEPARATED, margin=0.01)
     (p,) = d.picks
     assert "(limit +0.01); 2 seeds" in p["rationale"]
     assert d.margin_source == "decision.margin" and d.comparisons == 1

@@ -43,7 +43,7 @@ def test_every_adapt_snippet_parses_into_the_main_jobs_spec():
             merged = {**base, "model": {**base_model, **change["model"]}}
         else:
             merged = _merge(base, change)
-        sw = spec.parse(merged, paths=False)  # the corpus path is the reader's own
+        sw = spec.parse(merged)  # the corpus path is the reader's own: parse never reads it
         for section, fields in change.items():
             for key, value in fields.items():
                 assert (

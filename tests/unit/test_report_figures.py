@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from support import ROOT
+from support import ROOT, fake_records
 
 from sweep.analysis import aggregate, metrics
-from sweep.analysis.records import write_record
 from sweep.config import schedules, spec
-from sweep.report.figures import exposure_survival
+from sweep.report.figures_tradeoff import exposure_survival
 from sweep.report.sweep_report import write_report
 
 # schedule -> (far_loss shift, id_loss shift, ctx_gain, copy drop beyond l_max, flops)
@@ -70,6 +69,13 @@ def exposure_of(plan: schedules.Plan, l_max: int) -> list[int]:
     return metrics.exposure_counts(np.concatenate(dist), l_max).tolist()
 
 
+def effects(t: spec.TrialSpec) -> tuple:
+    """EFFECTS of ``t``'s schedule, its mode's far shift added."""
+    mode = t.schedule.mode
+    far, *rest = EFFECTS[t.schedule.label.removesuffix(f"-{mode}")]
+    return (far + MODE_EFFECTS[mode], *rest)
+
+
 def build(
     d: Path,
     seeds=(0, 1),
@@ -88,93 +94,100 @@ def build(
     sw = figure_spec(seeds, controls, modes)
     rng = np.random.default_rng(0)
     L = sw.schedules.l_max
-    E = sw.eval.length(L)
-    p = np.arange(1, E + 1)
+    p = np.arange(1, sw.eval.length(L) + 1)
     n_nat = n_docs * per_doc
-    n = n_nat + n_repeat
-    docs = [f"doc{i // per_doc}" for i in range(n_nat)] + [f"rep{i}" for i in range(n_repeat)]
     sources = ["natural"] * n_nat + ["repeat"] * n_repeat
-    natural = np.array(sources) == "natural"
-    base = 2.5 + 1.5 / np.sqrt(p) + 0.3 * rng.standard_normal((n, 1))
-    base = base + 0.2 * rng.standard_normal((n, E))
+    windows = {
+        "doc": [f"doc{i // per_doc}" for i in range(n_nat)] + [f"rep{i}" for i in range(n_repeat)],
+        "source": sources,
+        "offset": [0] * len(sources),
+    }
+    base = 2.5 + 1.5 / np.sqrt(p) + 0.3 * rng.standard_normal((len(sources), 1))
+    base = base + 0.2 * rng.standard_normal((len(sources), len(p)))
     base[:, L:] += 0.15 * np.log2(p[L:] / L)  # extrapolation gets worse with distance
-    dists = copy_distances(L, E, sw.eval.copy_span)
-    k_mid = sw.eval.intermediate_sequences
-    for t in sw.trials():
-        label = t.schedule.label
-        if only is not None and label not in only:
-            continue
-        mode = t.schedule.mode
-        far, id_shift, gain, copy_far, flops = EFFECTS[label.removesuffix(f"-{mode}")]
-        far += MODE_EFFECTS[mode]
+
+    def fields(t: spec.TrialSpec, losses: np.ndarray) -> dict:
         plan = schedules.plan(t.schedule, sw.budget.tokens, sw.budget.tokens_per_step)
-        flops *= plan.total_tokens / sw.budget.tokens
-        losses = base + 0.003 * rng.standard_normal() + 0.01 * rng.standard_normal((n, E))
-        losses[:, :L] += id_shift
-        losses[:, L:] += far
-        curve = losses.mean(axis=0)
-        fields = dict(
-            tokens_trained=sw.budget.tokens,
-            wall_s=1.0,
-            curve=curve.tolist(),
+        flops = effects(t)[4] * plan.total_tokens / sw.budget.tokens
+        out = dict(
             per_sequence=metrics.per_sequence(losses, L),
-            metrics={**metrics.all_metrics(curve, L), "flops": flops},
+            metrics={**metrics.all_metrics(losses.mean(axis=0), L), "flops": flops},
             history=[
                 {"tokens": k * 4096, "loss": 5.0 - 2.0 * k / 10 + 0.1 * rng.random()}
                 for k in range(1, 11)
             ],
+            eval_windows=None,  # records from before the probes have neither
+            tokens_by_length=None,
         )
         if new_fields:
-            gain_mat = gain * np.log2(p[L:] / L + 1) + 0.05 * rng.standard_normal((n, E - L))
-            copy = np.array([1.0 if dd <= L else copy_far for dd in dists])
-            copy = copy + 0.1 * rng.standard_normal((n_nat, len(dists)))
-            mid = losses[:k_mid] + 0.1
-            curve_se = metrics.position_se(losses)
-            ctx_curve = gain_mat.mean(axis=0)
-            if nan:
-                curve_se[::3] = np.nan
-                ctx_curve[5] = np.nan
-                copy[:, -1] = np.nan
-            fields.update(
-                mode=mode,
-                token_equal=mode != "truncate",
-                tokens_trained=plan.total_tokens,
-                train_wall_s=flops / 1e9 * (1.0 + 0.05 * rng.random()),
-                exposure={
-                    "edges": metrics.exposure_edges(L),
-                    "counts": exposure_of(plan, L),
-                },
-                curve_se=curve_se.tolist(),
-                ctx_gain_curve=ctx_curve.tolist(),
-                copy_distances=dists,
-                per_sequence={
-                    **fields["per_sequence"],
-                    "ctx_gain": gain_mat.mean(axis=1).tolist(),
-                    "copy": copy.tolist(),
-                },
-                eval_windows={"doc": docs, "source": sources, "offset": [0] * n},
-                metrics_by_source={
-                    "natural": metrics.all_metrics(losses[natural].mean(axis=0), L),
-                    **(
-                        {"repeat": metrics.all_metrics(losses[~natural].mean(axis=0), L)}
-                        if n_repeat and not nan
-                        else {}
-                    ),
-                },
-                tokens_by_length={str(k): v for k, v in plan.tokens_by_length().items()},
-                held_out_removed={"exact": 3, "near": 1, "kept": 40},
-                evals=[
-                    {
-                        "tokens": sw.budget.tokens // 2,
-                        "fraction": 0.5,
-                        "seq_len": L,
-                        **metrics.all_metrics(mid.mean(axis=0), L),
-                        **({"far_loss": None} if nan else {}),
-                    }
-                ],
-            )
-        write_record(d, t, "finished", **fields)
+            out |= probe_fields(sw, t, plan, losses, windows, rng, nan)
+            out["per_sequence"] = {**metrics.per_sequence(losses, L), **out["per_sequence"]}
+        return out
+
+    trials = [t for t in sw.trials() if only is None or t.schedule.label in only]
+    fake_records(
+        d,
+        sw,
+        {t.schedule.label: effects(t)[0] for t in trials},
+        id_shift={t.schedule.label: effects(t)[1] for t in trials},
+        base=base,
+        own_noise=0.01,
+        seed_noise=0.003,
+        own_rise=None,
+        noise_by_name=True,
+        trials=trials,
+        fields=fields,
+    )
     return sw
+
+
+def probe_fields(sw, t, plan, losses, windows, rng, nan) -> dict:
+    """What a trial records today beyond its losses: mode, exposure, the curve's SE, the
+    ctx_gain and copy probes (``EFFECTS``), per-source metrics and an intermediate eval;
+    ``nan``: undefined values where a record can hold them."""
+    _, _, gain, copy_far, flops = effects(t)
+    flops *= plan.total_tokens / sw.budget.tokens
+    L, E = sw.schedules.l_max, losses.shape[1]
+    p = np.arange(1, E + 1)
+    natural = np.array(windows["source"]) == "natural"
+    dists = copy_distances(L, E, sw.eval.copy_span)
+    gain_mat = gain * np.log2(p[L:] / L + 1) + 0.05 * rng.standard_normal((len(losses), E - L))
+    copy = np.array([1.0 if dd <= L else copy_far for dd in dists])
+    copy = copy + 0.1 * rng.standard_normal((natural.sum(), len(dists)))
+    mid = losses[: sw.eval.intermediate_sequences] + 0.1
+    curve_se = metrics.position_se(losses)
+    ctx_curve = gain_mat.mean(axis=0)
+    if nan:
+        curve_se[::3] = np.nan
+        ctx_curve[5] = np.nan
+        copy[:, -1] = np.nan
+    by_source = {"natural": metrics.all_metrics(losses[natural].mean(axis=0), L)}
+    if not natural.all() and not nan:
+        by_source["repeat"] = metrics.all_metrics(losses[~natural].mean(axis=0), L)
+    return dict(
+        mode=t.schedule.mode,
+        token_equal=t.schedule.mode != "truncate",
+        tokens_trained=plan.total_tokens,
+        train_wall_s=flops / 1e9 * (1.0 + 0.05 * rng.random()),
+        exposure={"edges": metrics.exposure_edges(L), "counts": exposure_of(plan, L)},
+        curve_se=curve_se.tolist(),
+        ctx_gain_curve=ctx_curve.tolist(),
+        copy_distances=dists,
+        per_sequence={"ctx_gain": gain_mat.mean(axis=1).tolist(), "copy": copy.tolist()},
+        eval_windows=windows,
+        metrics_by_source=by_source,
+        tokens_by_length={str(k): v for k, v in plan.tokens_by_length().items()},
+        held_out_removed={"exact": 3, "near": 1, "kept": 40},
+        evals=[
+            {
+                "tokens": sw.budget.tokens // 2,
+                "fraction": 0.5,
+                "seq_len": L,
+                **metrics.all_metrics(mid.mean(axis=0), L),
+                **({"far_loss": None} if nan else {}),
+            }
+        ],
+    )
 
 
 def ranking_rows(text: str) -> list[str]:
@@ -330,15 +343,15 @@ def test_exposure_not_drawn_without_histograms(tmp_path):
 def test_a_schedules_colour_does_not_depend_on_the_results(tmp_path):
     """The same schedule gets the same colour in every figure of a sweep and in every
     sweep of the same grid, whatever the ranking (it once followed the ranking's order)."""
-    from support import fake_sweep
+    from support import fake_records, smoke_spec
 
     from sweep.analysis.aggregate import aggregate
-    from sweep.report.figures import _styles
+    from sweep.report.style import _styles
 
     looks = []
     for i, shifts in enumerate(({"linear-r0.5": -0.1}, {"geometric-r0.5": -0.1})):
         d = tmp_path / str(i)
-        fake_sweep(d, shifts)
+        fake_records(d, smoke_spec(seeds=(0, 1)), shifts)
         s = aggregate(d)
         looks.append(_styles(s))
     assert looks[0] == looks[1]
@@ -346,7 +359,7 @@ def test_a_schedules_colour_does_not_depend_on_the_results(tmp_path):
 
 
 def test_small_values_keep_their_digits_in_legends():
-    from sweep.report.figures import _small
+    from sweep.report.figures_sweep import _small
 
     assert _small(-0.00031) == "-3.10e-04" and _small(0.0002, sign=False) == "2.00e-04"
     assert _small(0.05) == "+0.0500" and _small(-0.0123) == "-0.0123" and _small(0.0) == "0"
@@ -363,11 +376,11 @@ def test_the_report_reads_at_800_and_1280_px(tmp_path, width):
     the window (wide tables scroll in their own box; figures shrink to fit)."""
     import subprocess
 
-    from support import fake_sweep
+    from support import fake_records, smoke_spec
 
     from sweep.report.sweep_report import write_report
 
-    fake_sweep(tmp_path / "s", {"linear-r0.5": -0.1})
+    fake_records(tmp_path / "s", smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1})
     _, html_path = write_report(aggregate.aggregate(tmp_path / "s"))
     dom = subprocess.run(
         [

@@ -1,14 +1,12 @@
 """Search beyond the grid, the pure parts: the spec's ``search:`` section, what a sample
 is, and the rung rule that decides when a sampled trial may be stopped."""
 
-import numpy as np
 import pytest
 import yaml
-from support import ROOT
+from support import ROOT, fake_records
 
-from sweep.analysis import metrics
 from sweep.config import schedules, spec
-from sweep.run import search
+from sweep.run import search, tune_search
 
 
 def search_spec(**over) -> spec.SweepSpec:
@@ -130,10 +128,11 @@ def test_the_stopper_stops_only_judgeable_dominated_trials(tmp_path):
     from ray.tune.schedulers import TrialScheduler
 
     from sweep.analysis import aggregate, records
+    from sweep.report import console
     from sweep.report.sweep_report import write_report
 
     sw = search_spec(early_stop={"enabled": True, "rungs": [0.5], "min_at_l_max": 0.1})
-    stopper = search.make_stopper(sw, tmp_path)
+    stopper = tune_search.make_stopper(sw, tmp_path)
     B = sw.budget.tokens
     lin = {"shape": "linear", "ramp_rate": 0.2, "l_min": 16}
     good = FakeTrial("a", lin, 0, sw)
@@ -158,23 +157,13 @@ def test_the_stopper_stops_only_judgeable_dominated_trials(tmp_path):
     from sweep.config.spec import TrialSpec
 
     ref = TrialSpec("constant-s0", 0, sw.trials()[0].schedule, sw)
-    L, E = sw.schedules.l_max, sw.eval.length(sw.schedules.l_max)
-    losses = 3.0 + 0.01 * np.random.default_rng(0).standard_normal((4, E))
-    records.write_record(
-        tmp_path,
-        ref,
-        "finished",
-        tokens_trained=B,
-        curve=losses.mean(axis=0).tolist(),
-        per_sequence=metrics.per_sequence(losses, L),
-        metrics={"flops": 1e9},
-    )
+    fake_records(tmp_path, sw, trials=[ref], n_seq=4, noise=0.01)
     summary = aggregate.aggregate(tmp_path)
     assert {tr.status for tr in summary.trials} == {"finished", "stopped"}
     md, _ = write_report(summary)
     row = next(ln for ln in md.read_text().splitlines() if t.trial_id in ln and "stopped" in ln)
     assert "dominated at rung 0.5" in row
-    table = " ".join(aggregate.format_table(summary).split())
+    table = " ".join(console.format_table(summary).split())
     assert f"{t.trial_id} stopped: dominated at rung 0.5" in table
 
 
@@ -199,7 +188,7 @@ def test_a_resumed_searcher_is_told_finished_samples_and_asks_interrupted_ones_f
     stopped = search.sample_trial({"shape": "linear", "ramp_rate": 0.9, "l_min": 32}, 2, sw)
     done.append({"trial_id": stopped.trial_id, "status": "stopped", "config": stopped.to_dict()})
     redo = [({"shape": "linear", "ramp_rate": 0.3, "l_min": 16}, 5)]  # q005 was interrupted
-    searcher = search.make_searcher(sw, done, redo)
+    searcher = tune_search.make_searcher(sw, done, redo)
     states = [t.state.name for t in searcher.study.trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED", "WAITING"]
     assert searcher.study.trials[0].values == [4.4, 4.6]
@@ -232,7 +221,7 @@ def test_a_schedule_already_trained_is_never_proposed_again():
             "metrics": {"far_loss": 4.0, "id_loss": 4.1},
         }
     ]
-    searcher = search.make_searcher(sw, done, [])
+    searcher = tune_search.make_searcher(sw, done, [])
     got = searcher.suggest("tune-1")
     assert search.schedule_of(got["params"], sw).label == "linear-lm32-r0.5"
     assert got["number"] == 1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from support import fake_sweep, row, tiny_proxy
+from support import fake_records, row, smoke_spec, tiny_proxy
 
 from sweep.analysis import aggregate, metrics
 from sweep.train import evaluate
@@ -56,8 +56,9 @@ def test_far_excess_is_zero_for_a_uniformly_worse_model_and_positive_for_a_risin
     """Both candidates are 0.05 nats worse past l_max (the same far_loss gap); one is as
     much worse on (l_max/2, l_max] (a uniformly worse model), the other is not (its loss
     rises past l_max). Only the second extrapolates worse."""
-    fake_sweep(
+    fake_records(
         tmp_path,
+        smoke_spec(seeds=(0, 1)),
         {"linear-r0.5": 0.05, "geometric-r0.5": 0.05},
         near_shift={"linear-r0.5": 0.05},
     )
@@ -78,7 +79,7 @@ def test_far_excess_is_zero_for_a_uniformly_worse_model_and_positive_for_a_risin
 
 
 def test_own_excess_measures_from_the_controls_own_length(tmp_path):
-    fake_sweep(tmp_path, {}, short_only_far=0.1, own_rise=0.07)
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), own_rise=0.07, control_far=0.1)
     s = aggregate.aggregate(tmp_path)
     ctl = row(s, "short_only")
     assert ctl["own_length"] == 16

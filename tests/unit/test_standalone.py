@@ -5,7 +5,7 @@ apart), keeps its Schedules figure and its sweep's name."""
 import shutil
 
 import yaml
-from support import ROOT, fake_sweep, run_sweep
+from support import ROOT, fake_records, run_sweep
 
 from sweep.config import spec
 from sweep.run import orchestrate
@@ -22,7 +22,7 @@ def _sweep_on_a_files_corpus(tmp_path):
     sw = spec.parse(raw)
     d = tmp_path / "results" / "smoke"
     orchestrate.prepare(sw, d)
-    fake_sweep(d, {"linear-r0.5": -0.05}, spec=sw)
+    fake_records(d, sw, {"linear-r0.5": -0.05})
     return corpus, d
 
 

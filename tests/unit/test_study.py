@@ -1,6 +1,7 @@
 """Studies: the study file (arms over a base spec, best-ramp placeholders), its refusals,
 the findings on records with known differences, the transfer correlation and its
-interval's coverage, and (e2e) the smoke study through the command line."""
+interval's coverage (the smoke study through the command line:
+tests/e2e/test_study_e2e.py)."""
 
 import json
 import re
@@ -10,13 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from support import ROOT, run_sweep
+from support import ROOT, fake_records, run_sweep, smoke_spec
 
 from sweep import cli
-from sweep.analysis import metrics
-from sweep.analysis.findings import compute, spearman_transfer, write_study
-from sweep.analysis.records import write_record
+from sweep.analysis import arms
+from sweep.analysis.findings import compute
+from sweep.analysis.transfer import spearman_transfer
+from sweep.config import study_spec
 from sweep.config.spec import load as load_spec
+from sweep.report.study_report import write_study
 from sweep.run import study
 
 SMOKE = ROOT / "configs" / "study-smoke.yaml"
@@ -28,12 +31,14 @@ def smoke_raw() -> dict:
 
 def test_the_study_files_parse_and_arms_merge_over_the_base():
     for path in (ROOT / "configs" / "study-gpu.yaml", SMOKE):
-        st = study.load(path)
+        st = study_spec.load(path)
         specs = {a: st.arm_spec(a, _standins(st)) for a in st.arm_names}
         assert set(specs) == {"alibi", "window", "rope", "wide"}
         main = specs["alibi"]
         assert specs["wide"].model.mup_base_width == main.model.mup_base_width
-    specs = {a: study.load(SMOKE).arm_spec(a, _standins(study.load(SMOKE))) for a in specs}
+    specs = {
+        a: study_spec.load(SMOKE).arm_spec(a, _standins(study_spec.load(SMOKE))) for a in specs
+    }
     main = specs["alibi"]
     assert specs["rope"].model.position == "rope" and main.model.position == "alibi"
     assert specs["wide"].model.d_model == 2 * main.model.d_model
@@ -44,7 +49,7 @@ def test_the_study_files_parse_and_arms_merge_over_the_base():
     assert {s.name for s in specs.values()} == {f"study-smoke-{a}" for a in specs}
     # the CPU study: the main arm on the calibrated regime (calibrate's rung 3: 8x its base
     # tokens), with both short-only controls, at E = 16 x l_max and 3 seeds
-    cpu = study.load(ROOT / "configs" / "study.yaml")
+    cpu = study_spec.load(ROOT / "configs" / "study.yaml")
     assert cpu.arm_names == ["alibi"]
     full = cpu.arm_spec("alibi", [])
     assert full.eval.multiple == 16 and len(full.seeds) >= 3
@@ -56,25 +61,25 @@ def test_the_study_files_parse_and_arms_merge_over_the_base():
     assert {"constant", "two_stage", "short_only", "short_only-ls64"} <= labels
 
 
-def _standins(st: study.Study) -> list[dict]:
+def _standins(st: study_spec.Study) -> list[dict]:
     main = st.arm_spec(st.main, [])
-    return [study.ramp_entry(main, r) for r in study.ramp_labels(main)]
+    return [study_spec.ramp_entry(main, r) for r in study_spec.ramp_labels(main)]
 
 
 def test_a_ramp_entry_reproduces_its_label_in_another_arm():
     raw = smoke_raw()
     raw["arms"]["alibi"]["schedules"]["shapes"] = ["constant", "two_stage", "root", "linear"]
     raw["arms"]["alibi"]["schedules"]["degree"] = [2.0, 3.0]
-    st = study.parse_study(raw)
+    st = study_spec.parse_study(raw)
     main = st.arm_spec("alibi", [])
-    labels = study.ramp_labels(main)
+    labels = study_spec.ramp_labels(main)
     assert "root-d3-r0.5" in labels and "linear-r1" in labels
     for label in labels:
-        entry = study.ramp_entry(main, label)
+        entry = study_spec.ramp_entry(main, label)
         rope = st.arm_spec("rope", [entry])
         assert label in {t.schedule.label for t in rope.trials()}
         other = labels[1] if label == labels[0] else labels[0]
-        wide = st.arm_spec("wide", [entry, study.ramp_entry(main, other)])
+        wide = st.arm_spec("wide", [entry, study_spec.ramp_entry(main, other)])
         assert label in {t.schedule.label for t in wide.trials()}
 
 
@@ -110,77 +115,34 @@ def test_bad_study_files_exit_2_naming_the_field(tmp_path, capsys, change, field
 def test_placeholders_are_refused_in_the_main_arm_and_beyond_its_ramps(tmp_path, capsys):
     raw = smoke_raw()
     raw["arms"]["rope"]["schedules"]["shapes"] = ["constant", "best_ramp:3"]
-    with pytest.raises(study.SpecError, match=r"arms\.rope\.schedules\.shapes.*2 increasing"):
-        study.parse_study(raw)
+    with pytest.raises(study_spec.SpecError, match=r"arms\.rope\.schedules\.shapes.*2 increasing"):
+        study_spec.parse_study(raw)
     raw = smoke_raw()
     raw["arms"]["alibi"]["schedules"]["shapes"].append("best_ramp:1")
-    with pytest.raises(study.SpecError, match="main"):
-        study.parse_study(raw)
+    with pytest.raises(study_spec.SpecError, match="main"):
+        study_spec.parse_study(raw)
     raw = smoke_raw()
     raw["arms"]["wide"]["model"]["d_model"] = -64  # an arm's own spec error, prefixed
-    with pytest.raises(study.SpecError, match=r"arms\.wide\.model\.d_model=-64"):
-        study.parse_study(raw)
+    with pytest.raises(study_spec.SpecError, match=r"arms\.wide\.model\.d_model=-64"):
+        study_spec.parse_study(raw)
 
 
 # ----------------------------------------------------------------------------- findings
 
-N_SEQ = 24
-
-
-def _write_arm(
-    d: Path,
-    spec,
-    far: dict[str, float],
-    id_shift: dict[str, float] | None = None,
-    own_rise: float | None = None,
-):
-    """Records whose per-sequence losses are one shared base (the same eval windows for
-    every arm) plus ``far[label]`` past l_max, ``id_shift[label]`` within it, a seed offset
-    and a little noise of their own. With ``own_rise``, records as trials write them
-    today: position-bin means, own lengths and context_use (0.05 for every schedule), and
-    a short-only control's loss ``own_rise`` higher from its own length to l_max."""
-    id_shift = id_shift or {}
-    own_of = {t.schedule.label: t.plan().longest for t in spec.trials()}
-    L, E = spec.schedules.l_max, spec.eval.length(spec.schedules.l_max)
-    base = 3.0 + 0.05 * np.random.default_rng(0).standard_normal((N_SEQ, E))
-    rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
-    docs = [f"doc{i}.py" for i in range(N_SEQ)]
-    for t in spec.trials():
-        label = t.schedule.label
-        losses = base + 0.01 * rng.standard_normal((N_SEQ, E)) + 0.003 * rng.standard_normal()
-        losses[:, L:] += far.get(label, 0.0)
-        losses[:, :L] += id_shift.get(label, 0.0)
-        own = own_of[label]
-        if own_rise is not None and own < L:
-            losses[:, own:L] += own_rise
-        gain = (-0.05 if t.schedule.shape == "short_only" else 0.0) + 0.002 * rng.standard_normal(
-            N_SEQ
-        )
-        per_seq = {**metrics.per_sequence(losses, L), "ctx_gain": gain.tolist()}
-        shape = {}
-        if own_rise is not None:
-            edges = metrics.position_edges(E, L, tuple(sorted(set(own_of.values()))))
-            per_seq["context_use"] = (0.05 + 0.01 * rng.standard_normal(N_SEQ)).tolist()
-            shape = {
-                "own_length": own,
-                "position_bins": {
-                    "edges": edges,
-                    "values": metrics.bin_means(losses, edges).tolist(),
-                },
-            }
-        write_record(
-            d,
-            t,
-            "finished",
-            tokens_trained=spec.budget.tokens,
-            tokens_by_length={str(own): spec.budget.tokens},
-            wall_s=2.0,
-            curve=losses.mean(axis=0).tolist(),
-            per_sequence=per_seq,
-            eval_windows={"doc": docs, "source": ["natural"] * N_SEQ, "offset": [0] * N_SEQ},
-            metrics={"flops": 1e9},
-            **shape,
-        )
+# Records as a study's arms hold them: 24 windows shared by every arm, each arm its own
+# noise (seeded by its spec's name), no far deficit for a control unless named, and by
+# default no shape metrics (records from before them); ``own_rise`` adds them.
+ARM_RECORDS = dict(
+    n_seq=24,
+    own_noise=0.01,
+    seed_noise=0.003,
+    gain_noise=0.002,
+    control_far=0.0,
+    own_rise=None,
+    noise_by_name=True,
+    flops=(1e9, 1e9),
+    wall_s=2.0,
+)
 
 
 MAIN_FAR = {"short_only-ls16": 0.2, "two_stage": 0.05, "linear-r0.5": -0.03, "linear-r1": -0.01}
@@ -189,18 +151,21 @@ MAIN_FAR = {"short_only-ls16": 0.2, "two_stage": 0.05, "linear-r0.5": -0.03, "li
 @pytest.fixture(scope="module")
 def fake_study(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("study") / "study-smoke"
-    st = study.load(SMOKE)
+    st = study_spec.load(SMOKE)
     study.prepare(st, d, overwrite=False)
-    _write_arm(d / "alibi", st.arm_spec("alibi", []), MAIN_FAR)
-    specs = study.resolved_specs(st, d)
+    fake_records(d / "alibi", st.arm_spec("alibi", []), MAIN_FAR, **ARM_RECORDS)
+    specs = arms.resolved_specs(st, d)
     assert set(specs) == {"alibi", "window", "rope", "wide"}
     # rotary: 0.5 nats worse past l_max, 0.01 better within it
     rope = {lab: MAIN_FAR.get(lab, 0.0) + 0.5 for lab in ("constant", "two_stage", "linear-r0.5")}
-    _write_arm(d / "rope", specs["rope"], rope, {lab: -0.01 for lab in rope})
-    _write_arm(d / "window", specs["window"], {"linear-r0.5-window": -0.06})
+    fake_records(
+        d / "rope", specs["rope"], rope, id_shift={lab: -0.01 for lab in rope}, **ARM_RECORDS
+    )
+    fake_records(d / "window", specs["window"], {"linear-r0.5-window": -0.06}, **ARM_RECORDS)
     # the wide arm: every gain 1.5x, the same order
-    _write_arm(d / "wide", specs["wide"], {k: 1.5 * v for k, v in MAIN_FAR.items()})
-    (d / study.RUNS_FILE).write_text(json.dumps({"started": 0, "wall_s": 600.0}) + "\n")
+    wide = {k: 1.5 * v for k, v in MAIN_FAR.items()}
+    fake_records(d / "wide", specs["wide"], wide, **ARM_RECORDS)
+    (d / study_spec.RUNS_FILE).write_text(json.dumps({"started": 0, "wall_s": 600.0}) + "\n")
     return d
 
 
@@ -209,7 +174,7 @@ def _mean(d: dict, key: str = "far_loss") -> float:
 
 
 def test_findings_recover_known_differences(fake_study):
-    found = compute(study.load_dir(fake_study), fake_study)
+    found = compute(study_spec.load_dir(fake_study), fake_study)
     assert found["best_ramps"] == ["linear-r0.5", "linear-r1"]
     a = found["btlm"]
     assert _mean(a["negative_vs_reference"]) == pytest.approx(0.2, abs=0.01)
@@ -292,9 +257,9 @@ def test_a_study_that_sees_extrapolation_shows_curves_with_bands(tmp_path):
     """Records as trials write them today: the control's loss rises 0.1 nats from its own
     length (16) to l_max and 0.2 past l_max; every model gains 0.05 from context."""
     d = tmp_path / "study-smoke"
-    st = study.load(SMOKE)
+    st = study_spec.load(SMOKE)
     study.prepare(st, d, overwrite=False)
-    _write_arm(d / "alibi", st.arm_spec("alibi", []), MAIN_FAR, own_rise=0.1)
+    fake_records(d / "alibi", st.arm_spec("alibi", []), MAIN_FAR, **ARM_RECORDS | {"own_rise": 0.1})
     found = compute(st, d)
     c = found["btlm"]["controls"]
     assert c["sees"] == "extrapolation" and c["excess_key"] == "own_excess"
@@ -328,9 +293,9 @@ def test_a_study_that_sees_extrapolation_shows_curves_with_bands(tmp_path):
 
 def test_an_unseparated_control_says_not_reproduced(tmp_path):
     d = tmp_path / "study-smoke"
-    st = study.load(SMOKE)
+    st = study_spec.load(SMOKE)
     study.prepare(st, d, overwrite=False)
-    _write_arm(d / "alibi", st.arm_spec("alibi", []), {"linear-r0.5": -0.03})
+    fake_records(d / "alibi", st.arm_spec("alibi", []), {"linear-r0.5": -0.03}, **ARM_RECORDS)
     text = write_study(d, tmp_path / "docs").read_text()
     assert "NOT reproduced at this scale" in text
     assert "not told apart" in text
@@ -368,7 +333,7 @@ def test_transfer_correlation_reads_order_not_level():
 def test_row_spearman_is_scipys_spearman_ties_included():
     from scipy import stats
 
-    from sweep.analysis.findings import _row_spearman
+    from sweep.analysis.transfer import _row_spearman
 
     rng = np.random.default_rng(3)
     x = rng.integers(0, 3, (50, 5)).astype(float)  # many ties
@@ -396,33 +361,7 @@ def test_transfer_interval_coverage(truth, gb):
     assert np.mean(hits) >= 0.93
 
 
-# ----------------------------------------------------------------------------- e2e
-
-
-@pytest.mark.e2e
-def test_smoke_study_end_to_end(tmp_path):
-    res = run_sweep("run", str(SMOKE), "--results", str(tmp_path), timeout=900)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    d = tmp_path / "study-smoke"
-    for arm, n in (("alibi", 10), ("window", 4), ("rope", 6), ("wide", 10)):
-        recs = list((d / arm / "trials").glob("*/record.json"))
-        assert len(recs) == n, arm
-        assert all(json.loads(p.read_text())["status"] == "finished" for p in recs)
-        assert (d / arm / "report.md").is_file()
-    best = json.loads((d / "findings.json").read_text())["best_ramps"][0]
-    rope_labels = {json.loads(p.read_text())["schedule"] for p in (d / "rope").glob("trials/*/*")}
-    assert best in rope_labels
-    md = (d / "study-smoke.md").read_text()
-    again = run_sweep("resume", str(d), timeout=600)
-    assert again.returncode == 0
-    assert "nothing to resume: all 10 trials have ended" in again.stdout
-    assert "nothing to resume: all 6 trials have ended" in again.stdout
-    assert (d / "study-smoke.md").read_text().split("## What it cost")[0] == md.split(
-        "## What it cost"
-    )[0]
-    out = tmp_path / "docs"
-    rep = run_sweep("report", str(d), "--out", str(out))
-    assert rep.returncode == 0 and (out / "study-smoke.md").is_file()
+# ----------------------------------------------------------------------------- dry run
 
 
 def test_the_gpu_study_validates_by_dry_run(capsys):
@@ -431,12 +370,12 @@ def test_the_gpu_study_validates_by_dry_run(capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("spec error: resources.") and "\n" not in err
     # its plan, arm by arm, lists without the machine's checks
-    study.dry_run(study.load(ROOT / "configs" / "study-gpu.yaml"))
+    study.dry_run(study_spec.load(ROOT / "configs" / "study-gpu.yaml"))
     out = capsys.readouterr().out
     for arm in ("alibi", "window", "rope", "wide"):
         assert f"== arm {arm}: study-gpu-{arm}" in out
     assert "PFLOPs of training" in out and "nothing started" in out
-    st = study.load(ROOT / "configs" / "study-gpu.yaml")
+    st = study_spec.load(ROOT / "configs" / "study-gpu.yaml")
     main = st.arm_spec("alibi", [])
     assert main.schedules.l_max >= 1024 and main.data.tokenizer == "bpe"
     assert main.eval.length(main.schedules.l_max) == 16 * main.schedules.l_max
@@ -469,7 +408,7 @@ def test_transfer_interval_is_the_percentile_interval_of_the_resamples(monkeypat
     per-document rhos, so the interval must be their 2.5 and 97.5 percentiles."""
     from scipy import stats
 
-    from sweep.analysis import findings
+    from sweep.analysis import transfer
 
     rng = np.random.default_rng(7)
     n_d = 40
@@ -482,7 +421,7 @@ def test_transfer_interval_is_the_percentile_interval_of_the_resamples(monkeypat
             return np.full((n_boot, n), 1 / 3)
         return np.eye(n)[np.arange(n_boot) % n]  # documents: one each
 
-    monkeypatch.setattr(findings, "_draw_weights", weights)
+    monkeypatch.setattr(transfer, "_draw_weights", weights)
     t = spearman_transfer(a, zero, b, zero, n_boot=n_d)
     per_doc = []
     for d in range(n_d):
@@ -496,7 +435,7 @@ def test_transfer_interval_is_the_percentile_interval_of_the_resamples(monkeypat
 
 
 def test_resampling_weights_draw_every_unit_with_replacement():
-    from sweep.analysis.findings import _draw_weights
+    from sweep.analysis.transfer import _draw_weights
 
     w = _draw_weights(np.random.default_rng(0), 4000, 5)
     np.testing.assert_allclose(w.sum(axis=1), 1.0)
@@ -506,7 +445,7 @@ def test_resampling_weights_draw_every_unit_with_replacement():
 
 
 def test_a_difference_is_read_from_its_interval_alone():
-    from sweep.report.study_report import reading as _sign
+    from sweep.report.study_words import reading as _sign
 
     assert _sign(None) == _sign({}) == _sign({"mean": None}) == "not measured"
     assert _sign({"mean": 0.1, "lo": None, "hi": None}) == "no interval"
@@ -543,7 +482,7 @@ def _trials(label: str, shift: float, seeds=(0, 1, 2), docs=20, bins=None, seed_
     """Constructed finished trials of one schedule: far_loss per document is 3 + shift +
     a seed offset + document noise (the same documents, the same draws for every label
     apart from ``shift``); ``bins``: (edges, per-bin shift) for position bins."""
-    from sweep.analysis.aggregate import Trial
+    from sweep.analysis.paired import Trial
 
     rng = np.random.default_rng(7)
     doc = 0.05 * rng.standard_normal(docs)
@@ -588,8 +527,8 @@ def test_ramps_against_two_stages_are_four_outcomes_at_a_family_wise_level():
     assert got["fast"]["mean"] == pytest.approx(-0.4, abs=0.02)
     assert got["worse"]["mean"] == pytest.approx(0.4, abs=0.02)
     # the interval is the 95% one widened to the family's level, around the same mean
-    from sweep.analysis.aggregate import paired_matrix
     from sweep.analysis.intervals import paired_interval
+    from sweep.analysis.paired import paired_matrix
 
     d = paired_matrix(by["fast"], by["two_stage"], "far_loss")
     iv95 = paired_interval(d)
@@ -667,9 +606,9 @@ def test_a_study_that_sees_level_only_says_so_before_its_findings(tmp_path):
     """The control is worse past l_max by the same amount everywhere (no rise past its own
     length): level only, said plainly, with what more seeds would or would not do."""
     d = tmp_path / "study-smoke"
-    st = study.load(SMOKE)
+    st = study_spec.load(SMOKE)
     study.prepare(st, d, overwrite=False)
-    _write_arm(d / "alibi", st.arm_spec("alibi", []), MAIN_FAR, own_rise=0.0)
+    fake_records(d / "alibi", st.arm_spec("alibi", []), MAIN_FAR, **ARM_RECORDS | {"own_rise": 0.0})
     text = write_study(d, tmp_path / "docs").read_text()
     assert text.index("## What this proxy can see") < text.index("## (a)")
     section = text.split("## What this proxy can see")[1].split("\n## ")[0]
@@ -684,12 +623,10 @@ def test_a_study_that_sees_level_only_says_so_before_its_findings(tmp_path):
 
 
 def test_the_schedule_table_carries_each_rows_absolute_and_paired_numbers(tmp_path):
-    from support import fake_sweep
-
     from sweep.analysis.aggregate import aggregate
     from sweep.analysis.findings import schedule_table
 
-    fake_sweep(tmp_path, {"linear-r0.5": -0.1})
+    fake_records(tmp_path, smoke_spec(seeds=(0, 1)), {"linear-r0.5": -0.1})
     s = aggregate(tmp_path)
     table = schedule_table(s)
     assert [r["schedule"] for r in table] == [r["schedule"] for r in s.schedules]
@@ -711,7 +648,7 @@ def test_the_schedule_table_carries_each_rows_absolute_and_paired_numbers(tmp_pa
 
 
 def test_own_rise_needs_the_bins_at_the_own_length():
-    from sweep.analysis.aggregate import Trial, own_rise_units
+    from sweep.analysis.paired import Trial, own_rise_units
 
     t = Trial({"seed": 0})
     t.bins = ([8, 64], ("d0", "d1"), np.array([[3.0, 3.1], [3.0, 3.2]]))
@@ -724,7 +661,7 @@ def test_own_rise_needs_the_bins_at_the_own_length():
 
 
 def test_a_control_flat_past_l_max_is_said_to_rise_only_before_it():
-    from sweep.report.study_report import _past_l_max
+    from sweep.report.study_findings import _past_l_max
 
     flat = {"schedules": {"a": [{"schedule": "n", "far_excess": iv_dict(0.0003, -0.0117, 0.0122)}]}}
     said = _past_l_max(flat, "n")
@@ -745,7 +682,7 @@ def test_the_short_gpu_study_validates_by_dry_run(tmp_path, capsys):
     assert cli.main(["run", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("spec error: resources.") and "\n" not in err
-    st = study.load(path)
+    st = study_spec.load(path)
     raw = st.arm_raw("alibi", [])
     assert raw["resources"]["gpus_per_worker"] == 0.25
     raw["resources"] = {"workers_per_trial": 1, "cpus_per_worker": 1, "gpus_per_worker": 0,
@@ -764,9 +701,9 @@ def test_the_short_gpu_study_validates_by_dry_run(tmp_path, capsys):
 def test_a_ramp_below_two_stages_but_inside_the_margin_is_read_as_equivalent_not_better():
     """An interval that excludes zero and lies inside ±margin: a real difference too small
     to matter at the margin; the reading never says "better" on its own."""
-    from sweep.report.study_report import _ramp_against_two_stages
+    from sweep.report.study_findings import _ramp_against_two_stages
 
-    st = study.load(SMOKE)
+    st = study_spec.load(SMOKE)
     far = {"mean": -0.0101, "lo": -0.0164, "hi": -0.0037}
     judged = {"mean": -0.0101, "interval": [-0.0164, -0.0037], "level": 0.95,
               "outcome": "equivalent"}  # fmt: skip
