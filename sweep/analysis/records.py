@@ -65,7 +65,7 @@ def write_record(sweep_dir: Path, trial: TrialSpec, status: str, **fields: Any) 
         "role": trial.role,
         "seed": trial.seed,
         "l_max": trial.schedule.l_max,
-        "eval_length": trial.sweep.eval.length(trial.schedule.l_max),
+        "eval_length": trial.eval_length,
         "config": trial.to_dict(),
         **fields,
     }

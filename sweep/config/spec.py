@@ -334,6 +334,11 @@ class SweepSpec:
         d["schedules"].update(d["schedules"].pop("params"))
         return d
 
+    @property
+    def eval_length(self) -> int:
+        """E: how far every trial is evaluated, ``eval.multiple`` x l_max."""
+        return self.eval.length(self.schedules.l_max)
+
     def trials(self) -> list[TrialSpec]:
         return expand(self)
 
@@ -344,6 +349,11 @@ class TrialSpec:
     seed: int
     schedule: ScheduleSpec
     sweep: SweepSpec
+
+    @property
+    def eval_length(self) -> int:
+        """E for this trial: ``eval.multiple`` x its schedule's l_max."""
+        return self.sweep.eval.length(self.schedule.l_max)
 
     @property
     def role(self) -> str:

@@ -194,7 +194,7 @@ def _setup(study: Study, found: dict) -> list[str]:
         f"- Budget: {budget.tokens:,} tokens per trial, {budget.tokens_per_step:,} tokens per step "
         f"(every schedule trains the same tokens); l_max {lengths.l_max}, l_min {lengths.l_min}.",
         f"- Evaluation: {ev.sequences} held-out windows of E = {ev.multiple} x l_max = "
-        f"{ev.length(lengths.l_max):,} tokens, the same windows for every trial of every arm; "
+        f"{spec.eval_length:,} tokens, the same windows for every trial of every arm; "
         f"far_loss is the mean loss over positions (l_max, E], also per band "
         f"({', '.join(found.get('bands', []))}).",
         f"- Seeds: {', '.join(map(str, spec.seeds))}. Intervals are paired 95% intervals over "

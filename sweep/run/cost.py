@@ -103,8 +103,7 @@ def measure_eval_seconds(spec: SweepSpec, model) -> float:
     from sweep.train import evaluate
 
     torch.set_num_threads(spec.resources.cpus_per_worker)
-    ev, L = spec.eval, spec.schedules.l_max
-    E = ev.length(L)
+    ev, L, E = spec.eval, spec.schedules.l_max, spec.eval_length
     rng = np.random.default_rng(0)
     seqs = rng.integers(0, 256, (ev.batch_size, E + 1))
     with evaluate.cpu_precision(spec):
@@ -129,7 +128,7 @@ def measurement_bytes(spec: SweepSpec, vocab: int = 257) -> int:
     from sweep.train.evaluate import CHUNK
 
     m, r = spec.model, spec.resources
-    L, E = spec.schedules.l_max, spec.eval.length(spec.schedules.l_max)
+    L, E = spec.schedules.l_max, spec.eval_length
     rows = max(1, spec.budget.tokens_per_step // L // r.workers_per_trial)
     f32 = 4
     step = rows * L * f32 * (3 * m.n_heads * L * m.n_layers + 20 * m.d_model * m.n_layers)

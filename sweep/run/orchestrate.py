@@ -178,7 +178,7 @@ def preflight_run(
         f"{parts.held_out_removed} that overlap the train split "
         f"({parts.held_out_exact} share a verbatim span, {parts.held_out_near} "
         f"near-duplicates); evaluating on {spec.eval.sequences} windows of "
-        f"E+1 = {spec.eval.length(spec.schedules.l_max) + 1} tokens at random offsets",
+        f"E+1 = {spec.eval_length + 1} tokens at random offsets",
         file=out,
         flush=True,
     )

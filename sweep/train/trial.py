@@ -163,7 +163,7 @@ def load_data(trial: TrialSpec, plan: schedules.Plan) -> TrialData:
     spec, sched = trial.sweep, trial.schedule
     corpus = data.load_split(spec.data)
     tok = data.tokenizer_for(spec.data, corpus.train["text"])
-    E = spec.eval.length(sched.l_max)
+    E = trial.eval_length
     repeats = data.Repeats.of(spec.data, E)
     # doc_buckets leaves document remainders in its buckets: give it room to read on.
     need = plan.total_tokens * (2 if sched.mode == "doc_buckets" else 1) + 1

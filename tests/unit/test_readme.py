@@ -70,3 +70,18 @@ def test_readme_is_short_and_defines_l_max_and_e_before_using_them():
     assert all(i < README.index("## Run it") for i in first_use.values()) and "l_max" in body
     for word in ("this project's machine", "this project's 2-core"):
         assert word not in README
+
+
+def test_the_map_of_where_things_are_matches_the_tree():
+    text = _section("Where things are")
+    named = set(re.findall(r"`(sweep/[\w/]+\.py)`", text))
+    for folder, names in re.findall(r"\| `(sweep/\w+)/` \| (.+?) \|\n", text):
+        named |= {f"{folder}/{n}" for n in re.findall(r"`(\w+\.py)`", names)}
+    modules = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "sweep").rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py") and "adapters" not in p.parts
+    }
+    assert named - modules == set()  # no module named that is not there
+    assert modules - named == set()  # no module there that is not named
+    assert len(modules) > 40
