@@ -22,7 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from sweep.analysis.aggregate import _paired, aggregate
+from sweep.analysis.aggregate import aggregate
+from sweep.analysis.paired import paired_difference
 
 
 def grid_of(raw: dict) -> dict:
@@ -97,7 +98,7 @@ def main() -> None:
     # Both sweeps evaluate the same windows: the two bests compared paired, which is
     # stricter than the grid best's own interval (that one carries the windows' spread).
     by_id = {t.id: t for t in [*g.trials, *s.trials]}
-    iv = _paired(
+    iv = paired_difference(
         [by_id[i] for i in sbest["trial_ids"]], [by_id[i] for i in best["trial_ids"]], "far_loss"
     )
     if iv is not None:
