@@ -28,7 +28,7 @@ from sweep.analysis.aggregate import aggregate
 from sweep.analysis.controls import interval_text as _iv
 from sweep.analysis.records import write_json_atomic, write_text_atomic
 from sweep.config.shapes import NEGATIVE_CONTROL, RATE_FREE_SHAPES, SHAPE_PARAMS
-from sweep.config.spec import SpecError, SweepSpec, parse
+from sweep.config.spec import CalibrateSpec, SpecError, SweepSpec, parse
 from sweep.run import cost, orchestrate
 
 CRITERIA = ("context_use", "own_excess")  # both > 0 beyond their intervals: sees extrapolation
@@ -218,9 +218,42 @@ def run(
         file=out,
         flush=True,
     )
+    rows, spent, reached = _climb(rungs, d, cal, run_rung, out)
+    figure = plot(rows, d / "calibration.png")
+    result = {"rungs": rows, "reached": reached, "minutes": spent, "figure": str(figure)}
+    if reached is not None:
+        path = d / "calibrated.yaml"
+        write_text_atomic(path, yaml.safe_dump(sweep_spec_at(spec, reached), sort_keys=False))
+        result["spec"] = str(path)
+        print(
+            f"rung {reached} sees extrapolation: the spec to sweep on is {path} "
+            f"({spent:.1f} min of calibration); figure {figure}",
+            file=out,
+        )
+    else:
+        result["projection"] = proj = project(rows)
+        said = _not_reached(rows, proj, len(cal.seeds))
+        print(
+            f"no rung sees extrapolation within {len(rows)} rung(s) and {spent:.1f} min{said}; "
+            f"figure {figure}",
+            file=out,
+        )
+    write_json_atomic(d / "calibration.json", result)
+    return 0 if reached is not None else 1
+
+
+def _climb(
+    rungs: list[SweepSpec],
+    d: Path,
+    cal: CalibrateSpec,
+    run_rung: Callable[[SweepSpec, Path], None],
+    out: TextIO,
+) -> tuple[list[dict], float, int | None]:
+    """Train (or re-read) rung after rung until one sees extrapolation, the rungs run out
+    or the next would pass the budget: the rungs' measures, the minutes spent, the rung
+    reached (None when none was)."""
     rows: list[dict] = []
     spent = 0.0
-    reached = None
     for k, rs in enumerate(rungs):
         rd = d / f"rung{k}"
         done = rd / "rung.json"
@@ -245,52 +278,36 @@ def run(
         rows.append(m)
         print(describe(k, rs, list(cal.axes()), m), file=out, flush=True)
         if m["sees"] == "extrapolation":
-            reached = k
-            break
-    figure = plot(rows, d / "calibration.png")
-    result = {"rungs": rows, "reached": reached, "minutes": spent, "figure": str(figure)}
-    if reached is not None:
-        path = d / "calibrated.yaml"
-        write_text_atomic(path, yaml.safe_dump(sweep_spec_at(spec, reached), sort_keys=False))
-        result["spec"] = str(path)
-        print(
-            f"rung {reached} sees extrapolation: the spec to sweep on is {path} "
-            f"({spent:.1f} min of calibration); figure {figure}",
-            file=out,
+            return rows, spent, k
+    return rows, spent, None
+
+
+def _not_reached(rows: list[dict], proj: dict, n_seeds: int) -> str:
+    """What the last rung and the trend say when no rung saw extrapolation (adds the seeds
+    the last rung would need to ``proj``)."""
+    need, mins = proj["needed_flops"], proj["needed_minutes"]
+    seeds = {key: seeds_needed(rows[-1].get(key)) for key in CRITERIA} if rows else {}
+    held = {key: _holds(rows[-1].get(key)) for key in CRITERIA} if rows else {}
+    proj["seeds_at_last_rung"] = seeds
+    leaning = rows and all(held[k] or seeds[k] for k in CRITERIA)
+    if leaning:
+        n = max([seeds[k] for k in CRITERIA if seeds[k]] or [n_seeds])
+        proj["seeds_needed"] = n
+        return (
+            f" on {n_seeds} seeds, but at rung {len(rows) - 1} both criteria lean "
+            f"positive: about {n} seeds (calibrate.seeds) would likely clear zero on both "
+            "at its size"
         )
-    else:
-        result["projection"] = proj = project(rows)
-        need, mins = proj["needed_flops"], proj["needed_minutes"]
-        seeds = {key: seeds_needed(rows[-1].get(key)) for key in CRITERIA} if rows else {}
-        held = {key: _holds(rows[-1].get(key)) for key in CRITERIA} if rows else {}
-        proj["seeds_at_last_rung"] = seeds
-        leaning = rows and all(held[k] or seeds[k] for k in CRITERIA)
-        if leaning:
-            n = max([seeds[k] for k in CRITERIA if seeds[k]] or [len(cal.seeds)])
-            proj["seeds_needed"] = n
-            said = (
-                f" on {len(cal.seeds)} seeds, but at rung {len(rows) - 1} both criteria lean "
-                f"positive: about {n} seeds (calibrate.seeds) would likely clear zero on both "
-                "at its size"
-            )
-        elif need is None:
-            said = (
-                ", and the measured trend does not reach the criteria (a criterion falls or "
-                "has one rung only): try other axes"
-            )
-        else:
-            said = (
-                f"; the measured trend reaches both criteria at about {need / 1e12:.1f} TFLOPs "
-                f"a rung ({need / max(1.0, rows[-1]['flops']):.1f}x the last rung, about "
-                f"{mins:.0f} min at its speed)"
-            )
-        print(
-            f"no rung sees extrapolation within {len(rows)} rung(s) and {spent:.1f} min{said}; "
-            f"figure {figure}",
-            file=out,
+    if need is None:
+        return (
+            ", and the measured trend does not reach the criteria (a criterion falls or "
+            "has one rung only): try other axes"
         )
-    write_json_atomic(d / "calibration.json", result)
-    return 0 if reached is not None else 1
+    return (
+        f"; the measured trend reaches both criteria at about {need / 1e12:.1f} TFLOPs "
+        f"a rung ({need / max(1.0, rows[-1]['flops']):.1f}x the last rung, about "
+        f"{mins:.0f} min at its speed)"
+    )
 
 
 def orchestrate_flops(rs: SweepSpec) -> float:
