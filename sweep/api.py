@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -24,6 +25,7 @@ from sweep.config import spec as spec_mod
 from sweep.config import study_spec
 from sweep.config.spec import SpecError, SweepSpec
 from sweep.config.study_spec import Study
+from sweep.export import Target
 from sweep.report.figures_calibration import plot_ladder
 from sweep.report.figures_schedules import plot_schedule_specs
 from sweep.report.study_report import write_study
@@ -109,8 +111,11 @@ def confirm(directory: str, seeds: int, address: str | None, quiet: bool = False
         raise
 
 
-def export(directory: str, schedules: list[str] | None, out: str | None, target) -> int:
-    """``sweep export``: the picks (or the named schedules) as plans for the full run."""
+def export(
+    directory: str, schedules: list[str] | None, out: str | None, target: Callable[[], Target]
+) -> int:
+    """``sweep export``: the picks (or the named schedules) as plans for the full run
+    (``target()`` reads and announces the full run's size, once per schedule)."""
     sweep_dir = Path(directory)
     sw = orchestrate.load_sweep_dir(sweep_dir)
     wanted = schedules
@@ -131,7 +136,7 @@ def export(directory: str, schedules: list[str] | None, out: str | None, target)
     return 0
 
 
-def export_schedules(spec_path: str, out: str | None, target) -> int:
+def export_schedules(spec_path: str, out: str | None, target: Callable[[], Target]) -> int:
     """``sweep schedules export``: every schedule of a spec, without training."""
     sw = spec_mod.load(spec_path)
     folder = Path(out or f"{sw.name}-schedules")

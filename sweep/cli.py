@@ -131,7 +131,7 @@ def _target_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _target(args: argparse.Namespace):
+def _target(args: argparse.Namespace) -> Target:
     t = Target(args.target_l_max, int(args.target_tokens), args.target_tokens_per_step)
     if t.l_max <= 0 or t.tokens <= 0 or t.tokens_per_step <= 0:
         raise SpecError("--target-*", (t.l_max, t.tokens, t.tokens_per_step), "must be positive")
