@@ -60,8 +60,9 @@ def resume(directory: str, address: str | None) -> int:
     if study_spec.is_study_dir(Path(directory)):
         st_dir = Path(directory).resolve()
         st = study_spec.load_dir(st_dir)
-        preflight(st.arm_spec(st.main, []))
-        orchestrate.check_cluster(st.arm_spec(st.main, []), address)
+        main = st.arm_spec(st.main, [])
+        preflight(main)
+        orchestrate.check_cluster(main, address)
         return _study(st, st_dir, address)
     sweep_dir = Path(directory).resolve()
     if (sweep_dir / confirming.PLAN).is_file():  # a confirmation stage: its own plan
@@ -217,9 +218,10 @@ def _run_study(
     in for its best), claim its directory, every arm in turn, then the study document."""
     st = study_spec.load(spec_path)
     study_dir = orchestrate.sweep_dir_for_name(st.name, Path(results))
-    main = st.arm_spec(st.main, [])
-    for arm_spec in study.standin_specs(st).values():
+    specs = study.standin_specs(st)
+    for arm_spec in specs.values():
         preflight(arm_spec)
+    main = specs[st.main]
     orchestrate.check_cluster(main, address)
     # deferred: data imports datasets at its top; the commands that never train must not
     from sweep.train import data
