@@ -43,7 +43,7 @@ def schedules(n_records: int) -> list[tuple[str, float]]:
 
 def make_records(d: Path, n_records: int) -> None:
     from sweep.analysis import metrics
-    from sweep.analysis.records import write_record
+    from sweep.analysis.records import TrialRecord, write_record
     from sweep.config import spec
 
     base = yaml.safe_load((ROOT / "configs" / "study.yaml").read_text())["base"]
@@ -66,8 +66,8 @@ def make_records(d: Path, n_records: int) -> None:
             ).astype(np.float32)  # fmt: skip
             curve = losses.mean(0)
             per_seq = metrics.per_sequence(losses, L)
-            write_record(
-                d, t, "finished",
+            write_record(d, TrialRecord.of(
+                t, "finished",
                 tokens_trained=sw.budget.tokens, tokens_budget=sw.budget.tokens,
                 mode="reshape", token_equal=True, wall_s=600.0, train_wall_s=550.0,
                 eval_wall_s=30.0, probe_wall_s=8.0, tokens_per_s=19000.0,
@@ -96,7 +96,7 @@ def make_records(d: Path, n_records: int) -> None:
                     {"step": s, "tokens": 2048 * (s + 1), "loss": 5.0 - s / 1000, "seq_len": L}
                     for s in range(0, 5120, 20)
                 ],
-            )  # fmt: skip
+            ))  # fmt: skip
 
 
 def measure(d: Path, repeats: int) -> dict:

@@ -54,7 +54,7 @@ def run(raw: dict, results: Path) -> tuple[float, Path]:
 
 
 def spent(summary) -> int:
-    return sum(int(t.record.get("tokens_trained") or 0) for t in summary.trials)
+    return sum(t.record.tokens_trained or 0 for t in summary.trials)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from sweep.run import calibrate as calibrating
 from sweep.run import confirm as confirming
 from sweep.run import cost, orchestrate, study
 from sweep.run.preflight import preflight
+from sweep.run.progress import trial_line
 from sweep.train.sessions import local_session
 from sweep.train.tracking import mirror_summary
 from sweep.train.trial import train
@@ -169,10 +170,14 @@ def one_trial(spec_path: str, trial_id: str, results: str) -> int:
     sweep_dir = orchestrate.sweep_dir_for(sw, Path(results))
     train({"trial": trials[trial_id].to_dict(), "sweep_dir": str(sweep_dir)}, local_session())
     rec = read_record(record_path(sweep_dir, trial_id))
+    m = (rec and rec.metrics) or {}
+    if rec is None or rec.status != "finished" or "far_loss" not in m:
+        print(trial_line(trial_id, rec))  # a diverged trial has no losses: say why
+        return 0 if rec and rec.status == "diverged" else 1
     print(
-        f"{trial_id}: {rec['status']}, id_loss {rec['metrics']['id_loss']:.4f}, "
-        f"far_loss {rec['metrics']['far_loss']:.4f}, ctx_gain {rec['metrics']['ctx_gain']:+.4f}, "
-        f"{rec['wall_s']:.1f}s"
+        f"{trial_id}: {rec.status}, id_loss {m['id_loss']:.4f}, "
+        f"far_loss {m['far_loss']:.4f}, ctx_gain {m['ctx_gain']:+.4f}, "
+        f"{rec.wall_s:.1f}s"
     )
     return 0
 

@@ -144,7 +144,7 @@ def fake_records(
     import numpy as np
 
     from sweep.analysis import metrics
-    from sweep.analysis.records import write_record
+    from sweep.analysis.records import TrialRecord, write_record
 
     rng = np.random.default_rng(0)
     L, E = spec.schedules.l_max, spec.eval.length(spec.schedules.l_max)
@@ -188,7 +188,7 @@ def fake_records(
             **shape,
         )
         record |= fields(t, losses) if fields else {}
-        write_record(d, t, "finished", **{k: v for k, v in record.items() if v is not None})
+        write_record(d, TrialRecord.of(t, "finished", **record))
     return [t.trial_id for t in trials]
 
 

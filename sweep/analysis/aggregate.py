@@ -17,7 +17,7 @@ from sweep.analysis.controls import check_controls, sight
 from sweep.analysis.paired import OBJECTIVE, Trial, load_trials, schedule_rows
 from sweep.analysis.pick import Decision, best_ramp, decide, stability
 from sweep.analysis.records import write_json_atomic
-from sweep.config.spec import FEW_HELD_OUT
+from sweep.config.spec import FEW_HELD_OUT, SweepSpec
 
 CONFIRM_DIR = "confirm"  # the confirmation stage's own results directory, in a sweep's
 
@@ -50,11 +50,8 @@ class Summary:
     @property
     def name(self) -> str:
         """The sweep's name from its spec (a copied or renamed directory keeps it)."""
-        for t in self.trials:
-            name = ((t.record.get("config") or {}).get("sweep") or {}).get("name")
-            if name:
-                return str(name)
-        return self.sweep_dir.name
+        sweep = stored_sweep(self.trials)
+        return sweep.name if sweep else self.sweep_dir.name
 
     def to_dict(self) -> dict:
         return {
@@ -76,11 +73,11 @@ class Summary:
                     "trial_id": t.id,
                     "status": t.status,
                     "role": t.role,
-                    "schedule": t.record.get("schedule"),
-                    "seed": t.record.get("seed"),
-                    "error": t.record.get("error"),
-                    "tokens_trained": t.record.get("tokens_trained"),
-                    "wall_s": t.record.get("wall_s"),
+                    "schedule": t.record.schedule,
+                    "seed": t.record.seed,
+                    "error": t.record.error,
+                    "tokens_trained": t.record.tokens_trained,
+                    "wall_s": t.record.wall_s,
                     "metrics": t.metrics,
                 }
                 for t in self.trials
@@ -101,7 +98,8 @@ def aggregate(sweep_dir: Path, reference: str | None = None) -> Summary:
     rows = schedule_rows([t for t in trials if t.status == "finished"], reference)
     controls = check_controls(rows, reference) if rows else {}
     if rows:
-        margin = _spec_value(trials, "decision", "margin")
+        sweep = stored_sweep(trials)
+        margin = sweep.decision.margin if sweep else None
         dec = decide(rows, reference, controls, margin=margin)
         finished = [t for t in trials if t.status == "finished"]
         dec.head_to_head = best_ramp(finished, rows, reference, dec.margin)
@@ -115,7 +113,7 @@ def aggregate(sweep_dir: Path, reference: str | None = None) -> Summary:
             why += " (every trial diverged: lower optim.lr or raise optim.warmup_fraction)"
         dec = Decision([], [], why)
         verdict = dec.verdict
-    kept = (trials[0].record.get("held_out_removed") or {}).get("kept")
+    kept = (trials[0].record.held_out_removed or {}).get("kept")
     if isinstance(kept, int) and kept < FEW_HELD_OUT:
         verdict += (
             f"\nwarning: only {kept} held-out documents (fewer than {FEW_HELD_OUT}): the "
@@ -193,23 +191,15 @@ def _signed(x) -> str:
     return "?" if x is None else f"{x:+.4f}"
 
 
-def _spec_value(trials: list[Trial], section: str, key: str):
-    """A value of the sweep's spec as its records stored it (None when absent)."""
-    for t in trials:
-        sweep = (t.record.get("config") or {}).get("sweep") or {}
-        return (sweep.get(section) or {}).get(key)
-    return None
+def stored_sweep(trials: list[Trial]) -> SweepSpec | None:
+    """The sweep's spec as its records stored it: the first that parses (None when none
+    does, e.g. records of an older version)."""
+    return next((t.record.sweep for t in trials if t.record.sweep is not None), None)
 
 
 def _reference_from_dir(trials: list[Trial]) -> str:
-    for t in trials:
-        return (
-            t.record.get("config", {})
-            .get("sweep", {})
-            .get("schedules", {})
-            .get("reference", "constant")
-        )
-    return "constant"
+    sweep = stored_sweep(trials)
+    return sweep.schedules.reference if sweep else "constant"
 
 
 def write_summary(summary: Summary) -> Path:

@@ -31,13 +31,13 @@ from sweep.config.study_spec import RUNS_FILE, Study
 def _by_schedule(summary: Summary) -> dict[str, list[Trial]]:
     out: dict[str, list[Trial]] = {}
     for t in summary.finished:
-        out.setdefault(t.record["schedule"], []).append(t)
+        out.setdefault(t.record.schedule, []).append(t)
     return out
 
 
 def _band_keys(summary: Summary) -> list[str]:
     t = summary.finished[0]
-    return [name for name, _, _ in bands(int(t.record["eval_length"]), int(t.record["l_max"]))]
+    return [name for name, _, _ in bands(int(t.record.eval_length), int(t.record.l_max))]
 
 
 def _diff(a: list[Trial] | None, b: list[Trial] | None, keys: list[str]) -> dict:
@@ -58,7 +58,7 @@ def _bin_matrix(trials: list[Trial]) -> tuple[list[int], dict[int, np.ndarray]] 
     got = [t.bins for t in trials]
     if not got or any(b is None for b in got) or len({(tuple(b[0]), b[1]) for b in got}) != 1:
         return None
-    return list(got[0][0]), {t.record["seed"]: b[2] for t, b in zip(trials, got)}
+    return list(got[0][0]), {t.record.seed: b[2] for t, b in zip(trials, got)}
 
 
 def position_curves(by: dict[str, list[Trial]], reference: str) -> dict:
@@ -264,10 +264,10 @@ def _transfer(main_name: str, main: Summary, wide: str, wide_arm: Summary, ref: 
     without the reference's far_loss on the seeds both arms ran)."""
     main_by, wide_by = _by_schedule(main), _by_schedule(wide_arm)
     seeds = sorted(
-        {t.record["seed"] for t in main.finished} & {t.record["seed"] for t in wide_arm.finished}
+        {t.record.seed for t in main.finished} & {t.record.seed for t in wide_arm.finished}
     )
     # candidates only: a control's large gap would make any ranking look transferred
-    roles = {t.record["schedule"]: t.role for t in main.finished}
+    roles = {t.record.schedule: t.role for t in main.finished}
     common = [
         lab for lab in wide_by if lab in main_by and lab != ref and roles.get(lab) != "control"
     ]
@@ -310,13 +310,13 @@ def _same_runs(trials_a: list[Trial], trials_b: list[Trial]) -> tuple[int, int]:
     pairs = same = 0
     for ta in trials_a:
         for tb in trials_b:
-            ca, cb = ta.record["config"], tb.record["config"]
-            if ta.record["seed"] != tb.record["seed"] or ca["schedule"] != cb["schedule"]:
+            ca, cb = ta.record.config, tb.record.config
+            if ta.record.seed != tb.record.seed or ca["schedule"] != cb["schedule"]:
                 continue
             if any(ca["sweep"][k] != cb["sweep"][k] for k in _TRAINING):
                 continue
             pairs += 1
-            same += ta.record["curve"] == tb.record["curve"]
+            same += ta.record.curve == tb.record.curve
     return pairs, same
 
 
@@ -327,8 +327,8 @@ def _cost(arms: dict[str, Summary], study_dir: Path) -> dict:
         per[arm] = {
             "trials": len(recs),
             "finished": len(s.finished),
-            "trial_wall_s": float(sum(r.get("wall_s") or 0 for r in recs)),
-            "tokens": float(sum(r.get("tokens_trained") or 0 for r in recs)),
+            "trial_wall_s": float(sum(r.wall_s or 0 for r in recs)),
+            "tokens": float(sum(r.tokens_trained or 0 for r in recs)),
             "flops": float(sum(t.metrics.get("flops", 0) for t in s.finished)),
         }
     runs = []

@@ -13,14 +13,17 @@ import numpy as np
 
 from sweep.analysis import decision, metrics
 from sweep.analysis.intervals import Interval, paired_interval
-from sweep.analysis.records import read_record
+from sweep.analysis.records import TrialRecord, read_record
 
 OBJECTIVE = "far_loss"
 
 
 @dataclass
 class Trial:
-    record: dict
+    """A trial as the statistics see it: its record, and for a finished one the metrics
+    and per-document values recomputed from the record's stored per-sequence values."""
+
+    record: TrialRecord
     metrics: dict = field(default_factory=dict)
     # metric -> (unit ids, values): per eval document, what the intervals resample
     units: dict = field(default_factory=dict)
@@ -30,27 +33,24 @@ class Trial:
     @property
     def own_length(self) -> int | None:
         """The longest length the trial trained at (its own trained length)."""
-        if self.record.get("own_length"):
-            return int(self.record["own_length"])
-        by_len = {int(k): v for k, v in (self.record.get("tokens_by_length") or {}).items()}
-        return max((k for k, v in by_len.items() if v > 0), default=None)
+        return self.record.trained_length
 
     @property
     def id(self) -> str:
-        return self.record["trial_id"]
+        return self.record.trial_id
 
     @property
     def status(self) -> str:
-        return self.record.get("status", "?")
+        return self.record.status
 
     @property
     def why(self) -> str:
         """Why a trial did not finish: a failure's error or a stopped trial's reason."""
-        return str(self.record.get("error") or self.record.get("reason") or "")
+        return self.record.why
 
     @property
     def role(self) -> str:
-        return self.record.get("role", "candidate")
+        return self.record.role
 
 
 def _by_doc(values: np.ndarray, docs: list[str]) -> tuple[tuple, np.ndarray]:
@@ -64,19 +64,21 @@ def _by_doc(values: np.ndarray, docs: list[str]) -> tuple[tuple, np.ndarray]:
     return tuple(keys), sums / counts
 
 
-def trial_units(rec: dict) -> tuple[dict[str, float], dict[str, tuple]]:
+def trial_units(rec: TrialRecord) -> tuple[dict[str, float], dict[str, tuple]]:
     """Metrics and per-document values of one finished record, from its curve and its
     per-sequence values (never from its stored summary numbers, which could be stale)."""
-    curve = np.asarray(rec["curve"], dtype=np.float64)
-    l_max = int(rec["l_max"])
-    if len(curve) != int(rec["eval_length"]) or len(curve) <= l_max:
+    if rec.curve is None or rec.l_max is None or rec.eval_length is None:
+        raise ValueError("no curve, l_max or eval_length")
+    curve = np.asarray(rec.curve, dtype=np.float64)
+    l_max = int(rec.l_max)
+    if len(curve) != int(rec.eval_length) or len(curve) <= l_max:
         raise ValueError("curve length does not match eval_length")
     m = metrics.all_metrics(curve, l_max)
-    m["flops"] = float(rec["metrics"]["flops"])
-    per = rec.get("per_sequence") or {}
+    m["flops"] = float((rec.metrics or {})["flops"])
+    per = rec.per_sequence or {}
     n = len(per.get("far_loss", []))
-    docs = (rec.get("eval_windows") or {}).get("doc") or [f"#{i}" for i in range(n)]
-    sources = (rec.get("eval_windows") or {}).get("source") or ["natural"] * n
+    docs = (rec.eval_windows or {}).get("doc") or [f"#{i}" for i in range(n)]
+    sources = (rec.eval_windows or {}).get("source") or ["natural"] * n
     if len(docs) != n:
         raise ValueError("eval_windows does not match per_sequence")
     units: dict[str, tuple] = {}
@@ -100,29 +102,28 @@ def trial_units(rec: dict) -> tuple[dict[str, float], dict[str, tuple]]:
     if per.get("copy"):
         copy = np.asarray(per["copy"], dtype=np.float64)
         nat = [d for d, s in zip(docs, sources) if s == "natural"][: len(copy)]
-        for j, dist in enumerate(rec.get("copy_distances", [])):
+        for j, dist in enumerate(rec.copy_distances or []):
             units[f"copy_d{dist}"] = _by_doc(copy[:, j], nat)
             m[f"copy_d{dist}"] = float(copy[:, j].mean())
-    by_len = rec.get("tokens_by_length") or {}
-    m["tokens_at_l_max"] = float(by_len.get(str(l_max), 0))
+    m["tokens_at_l_max"] = float(rec.tokens_at(l_max))
     # Cost as trained: truncate trains fewer tokens than the budget, and wall time is what
     # the anchors' speed claims are about.
     for key in ("tokens_trained", "train_wall_s"):
-        if finite(rec.get(key)):
-            m[key] = float(rec[key])
+        if finite(getattr(rec, key)):
+            m[key] = float(getattr(rec, key))
     if exposure_fractions(rec) is not None:
-        exp = rec["exposure"]
+        exp = rec.exposure
         m["exposure_far"] = metrics.exposure_far(exp["edges"], exp["counts"], l_max)
     return m, units
 
 
-def trial_bins(rec: dict) -> tuple | None:
+def trial_bins(rec: TrialRecord) -> tuple | None:
     """The record's per-sequence position-bin means, averaged per document: (edges,
     document ids, (documents x bins) values); None for a record without them."""
-    pb = rec.get("position_bins")
+    pb = rec.position_bins
     if not pb:
         return None
-    docs = (rec.get("eval_windows") or {}).get("doc") or [f"#{i}" for i in range(len(pb["values"]))]
+    docs = (rec.eval_windows or {}).get("doc") or [f"#{i}" for i in range(len(pb["values"]))]
     vals = np.asarray(pb["values"], dtype=np.float64)
     if len(docs) != len(vals):
         raise ValueError("position_bins does not match eval_windows")
@@ -135,10 +136,10 @@ def trial_bins(rec: dict) -> tuple | None:
     return list(pb["edges"]), tuple(keys), sums / counts
 
 
-def exposure_fractions(rec: dict) -> np.ndarray | None:
+def exposure_fractions(rec: TrialRecord) -> np.ndarray | None:
     """The record's position-exposure histogram as fractions of its trained query tokens
     (None for a record without one)."""
-    counts = np.asarray((rec.get("exposure") or {}).get("counts") or [], dtype=np.float64)
+    counts = np.asarray((rec.exposure or {}).get("counts") or [], dtype=np.float64)
     if not len(counts) or counts.sum() <= 0:
         return None
     return counts / counts.sum()
@@ -149,7 +150,7 @@ def load_trials(sweep_dir: Path) -> tuple[list[Trial], list[dict]]:
     trials, skipped = [], []
     for path in sorted(Path(sweep_dir).glob("trials/*/record.json")):
         rec = read_record(path)
-        if not isinstance(rec, dict) or "trial_id" not in rec or "status" not in rec:
+        if rec is None:
             skipped.append({"path": str(path), "reason": "unreadable or incomplete record"})
             continue
         t = Trial(rec)
@@ -174,16 +175,17 @@ SERIES = ("curve", "curve_se", "ctx_gain_curve")
 def _compact(t: Trial) -> Trial:
     """Pack the record's series and its flat per-sequence lists in place."""
 
-    def pack(d: dict, keys) -> None:
-        for key in keys:
-            v = d.get(key)
-            if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
-                d[key] = array("d", v)
+    def packed(v: object) -> object:
+        if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
+            return array("d", v)
+        return v
 
-    pack(t.record, SERIES)
-    per = t.record.get("per_sequence")
+    for key in SERIES:
+        setattr(t.record, key, packed(getattr(t.record, key)))
+    per = t.record.per_sequence
     if isinstance(per, dict):
-        pack(per, list(per))
+        for key in per:
+            per[key] = packed(per[key])
     return t
 
 
@@ -198,7 +200,7 @@ def units_matrix(trials: list[Trial], key) -> np.ndarray | None:
 
 def paired_matrix(a: list[Trial], b: list[Trial], key) -> np.ndarray | None:
     """(seeds x documents) differences a - b on ``key`` over the seeds both have."""
-    sa, sb = {t.record["seed"]: t for t in a}, {t.record["seed"]: t for t in b}
+    sa, sb = {t.record.seed: t for t in a}, {t.record.seed: t for t in b}
     common = sorted(set(sa) & set(sb))
     ma = units_matrix([sa[s] for s in common], key)
     mb = units_matrix([sb[s] for s in common], key)
@@ -235,19 +237,19 @@ def schedule_rows(trials: list[Trial], reference: str) -> list[dict]:
     difference from the reference (schedule minus reference) for every stored metric."""
     by_sched: dict[str, list[Trial]] = {}
     for t in trials:
-        by_sched.setdefault(t.record["schedule"], []).append(t)
+        by_sched.setdefault(t.record.schedule, []).append(t)
     ref = by_sched.get(reference)
     rows = []
     for name, ts in by_sched.items():
         row = {
             "schedule": name,
-            "shape": ts[0].record["shape"],
-            "ramp_rate": ts[0].record["ramp_rate"],
+            "shape": ts[0].record.shape,
+            "ramp_rate": ts[0].record.ramp_rate,
             "role": "reference" if name == reference else ts[0].role,
-            "mode": ts[0].record.get("mode", "reshape"),
+            "mode": ts[0].record.mode or "reshape",
             # truncate trains fewer tokens than the budget: not a token-equal comparison
-            "token_equal": bool(ts[0].record.get("token_equal", True)),
-            "attention_kernel": ts[0].record.get("attention_kernel", "sdpa"),
+            "token_equal": ts[0].record.token_equal is not False,
+            "attention_kernel": ts[0].record.attention_kernel or "sdpa",
             "seeds": len(ts),
             "trial_ids": [t.id for t in ts],
         }
@@ -257,7 +259,7 @@ def schedule_rows(trials: list[Trial], reference: str) -> list[dict]:
         fracs = [f for f in map(exposure_fractions, (t.record for t in ts)) if f is not None]
         if fracs and len({len(f) for f in fracs}) == 1:
             row["exposure"] = {
-                "edges": ts[0].record["exposure"]["edges"],
+                "edges": ts[0].record.exposure["edges"],
                 "fractions": np.mean(fracs, axis=0).tolist(),
             }
         for key in INTERVAL_KEYS:
@@ -292,7 +294,7 @@ def _excess(row: dict, ts: list[Trial], ref: list[Trial]) -> None:
     row["far_excess_bands"] = {
         k.removesuffix("_rise"): v for k, v in vs.items() if k.endswith("_rise")
     }
-    own, l_max = ts[0].own_length, int(ts[0].record["l_max"])
+    own, l_max = ts[0].own_length, int(ts[0].record.l_max)
     row["own_length"] = own
     if own is not None and own < l_max:
         d = paired_matrix(ts, ref, own_rise_units(own, l_max))

@@ -60,7 +60,7 @@ def best_ramp(trials: list[Trial], rows: list[dict], reference: str, margin) -> 
     best = min(ramps, key=lambda r: num_or_inf(r.get(OBJECTIVE)))
     by_sched: dict[str, list[Trial]] = {}
     for t in trials:
-        by_sched.setdefault(t.record["schedule"], []).append(t)
+        by_sched.setdefault(t.record.schedule, []).append(t)
     others = [r["schedule"] for r in rows if r["shape"] == "two_stage" and r["role"] != "control"]
     out: dict = {"ramp": best["schedule"], "of": len(ramps), "margin": margin, "versus": {}}
     words = []
@@ -87,8 +87,8 @@ def stability(trials: list[Trial], rows: list[dict]) -> dict | None:
     names = [r["schedule"] for r in rows if r["role"] != "control"]
     per: dict[str, dict] = {n: {} for n in names}
     for t in trials:
-        if t.record["schedule"] in per and OBJECTIVE in t.metrics:
-            per[t.record["schedule"]][t.record["seed"]] = t.metrics[OBJECTIVE]
+        if t.record.schedule in per and OBJECTIVE in t.metrics:
+            per[t.record.schedule][t.record.seed] = t.metrics[OBJECTIVE]
     common = sorted(set.intersection(*(set(v) for v in per.values()))) if per else []
     if len(common) < 4 or len(names) < 2:
         return None

@@ -84,7 +84,7 @@ def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def far_matrix(trials: list[Trial], seeds: list[int]) -> np.ndarray | None:
-    by_seed = {t.record["seed"]: t for t in trials}
+    by_seed = {t.record.seed: t for t in trials}
     if not all(s in by_seed for s in seeds):
         return None
     return units_matrix([by_seed[s] for s in seeds], "far_loss")

@@ -56,9 +56,9 @@ def _by_schedule(summary: Summary) -> dict[str, list[Trial]]:
     """Finished trials per schedule, in ranking order, each schedule's seeds sorted."""
     out: dict[str, list[Trial]] = {r["schedule"]: [] for r in summary.schedules}
     for t in summary.finished:
-        out.setdefault(t.record.get("schedule", t.id), []).append(t)
+        out.setdefault(t.record.schedule or t.id, []).append(t)
     for ts in out.values():
-        ts.sort(key=lambda t: _or_nan(t.record.get("seed")))
+        ts.sort(key=lambda t: _or_nan(t.record.seed))
     return {k: v for k, v in out.items() if v}
 
 
@@ -93,8 +93,8 @@ def _minus_ref(row: dict, ref: dict | None, key: str) -> tuple[float, float]:
 
 def _l_max(summary: Summary) -> int | None:
     for t in summary.finished:
-        if _finite(t.record.get("l_max")):
-            return int(t.record["l_max"])
+        if _finite(t.record.l_max):
+            return int(t.record.l_max)
     return None
 
 
@@ -143,9 +143,7 @@ def _binned(
 
 def _mode_map(summary: Summary) -> dict[str, str]:
     """Schedule -> its mode (reshape for records from before modes)."""
-    out = {
-        t.record.get("schedule", t.id): t.record.get("mode") or "reshape" for t in summary.trials
-    }
+    out = {t.record.schedule or t.id: t.record.mode or "reshape" for t in summary.trials}
     out.update({r["schedule"]: r.get("mode") or "reshape" for r in summary.schedules})
     return out
 

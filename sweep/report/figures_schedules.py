@@ -9,7 +9,7 @@ import numpy as np
 
 from sweep.analysis.aggregate import Summary
 from sweep.config import schedules
-from sweep.config.spec import SpecError, SweepSpec, TrialSpec
+from sweep.config.spec import SweepSpec
 from sweep.report.figure_data import _base
 from sweep.report.style import MODE_LS, _palette, _save, _shown, _styles, plt
 
@@ -75,11 +75,11 @@ def plot_schedules(summary: Summary, path: Path) -> Path:
     left_out: list[str] = []
     shown = _shown(summary)
     for t in summary.trials:
-        name = t.record.get("schedule")
-        if name in plans or not shown(name) or not isinstance(t.record.get("config"), dict):
+        name = t.record.schedule
+        if name in plans or not shown(name) or not isinstance(t.record.config, dict):
             continue
-        try:
-            plans[name] = TrialSpec.from_dict(t.record["config"]).plan()
-        except (SpecError, KeyError, TypeError, ValueError):
+        if t.record.spec is None:
             left_out.append(name)  # a record from another version of the spec
+        else:
+            plans[name] = t.record.spec.plan()
     return plot_plans(plans, path, left_out, _styles(summary))

@@ -9,7 +9,6 @@ import numpy as np
 
 from sweep.analysis.aggregate import Summary
 from sweep.analysis.paired import Trial
-from sweep.config.spec import parse
 from sweep.report.figure_data import _finite, _or_nan, _ref_row
 from sweep.report.style import _finish, _palette, _save, plt
 from sweep.run.search import SAMPLE_PREFIX, reads, space_params
@@ -26,7 +25,7 @@ def _samples(summary: Summary) -> list[Trial]:
 
 
 def _sample_value(t: Trial, key: str) -> float:
-    values = t.metrics if t.status == "finished" else (t.record.get("metrics") or {})
+    values = t.metrics if t.status == "finished" else (t.record.metrics or {})
     return _or_nan(values.get(key))
 
 
@@ -62,8 +61,8 @@ def plot_search_params(summary: Summary, path: Path) -> Path | None:
     if len(samples) < 2:
         return None
     keys = ("ramp_rate", "l_min", "degree", "switch", "l_short")
-    scheds = {t.id: t.record["config"]["schedule"] for t in samples}
-    sw = parse(samples[0].record["config"]["sweep"])
+    scheds = {t.id: t.record.config["schedule"] for t in samples}
+    sw = samples[0].record.sweep
     searched = space_params(sw.search.space, sw)  # a range of one value is not searched
     used = [
         k for k in keys if k in searched and any(k in reads(s["shape"]) for s in scheds.values())

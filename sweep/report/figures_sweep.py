@@ -14,6 +14,7 @@ from sweep.analysis import metrics
 from sweep.analysis.aggregate import Summary
 from sweep.analysis.intervals import mean_interval
 from sweep.analysis.paired import units_matrix
+from sweep.analysis.records import TrialRecord
 from sweep.config.shapes import RATE_FREE_SHAPES
 from sweep.report.figure_data import (
     _arr,
@@ -86,14 +87,14 @@ def _curves_and_errors(summary: Summary) -> tuple[dict, dict]:
     standard error (None when the records hold none)."""
     curves, ses = {}, {}
     for name, ts in _drawn_groups(summary).items():
-        curve = _seed_mean([t.record.get("curve") for t in ts])
+        curve = _seed_mean([t.record.curve for t in ts])
         if curve is None or curve.ndim != 1:
             continue
         curves[name] = curve
         # Over seeds, the root mean square of their SEs: again an upper bound on the seed
         # mean's SE (reached when the seeds' errors move together, as they largely do,
         # since the seeds share the windows). It is eval-window noise only, no seed noise.
-        se = [a for a in (_arr(t.record.get("curve_se")) for t in ts) if a is not None]
+        se = [a for a in (_arr(t.record.curve_se) for t in ts) if a is not None]
         se = [a for a in se if a.shape == curve.shape]
         ses[name] = np.sqrt(np.mean(np.square(se), axis=0)) if se else None
     return curves, ses
@@ -160,9 +161,9 @@ def plot_far_bands(summary: Summary, path: Path) -> Path | None:
     l_max = _l_max(summary)
     if ref is None or l_max is None:
         return None
-    ref_trial = next(t for t in summary.finished if t.record.get("schedule") == summary.reference)
-    eval_length = ref_trial.record.get("eval_length")
-    length = int(eval_length) if _finite(eval_length) else len(ref_trial.record.get("curve") or [])
+    ref_trial = next(t for t in summary.finished if t.record.schedule == summary.reference)
+    eval_length = ref_trial.record.eval_length
+    length = int(eval_length) if _finite(eval_length) else len(ref_trial.record.curve or [])
     bands = metrics.bands(length, l_max)
     shown = _shown(summary)
     others = [r for r in summary.schedules if r is not ref and shown(r["schedule"])]
@@ -211,8 +212,8 @@ def plot_ctx_gain(summary: Summary, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     drawn = False
     for name, ts in _drawn_groups(summary).items():
-        gain = _seed_mean([t.record.get("ctx_gain_curve") for t in ts])
-        l_max = _or_nan(ts[0].record.get("l_max"))
+        gain = _seed_mean([t.record.ctx_gain_curve for t in ts])
+        l_max = _or_nan(ts[0].record.l_max)
         if gain is None or gain.ndim != 1 or not math.isfinite(l_max):
             continue
         x, y, _ = _binned(gain, int(l_max) + 1)
@@ -248,7 +249,7 @@ def plot_copy(summary: Summary, path: Path) -> Path | None:
     st = _styles(summary)
     series = []
     for name, ts in _drawn_groups(summary).items():
-        dists = ts[0].record.get("copy_distances") or []
+        dists = ts[0].record.copy_distances or []
         if not dists:
             continue
         means, halves = [], []
@@ -262,7 +263,7 @@ def plot_copy(summary: Summary, path: Path) -> Path | None:
             # no per-document values: the seed mean of the per-sequence drops, no bar
             cols = []
             for t in ts:
-                drops = _arr((t.record.get("per_sequence") or {}).get("copy"))
+                drops = _arr((t.record.per_sequence or {}).get("copy"))
                 if drops is not None and drops.ndim == 2 and drops.shape[1] > j:
                     cols.append(_mean(drops[:, j]))
             means.append(_mean(cols))
@@ -298,7 +299,7 @@ def plot_training(summary: Summary, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     drawn = False
     for name, ts in _drawn_groups(summary).items():
-        h = [p for p in ts[0].record.get("history") or [] if isinstance(p, dict)]
+        h = [p for p in ts[0].record.history or [] if isinstance(p, dict)]
         pts = [(_or_nan(p.get("tokens")), _or_nan(p.get("loss"))) for p in h]
         if pts:
             ax.plot(*zip(*pts), label=_label(summary, name), **st[name])
@@ -375,10 +376,9 @@ def plot_ramp(summary: Summary, path: Path) -> Path | None:
     return _save(fig, ax, path, "far_loss versus ramp rate, per shape", fontsize=8)
 
 
-def _eval_subset(rec: dict) -> int:
+def _eval_subset(rec: TrialRecord) -> int:
     """How many of the first eval windows the intermediate evaluations used (0: unknown)."""
-    ev = ((rec.get("config") or {}).get("sweep") or {}).get("eval") or {}
-    k = ev.get("intermediate_sequences")
+    k = rec.sweep.eval.intermediate_sequences if rec.sweep else None
     return int(k) if _finite(k) else 0
 
 
@@ -388,7 +388,7 @@ def plot_evolution(summary: Summary, path: Path) -> Path | None:
     windows (the first ``eval.intermediate_sequences``), so it continues the line
     rather than jumping to another sample. None when there were no intermediate evals."""
     groups = _drawn_groups(summary)
-    if not any(t.record.get("evals") for ts in groups.values() for t in ts):
+    if not any(t.record.evals for ts in groups.values() for t in ts):
         return None
     st = _styles(summary)
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -399,13 +399,13 @@ def plot_evolution(summary: Summary, path: Path) -> Path | None:
             rec = t.record
             pts = [
                 (_or_nan(e.get("tokens")), _or_nan(e.get("far_loss")))
-                for e in rec.get("evals") or []
+                for e in rec.evals or []
                 if isinstance(e, dict)
             ]
             k = _eval_subset(rec)
-            far = _arr((rec.get("per_sequence") or {}).get("far_loss"))
+            far = _arr((rec.per_sequence or {}).get("far_loss"))
             if pts and k > 0 and far is not None and far.ndim == 1:
-                pts.append((_or_nan(rec.get("tokens_trained")), _mean(far[:k])))
+                pts.append((_or_nan(rec.tokens_trained), _mean(far[:k])))
                 k_used.add(min(k, len(far)))
             if pts:
                 lines.append(pts)

@@ -14,7 +14,6 @@ from sweep.analysis.aggregate import Summary
 from sweep.analysis.pick import EPSILON
 from sweep.report.figure_data import (
     _arr,
-    _finite,
     _l_max,
     _minus_ref,
     _modes,
@@ -65,11 +64,10 @@ def _run_notes(summary: Summary) -> tuple[str, str]:
     """(how many trials ran at a time, the attention kernel of window-mode trials)."""
     conc, kernels = set(), set()
     for t in summary.finished:
-        res = ((t.record.get("config") or {}).get("sweep") or {}).get("resources") or {}
-        if _finite(res.get("max_concurrent_trials")):
-            conc.add(int(res["max_concurrent_trials"]))
-        if t.record.get("mode") == "window" and t.record.get("attention_kernel"):
-            kernels.add(str(t.record["attention_kernel"]))
+        if t.record.sweep is not None:
+            conc.add(t.record.sweep.resources.max_concurrent_trials)
+        if t.record.mode == "window" and t.record.attention_kernel:
+            kernels.add(str(t.record.attention_kernel))
     at_once = f"; up to {max(conc)} trials ran at a time" if conc and max(conc) > 1 else ""
     return at_once, ", ".join(sorted(kernels))
 

@@ -35,7 +35,7 @@ def _curves(summary) -> dict[str, np.ndarray]:
     """Seed-mean per-position loss of every finished schedule of an arm's aggregate."""
     by: dict[str, list] = {}
     for t in summary.finished:
-        by.setdefault(t.record["schedule"], []).append(np.asarray(t.record["curve"]))
+        by.setdefault(t.record.schedule, []).append(np.asarray(t.record.curve))
     return {k: np.mean(v, axis=0) for k, v in by.items()}
 
 

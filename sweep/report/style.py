@@ -100,7 +100,7 @@ def _styles(summary: Summary) -> dict[str, dict]:
     modes = _mode_map(summary)
     names = sorted(
         {r["schedule"] for r in summary.schedules}
-        | {t.record.get("schedule", t.id) for t in summary.trials}
+        | {t.record.schedule or t.id for t in summary.trials}
     )
     out = {}
     if len(set(modes.get(n, "reshape") for n in names)) > 1:

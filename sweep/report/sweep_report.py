@@ -86,17 +86,17 @@ TRIAL_HEAD = [
 def _trial_rows(summary: Summary) -> list[list[str]]:
     rows = []
     for t in summary.trials:
-        shown = t.metrics or (t.record.get("metrics") or {} if t.status == "stopped" else {})
+        shown = t.metrics or (t.record.metrics or {} if t.status == "stopped" else {})
         rows.append(
             [
                 t.id,
                 t.status,
-                str(t.record.get("tokens_trained", "")),
+                "" if t.record.tokens_trained is None else str(t.record.tokens_trained),
                 _fmt(shown.get("id_loss", "")),
                 _fmt(shown.get("far_loss", "")),
                 _fmt(shown.get("delta", "")),
                 _fmt(shown.get("ctx_gain", "")),
-                f"{_or_nan(t.record.get('wall_s')):.0f}" if _finite(t.record.get("wall_s")) else "",
+                f"{t.record.wall_s:.0f}" if _finite(t.record.wall_s) else "",
                 t.why,
             ]
         )
@@ -109,7 +109,7 @@ def one_time_setup(summary: Summary, excess_s: float = 10.0) -> str:
     more beyond the median trial's. Empty when none did."""
     setup = {}
     for t in summary.trials:
-        tm = t.record.get("timings") or {}
+        tm = t.record.timings or {}
         if "engine_ready" in tm and "data_ready" in tm:
             setup[t.id] = float(tm["engine_ready"]) - float(tm["data_ready"])
     if len(setup) < 2:
@@ -130,13 +130,13 @@ def _facts(summary: Summary) -> str:
     """One line with what the numbers mean: lengths, eval length, budget, trial counts,
     and how many held-out documents were dropped for overlapping the training text."""
     rec = summary.trials[0].record
-    sweep = (rec.get("config") or {}).get("sweep", {})
+    sweep = rec.sweep
     n = len(summary.trials)
     done = len(summary.finished)
     line = (
-        f"l_max = {rec.get('l_max')}, eval length E = {rec.get('eval_length')} tokens "
-        f"({sweep.get('eval', {}).get('sequences', '?')} held-out sequences), "
-        f"{sweep.get('budget', {}).get('tokens', '?')} training tokens per trial; "
+        f"l_max = {rec.l_max}, eval length E = {rec.eval_length} tokens "
+        f"({sweep.eval.sequences if sweep else '?'} held-out sequences), "
+        f"{sweep.budget.tokens if sweep else '?'} training tokens per trial; "
         f"{done} of {n} trials finished."
     )
     modes = _modes(summary)
@@ -147,11 +147,11 @@ def _facts(summary: Summary) -> str:
             + "."
         )
     first = summary.finished[0].record if summary.finished else rec
-    sources = (first.get("eval_windows") or {}).get("source") or []
+    sources = (first.eval_windows or {}).get("source") or []
     if sources:
         counts = {s: sources.count(s) for s in dict.fromkeys(sources)}
         line += " Eval windows: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "."
-    ho = first.get("held_out_removed")
+    ho = first.held_out_removed
     if isinstance(ho, dict):
         line += (
             " Held-out documents removed for overlapping training text: "
@@ -235,11 +235,11 @@ def _natural_rows(summary: Summary) -> list[list[str]] | None:
     eval also had synthetic repeat windows; None otherwise."""
     groups = _by_schedule(summary)
     recs = [t.record for ts in groups.values() for t in ts]
-    if not any("repeat" in (r.get("metrics_by_source") or {}) for r in recs):
+    if not any("repeat" in (r.metrics_by_source or {}) for r in recs):
         return None
 
     def src(ts: list[Trial], source: str, key: str) -> float:
-        by_source = [t.record.get("metrics_by_source") or {} for t in ts]
+        by_source = [t.record.metrics_by_source or {} for t in ts]
         return _mean([_or_nan((m.get(source) or {}).get(key)) for m in by_source])
 
     ref = groups.get(summary.reference)
@@ -278,8 +278,8 @@ def _unequal_note(summary: Summary) -> str:
     names = [r["schedule"] for r in summary.schedules if not r.get("token_equal", True)]
     if not names:
         return ""
-    rec = summary.trials[0].record
-    budget = ((rec.get("config") or {}).get("sweep") or {}).get("budget", {}).get("tokens")
+    sweep = summary.trials[0].record.sweep
+    budget = sweep.budget.tokens if sweep else None
     return (
         "* token-unequal: "
         + ", ".join(names)

@@ -107,12 +107,12 @@ def measure(rung_dir: Path) -> dict:
         "sees": c.get("sees"),
         "id_loss": ref.get("id_loss"),
         "far_loss": ref.get("far_loss"),
-        "tokens": (trials[0].record["config"]["sweep"]["budget"]["tokens"] if trials else math.nan),
+        "tokens": trials[0].record.sweep.budget.tokens if trials else math.nan,
         "flops": float(sum(t.metrics.get("flops", 0.0) for t in trials)),
         "trials": len(trials),
         # the trials' own wall time over the slots they shared: the same however often the
         # rung was interrupted and resumed
-        "minutes": sum(float(t.record.get("wall_s") or 0.0) for t in trials)
+        "minutes": sum(float(t.record.wall_s or 0.0) for t in trials)
         / 60
         / max(1, min(len(trials), _concurrency(trials))),
     }
@@ -120,8 +120,8 @@ def measure(rung_dir: Path) -> dict:
 
 def _concurrency(trials) -> int:
     """The rung's max_concurrent_trials, from its records."""
-    sweep = ((trials[0].record.get("config") or {}).get("sweep") or {}) if trials else {}
-    return int((sweep.get("resources") or {}).get("max_concurrent_trials") or 1)
+    sweep = trials[0].record.sweep if trials else None
+    return sweep.resources.max_concurrent_trials if sweep else 1
 
 
 def _holds(iv: dict | None) -> bool:

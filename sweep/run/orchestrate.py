@@ -18,7 +18,7 @@ from typing import TextIO
 
 import yaml
 
-from sweep.analysis.records import read_record, record_path, write_text_atomic
+from sweep.analysis.records import TrialRecord, read_record, record_path, write_text_atomic
 from sweep.config.spec import FEW_HELD_OUT, SpecError, SweepSpec, TrialSpec, parse
 from sweep.run import tune_search
 from sweep.run.cost import fmt_tokens, longest_first
@@ -222,16 +222,16 @@ def finished_ids(trials: list[TrialSpec], sweep_dir: Path) -> set[str]:
     """Trials whose record is finished (or diverged) for exactly this trial config (the
     sweep's list of seeds aside: adding seeds to a sweep keeps its finished trials)."""
 
-    def stored(rec: dict, t: TrialSpec) -> TrialSpec:
-        got = TrialSpec.from_dict(rec["config"])
-        return replace(got, sweep=replace(got.sweep, seeds=t.sweep.seeds))
+    def stored(rec: TrialRecord, t: TrialSpec) -> TrialSpec | None:
+        got = rec.spec  # None: the record's config no longer parses, so it differs
+        return got and replace(got, sweep=replace(got.sweep, seeds=t.sweep.seeds))
 
     done = set()
     for t in trials:
         rec = read_record(record_path(sweep_dir, t.trial_id))
         if (
             rec
-            and rec.get("status") in ("finished", "diverged")
+            and rec.status in ("finished", "diverged")
             and _same(lambda rec=rec, t=t: stored(rec, t), t)
         ):
             done.add(t.trial_id)
@@ -487,7 +487,12 @@ def _tune(
 
 
 def _fit_search(
-    spec: SweepSpec, sweep_dir: Path, done: list, redo_recs: list, remaining: int, out: TextIO
+    spec: SweepSpec,
+    sweep_dir: Path,
+    done: list[TrialRecord],
+    redo_recs: list[TrialRecord],
+    remaining: int,
+    out: TextIO,
 ) -> None:
     """The searcher's samples, after the fixed trials: Optuna (tune_search.make_searcher)
     proposes, Tune runs up to ``search.max_concurrent`` at a time, the rung rule stops
@@ -496,13 +501,7 @@ def _fit_search(
     from ray.tune.search import ConcurrencyLimiter
 
     q = spec.search
-    redo = [
-        (
-            params_of(TrialSpec.from_dict(rec["config"]).schedule, spec),
-            sample_number(rec["trial_id"]),
-        )
-        for rec in redo_recs
-    ]
+    redo = [(params_of(rec.spec.schedule, spec), sample_number(rec.trial_id)) for rec in redo_recs]
     searcher = tune_search.make_searcher(spec, done, redo)
     _tune(
         spec,

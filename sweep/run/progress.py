@@ -7,24 +7,24 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from sweep.analysis.records import read_record, record_path
+from sweep.analysis.records import TrialRecord, read_record, record_path
 from sweep.config.spec import SweepSpec
 from sweep.run.cost import fmt_tokens
 from sweep.run.search import sample_trial
 
 
-def trial_line(tid: str, rec: dict | None) -> str:
+def trial_line(tid: str, rec: TrialRecord | None) -> str:
     """One line on how a trial ended: its losses, or why it has none (a diverged trial's
     error names the step and the loss)."""
     if not rec:
         return f"{tid} ended"
-    msg = f"{tid} {rec.get('status')}"
-    m = rec.get("metrics") or {}
-    if rec.get("status") != "finished" and rec.get("error"):
-        return f"{msg}: {rec['error']}"
+    msg = f"{tid} {rec.status}"
+    m = rec.metrics or {}
+    if rec.status != "finished" and rec.error:
+        return f"{msg}: {rec.error}"
     if all(isinstance(m.get(k), (int, float)) for k in ("id_loss", "far_loss")):
         msg += f": id_loss {m['id_loss']:.4f} far_loss {m['far_loss']:.4f}"
-    return msg + f" in {rec.get('wall_s') or 0:.0f}s"
+    return msg + f" in {rec.wall_s or 0:.0f}s"
 
 
 class Progress:
@@ -105,7 +105,7 @@ class Progress:
     def failed(self, tid: str) -> None:
         self.state[tid] = "failed"
         rec = read_record(record_path(self.sweep_dir, tid))
-        self.say(f"{tid} FAILED: {(rec or {}).get('error', '?')}; {self.status()}")
+        self.say(f"{tid} FAILED: {(rec and rec.error) or '?'}; {self.status()}")
 
 
 def tune_callback(progress: Progress):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sweep.analysis.pareto import pareto_front
-from sweep.analysis.records import read_record
+from sweep.analysis.records import TrialRecord, read_record
 from sweep.config.shapes import SHAPES, ScheduleSpec
 from sweep.config.spec import SearchSpace, SweepSpec, TrialSpec
 
@@ -170,17 +170,15 @@ def sample_number(trial_id: str) -> int:
     return int(trial_id[len(SAMPLE_PREFIX) :].split("-", 1)[0])
 
 
-def sample_records(sweep_dir) -> tuple[list[dict], list[dict]]:
+def sample_records(sweep_dir) -> tuple[list[TrialRecord], list[TrialRecord]]:
     """Sampled trials on disk: (done: finished, diverged or stopped; unfinished: running
     or failed, whose parameters a resumed search asks again)."""
     done, unfinished = [], []
     for path in sorted(Path(sweep_dir).glob(f"trials/{SAMPLE_PREFIX}*/record.json")):
         rec = read_record(path)
-        if not isinstance(rec, dict) or "config" not in rec:
+        if rec is None or rec.spec is None:
             continue
-        (done if rec.get("status") in ("finished", "diverged", "stopped") else unfinished).append(
-            rec
-        )
+        (done if rec.status in ("finished", "diverged", "stopped") else unfinished).append(rec)
     return done, unfinished
 
 
@@ -192,23 +190,23 @@ def search_facts(summary) -> str:
     samples = [t for t in summary.trials if t.id.startswith(SAMPLE_PREFIX)]
     if not samples:
         return ""
-    sweep = samples[0].record["config"]["sweep"]
-    objectives = tuple(sweep["search"]["objectives"])
-    budget = int(sweep["budget"]["tokens"])
+    sweep = samples[0].record.sweep
+    objectives = tuple(sweep.search.objectives)
+    budget = sweep.budget.tokens
     stopped = [t for t in samples if t.status == "stopped"]
     finished = [t for t in samples if t.status == "finished"]
-    spent = sum(int(t.record.get("tokens_trained") or 0) for t in samples)
+    spent = sum(t.record.tokens_trained or 0 for t in samples)
     rows = [
         r for r in summary.schedules if all(math.isfinite(r.get(k, math.nan)) for k in objectives)
     ]
     front = pareto_front(rows, objectives)
     best = min(finished, key=lambda t: t.metrics["far_loss"], default=None)
     line = (
-        f"Search: {len(samples)} sampled schedules ({sweep['search']['sampler']} on "
+        f"Search: {len(samples)} sampled schedules ({sweep.search.sampler} on "
         f"{' and '.join(objectives)}), {len(finished)} finished, {len(stopped)} stopped at a "
         f"rung; {spent:,} training tokens against {len(samples) * budget:,} for all of them "
         f"in full. Non-dominated on {' and '.join(objectives)}: {', '.join(front) or 'none'}."
     )
     if best is not None:
-        line += f" Best sampled far_loss: {best.record['schedule']} {best.metrics['far_loss']:.4f}."
+        line += f" Best sampled far_loss: {best.record.schedule} {best.metrics['far_loss']:.4f}."
     return line

@@ -18,7 +18,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweep.analysis.records import read_record, record_path, write_record
+from sweep.analysis.records import TrialRecord, read_record, record_path, write_record
 from sweep.config.spec import SweepSpec, TrialSpec, parse
 from sweep.run.cost import trial_flops
 from sweep.run.search import (
@@ -66,7 +66,7 @@ def run_trial_spec(trial: TrialSpec, sweep_dir: Path) -> None:
     trial's process; a multi-worker one launches its Ray Train worker group. The record
     says how it ended, whatever failed."""
     t0 = time.time()
-    write_record(sweep_dir, trial, "running", started_at=t0)
+    write_record(sweep_dir, TrialRecord.of(trial, "running", started_at=t0))
     try:
         if trial.sweep.resources.workers_per_trial == 1:
             use_gpu = trial.sweep.resources.gpus_per_worker > 0
@@ -77,24 +77,19 @@ def run_trial_spec(trial: TrialSpec, sweep_dir: Path) -> None:
             config = {"trial": trial.to_dict(), "sweep_dir": str(sweep_dir), "driver_start": t0}
             _fit_worker_group(trial, config, sweep_dir)
     except Exception as exc:  # the record must say why, whatever failed
-        write_record(
-            sweep_dir,
+        failed = TrialRecord.of(
             trial,
             "failed",
             error=_one_line(exc),
             wall_s=time.time() - t0,
             traceback=traceback.format_exc()[-4000:],
         )
+        write_record(sweep_dir, failed)
         raise
     rec = read_record(record_path(sweep_dir, trial.trial_id))
-    if rec is None or rec.get("status") == "running":
-        write_record(
-            sweep_dir,
-            trial,
-            "failed",
-            error="worker ended without writing a record",
-            wall_s=time.time() - t0,
-        )
+    if rec is None or rec.status == "running":
+        why = "worker ended without writing a record"
+        write_record(sweep_dir, TrialRecord.of(trial, "failed", error=why, wall_s=time.time() - t0))
 
 
 def _fit_worker_group(trial: TrialSpec, config: dict, sweep_dir: Path) -> None:
@@ -168,9 +163,9 @@ def suggest(trial, spec: SweepSpec) -> dict[str, Any]:
     return params
 
 
-def objective_values(rec: dict, spec: SweepSpec) -> list[float] | None:
+def objective_values(rec: TrialRecord, spec: SweepSpec) -> list[float] | None:
     """The objectives of a finished record (None when one is missing or not finite)."""
-    m = rec.get("metrics") or {}
+    m = rec.metrics or {}
     vals = [m.get(k) for k in spec.search.objectives]
     if any(v is None or not math.isfinite(v) for v in vals):
         return None
@@ -198,7 +193,9 @@ class AskTellStudy:
     trained, and the schedules it knows (label -> objectives, None: stopped, failed or in
     flight), so that a schedule is never trained twice."""
 
-    def __init__(self, spec: SweepSpec, done: list[dict], redo: list[tuple[dict, int]]):
+    def __init__(
+        self, spec: SweepSpec, done: list[TrialRecord], redo: list[tuple[dict, int]]
+    ) -> None:
         self.spec = spec
         self.study = optuna.create_study(
             directions=["minimize", "minimize"],
@@ -213,14 +210,14 @@ class AskTellStudy:
             self.study.enqueue_trial(params)
             self.known[schedule_of(params, spec).label] = None
         self.again = [number for _, number in redo]
-        known = [sample_number(r["trial_id"]) for r in done] + self.again
+        known = [sample_number(r.trial_id) for r in done] + self.again
         self.next = 1 + max(known, default=-1)
 
-    def tell_record(self, rec: dict) -> None:
+    def tell_record(self, rec: TrialRecord) -> None:
         """Tell the study a sample a previous run finished or stopped."""
-        sched = TrialSpec.from_dict(rec["config"]).schedule
+        sched = rec.spec.schedule
         params = params_of(sched, self.spec)
-        values = objective_values(rec, self.spec) if rec["status"] == "finished" else None
+        values = objective_values(rec, self.spec) if rec.status == "finished" else None
         self.known[sched.label] = values
         self.study.add_trial(
             create_trial(
@@ -361,8 +358,7 @@ class Rungs:
             + ", ".join(f"{k} {me[k]:.4f} vs {by[k]:.4g}" for k in keys)
             + f" (beyond {es.noise_z:g} SE)"
         )
-        write_record(
-            self.sweep_dir,
+        stopped = TrialRecord.of(
             t,
             "stopped",
             rung=rung,
@@ -370,6 +366,7 @@ class Rungs:
             tokens_trained=seen,
             metrics={k: me[k] for k in ("far_loss", "id_loss", "flops")},
         )
+        write_record(self.sweep_dir, stopped)
         return True
 
 

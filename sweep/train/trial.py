@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sweep.analysis import metrics
-from sweep.analysis.records import write_record
+from sweep.analysis.records import TrialRecord, write_record
 from sweep.config import schedules
 from sweep.config.spec import TrialSpec
 from sweep.train.dsconfig import deepspeed_config
@@ -345,7 +345,7 @@ def give_up(run: Run, state: LoopState, error: str, at: dict, train_wall: float)
         )
         if run.tracker:
             run.tracker.finish({"tokens_trained": state.seen, "status": "diverged"})
-        write_record(run.sweep_dir, run.trial, "diverged", **fields)
+        write_record(run.sweep_dir, TrialRecord.of(run.trial, "diverged", **fields))
     run.session.report(
         {"tokens": state.seen, "budget": spec.budget.tokens, "phase": "done"}
         | {"status": "diverged", "error": error}
@@ -482,14 +482,17 @@ def curve_fields(ev: FinalEval, l_max: int) -> dict:
     )
 
 
-def record_fields(
-    run: Run, state: LoopState, ev: FinalEval, error: str | None, train_wall: float
-) -> dict:
-    """The fields of a finished trial's record, in the record's order."""
+def finished_record(
+    run: Run, state: LoopState, ev: FinalEval, status: str, error: str | None, train_wall: float
+) -> TrialRecord:
+    """The record of a trial that trained to its end (``status`` finished, or failed when
+    an error stopped it after training)."""
     spec, sched, p, evset, seen = run.spec, run.sched, run.plan, run.evset, state.seen
     t = run.timings
     doc_buckets = sched.mode == "doc_buckets"
-    return dict(
+    return TrialRecord.of(
+        run.trial,
+        status,
         error=error,
         mode=sched.mode,
         token_equal=sched.mode != "truncate",
@@ -540,15 +543,15 @@ def finish(run: Run, state: LoopState, status: str, error: str | None, train_wal
     ev = final_eval(run, state)
     result = ev.result
     if run.session.rank == 0:
-        fields = record_fields(run, state, ev, error, train_wall)
+        record = finished_record(run, state, ev, status, error, train_wall)
         if run.tracker:
-            run.tracker.log_curve(fields["curve"], sched.l_max)
+            run.tracker.log_curve(record.curve, sched.l_max)
             at_l_max = run.plan.tokens_by_length(state.step).get(sched.l_max, 0)
             run.tracker.finish(
                 {f"final/{k}": v for k, v in result.items()}
                 | {"final/tokens_at_l_max": at_l_max, "tokens_trained": seen, "status": status}
             )
-        write_record(run.sweep_dir, run.trial, status, **fields)
+        write_record(run.sweep_dir, record)
     run.session.report(
         {"tokens": seen, "budget": spec.budget.tokens, "phase": "done", "status": status} | result
     )

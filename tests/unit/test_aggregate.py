@@ -4,7 +4,7 @@ import pytest
 from support import fake_records, row, run_sweep, smoke_spec
 
 from sweep.analysis import aggregate, paired, pareto, pick
-from sweep.analysis.records import write_record
+from sweep.analysis.records import TrialRecord, write_record
 from sweep.config import spec
 from sweep.report import console
 from sweep.report.sweep_report import write_report
@@ -225,9 +225,9 @@ def test_failed_trials_in_table(tmp_path):
     fake_records(tmp_path, smoke_spec(seeds=(0, 1)))
     sw = smoke_spec()
     t = spec.TrialSpec("extra-s0", 0, sw.trials()[0].schedule, sw)
-    write_record(tmp_path, t, "failed", error="worker died: SIGKILL")
+    write_record(tmp_path, TrialRecord.of(t, "failed", error="worker died: SIGKILL"))
     t2 = spec.TrialSpec("later-s0", 0, sw.trials()[0].schedule, sw)
-    write_record(tmp_path, t2, "running", started_at=0.0)  # a sweep still in progress
+    write_record(tmp_path, TrialRecord.of(t2, "running", started_at=0.0))  # still in progress
     s = aggregate.aggregate(tmp_path)
     table = console.format_table(s)
     assert "worker died" in table and "later-s0" in table and "running" in table
@@ -385,14 +385,14 @@ def test_best_ramp_skips_two_stage_controls_extra_two_stages_and_missing_trials(
 def test_own_excess_only_below_l_max_and_never_without_an_own_length(tmp_path):
     fake_records(tmp_path, smoke_spec(seeds=(0, 1)))
     s = aggregate.aggregate(tmp_path)
-    ref = [t for t in s.finished if t.record["schedule"] == "constant"]
-    ctl = [t for t in s.finished if t.record["schedule"] == "short_only"]
-    l_max = int(ref[0].record["l_max"])
+    ref = [t for t in s.finished if t.record.schedule == "constant"]
+    ctl = [t for t in s.finished if t.record.schedule == "short_only"]
+    l_max = int(ref[0].record.l_max)
     for own, expect in ((None, False), (l_max, False), (ctl[0].own_length, True)):
         for t in ctl:
-            t.record["own_length"] = own
+            t.record.own_length = own
             if own is None:
-                t.record["tokens_by_length"] = {}
+                t.record.tokens_by_length = {}
         r = {"schedule": "short_only", "vs_ref": {}}
         paired._excess(r, ctl, ref)
         assert ("own_excess" in r) is expect, own

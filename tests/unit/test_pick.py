@@ -11,6 +11,7 @@ from scipy import stats
 from support import fake_records, row, smoke_spec
 
 from sweep.analysis import aggregate, controls, paired, pick
+from sweep.analysis.records import TrialRecord
 
 
 def iv(mean, lo, hi, method="t over 10 documents"):
@@ -20,9 +21,12 @@ def iv(mean, lo, hi, method="t over 10 documents"):
 # ----------------------------------------------------------------------------- records
 
 
-def known_record(**over) -> dict:
-    """l_max 2, E 4; four windows from documents a, b, a, c (b a repeat document)."""
+def known_record(**over) -> TrialRecord:
+    """l_max 2, E 4; four windows from documents a, b, a, c (b a repeat document).
+    ``over``: fields to change (None: leave the field out)."""
     rec = {
+        "trial_id": "t-s0",
+        "status": "finished",
         "l_max": 2,
         "eval_length": 4,
         "curve": [1.0, 2.0, 3.0, 4.0],
@@ -43,7 +47,7 @@ def known_record(**over) -> dict:
         },
     }
     rec.update(over)
-    return rec
+    return TrialRecord.from_dict(rec)
 
 
 def test_trial_units_average_windows_per_document():
@@ -65,9 +69,8 @@ def test_trial_units_average_windows_per_document():
 
 
 def test_trial_units_without_the_optional_fields():
-    rec = known_record(tokens_by_length={"1": 50})
-    del rec["eval_windows"]
-    rec["per_sequence"] = {k: v for k, v in rec["per_sequence"].items() if k != "ctx_gain"}
+    rec = known_record(tokens_by_length={"1": 50}, eval_windows=None)
+    rec.per_sequence = {k: v for k, v in rec.per_sequence.items() if k != "ctx_gain"}
     m, units = paired.trial_units(rec)
     assert m["tokens_at_l_max"] == 0.0 and "ctx_gain" not in m and "ctx_gain" not in units
     assert units["far_loss"][0] == ("#0", "#1", "#2", "#3")  # each window its own unit
@@ -395,7 +398,7 @@ def test_per_document_means_weight_each_document_once(tmp_path):
     rec["eval_windows"]["doc"] = ["a.py", "a.py", "a.py", "b.py"]
     rec["per_sequence"]["far_loss"] = [1.0, 2.0, 3.0, 10.0]
     f.write_text(json.dumps(rec))
-    _, units = paired.trial_units(rec)
+    _, units = paired.trial_units(TrialRecord.from_dict(rec))
     assert units["far_loss"][1].tolist() == pytest.approx([2.0, 10.0])
     assert np.mean(units["far_loss"][1]) == pytest.approx(6.0)
 
@@ -442,8 +445,8 @@ def test_advice_edges():
 
 def test_field_order_in_a_record_does_not_matter():
     rec = known_record()
-    per = rec["per_sequence"]
-    rec["per_sequence"] = {"copy": per["copy"], "ctx_gain": per["ctx_gain"], **per}
+    per = rec.per_sequence
+    rec.per_sequence = {"copy": per["copy"], "ctx_gain": per["ctx_gain"], **per}
     _, units = paired.trial_units(rec)
     assert {"id_loss", "far_loss", "delta", "ctx_gain", "copy_d1"} <= set(units)
 
@@ -478,8 +481,7 @@ def test_what_a_malformed_record_is_told():
         with pytest.raises(ValueError) as err:
             paired.trial_units(known_record(**over))
         assert str(err.value) == why
-    rec = known_record()
-    del rec["copy_distances"]  # copy values without their distances: nothing to key them by
+    rec = known_record(copy_distances=None)  # copy values without distances: no keys
     m, units = paired.trial_units(rec)
     assert not any(k.startswith("copy") for k in [*m, *units])
 
@@ -566,11 +568,14 @@ def test_advice_once_and_every_blind_mode_named():
 
 
 def test_exposure_fractions_of_a_record():
-    rec = {"exposure": {"edges": [0, 1, 2, 4], "counts": [1, 1, 2, 4]}}
-    assert paired.exposure_fractions(rec).tolist() == [0.125, 0.125, 0.25, 0.5]
-    assert paired.exposure_fractions({}) is None
-    assert paired.exposure_fractions({"exposure": {"counts": [0, 0]}}) is None
-    assert paired.exposure_fractions({"exposure": {"counts": [0, 1]}}).tolist() == [0, 1]
+    def rec(exposure):
+        return TrialRecord("t-s0", "finished", exposure=exposure)
+
+    got = paired.exposure_fractions(rec({"edges": [0, 1, 2, 4], "counts": [1, 1, 2, 4]}))
+    assert got.tolist() == [0.125, 0.125, 0.25, 0.5]
+    assert paired.exposure_fractions(rec(None)) is None
+    assert paired.exposure_fractions(rec({"counts": [0, 0]})) is None
+    assert paired.exposure_fractions(rec({"counts": [0, 1]})).tolist() == [0, 1]
     m, _ = paired.trial_units(known_record(exposure={"edges": [0, 1], "counts": [1, 3]}))
     assert m["exposure_far"] == 0.75  # l_max 2: the bin from l_max / 2 = 1 on
 

@@ -316,7 +316,7 @@ def test_multi_mode_report(tmp_path, modes):
 
     # the exposure curves: 1 at d = 0, never rising, and at l_max / 2 the row's
     # exposure_far, the x of the right panel (the two panels tell the same story)
-    l_max = s.trials[0].record["l_max"]
+    l_max = s.trials[0].record.l_max
     for r in s.schedules:
         d, frac = exposure_survival(r["exposure"]["edges"], r["exposure"]["fractions"])
         assert frac[0] == 1.0 and np.all(np.diff(frac) <= 1e-12)

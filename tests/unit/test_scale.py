@@ -65,9 +65,9 @@ def test_loaded_series_are_packed_with_the_same_values(tmp_path):
     assert trials and not skipped
     for t in trials:
         on_disk = json.loads((tmp_path / "trials" / t.id / "record.json").read_text())
-        assert isinstance(t.record["curve"], array)
-        assert t.record["curve"] == array("d", on_disk["curve"])  # every value, exactly
-        assert list(t.record["curve"]) == on_disk["curve"]
-        per = t.record["per_sequence"]
+        assert isinstance(t.record.curve, array)
+        assert t.record.curve == array("d", on_disk["curve"])  # every value, exactly
+        assert list(t.record.curve) == on_disk["curve"]
+        per = t.record.per_sequence
         assert isinstance(per["far_loss"], array)
         assert list(per["far_loss"]) == on_disk["per_sequence"]["far_loss"]

@@ -5,6 +5,7 @@ import pytest
 import yaml
 from support import ROOT, fake_records
 
+from sweep.analysis.records import TrialRecord
 from sweep.config import schedules, spec
 from sweep.run import search, tune_search
 
@@ -151,8 +152,8 @@ def test_the_stopper_stops_only_judgeable_dominated_trials(tmp_path):
     assert stopper.on_trial_result(None, worse, _eval(half + 1, 4.9, 4.9)) == "CONTINUE"
     t = search.sample_trial(worse.config["params"], 1, sw)
     rec = records.read_record(records.record_path(tmp_path, t.trial_id))
-    assert rec["status"] == "stopped" and rec["rung"] == 0.5
-    assert "q000-linear-lm16-r0.2-s0" in rec["reason"] and rec["tokens_trained"] == half
+    assert rec.status == "stopped" and rec.rung == 0.5
+    assert "q000-linear-lm16-r0.2-s0" in rec.reason and rec.tokens_trained == half
     # the stopped trial is a row of the report, with its reason, and not a failure
     from sweep.config.spec import TrialSpec
 
@@ -177,16 +178,9 @@ def test_a_resumed_searcher_is_told_finished_samples_and_asks_interrupted_ones_f
         ]
     ):
         t = search.sample_trial(params, n, sw)
-        done.append(
-            {
-                "trial_id": t.trial_id,
-                "status": "finished",
-                "config": t.to_dict(),
-                "metrics": {"far_loss": far, "id_loss": 4.6},
-            }
-        )
+        done.append(TrialRecord.of(t, "finished", metrics={"far_loss": far, "id_loss": 4.6}))
     stopped = search.sample_trial({"shape": "linear", "ramp_rate": 0.9, "l_min": 32}, 2, sw)
-    done.append({"trial_id": stopped.trial_id, "status": "stopped", "config": stopped.to_dict()})
+    done.append(TrialRecord.of(stopped, "stopped"))
     redo = [({"shape": "linear", "ramp_rate": 0.3, "l_min": 16}, 5)]  # q005 was interrupted
     searcher = tune_search.make_searcher(sw, done, redo)
     states = [t.state.name for t in searcher.study.trials]
@@ -213,14 +207,7 @@ def test_a_schedule_already_trained_is_never_proposed_again():
     # two possible schedules: l_min snaps to 16 or 32, everything else fixed
     sw = search_spec(space={"shapes": ["linear"], "ramp_rate": [0.5, 0.5], "l_min": [16, 32]})
     t16 = search.sample_trial({"shape": "linear", "l_min": 16}, 0, sw)
-    done = [
-        {
-            "trial_id": t16.trial_id,
-            "status": "finished",
-            "config": t16.to_dict(),
-            "metrics": {"far_loss": 4.0, "id_loss": 4.1},
-        }
-    ]
+    done = [TrialRecord.of(t16, "finished", metrics={"far_loss": 4.0, "id_loss": 4.1})]
     searcher = tune_search.make_searcher(sw, done, [])
     got = searcher.suggest("tune-1")
     assert search.schedule_of(got["params"], sw).label == "linear-lm32-r0.5"

@@ -16,6 +16,7 @@ from support import ROOT, fake_records, run_sweep, smoke_spec
 from sweep import cli
 from sweep.analysis import arms
 from sweep.analysis.findings import compute
+from sweep.analysis.records import TrialRecord
 from sweep.analysis.transfer import spearman_transfer
 from sweep.config import study_spec
 from sweep.config.spec import load as load_spec
@@ -491,7 +492,8 @@ def _trials(label: str, shift: float, seeds=(0, 1, 2), docs=20, bins=None, seed_
         own = np.random.default_rng([s, zlib.crc32(label.encode())])
         far = 3 + shift + seed_sd * own.standard_normal() + doc + 0.01 * own.standard_normal(docs)
         ids = tuple(f"d{i}" for i in range(docs))
-        t = Trial({"schedule": label, "seed": s, "status": "finished", "role": "candidate"})
+        rec = TrialRecord(f"{label}-s{s}", "finished", schedule=label, seed=s)
+        t = Trial(rec)
         t.units = {"far_loss": (ids, far)}
         if bins is not None:
             edges, per_bin = bins
@@ -650,7 +652,7 @@ def test_the_schedule_table_carries_each_rows_absolute_and_paired_numbers(tmp_pa
 def test_own_rise_needs_the_bins_at_the_own_length():
     from sweep.analysis.paired import Trial, own_rise_units
 
-    t = Trial({"seed": 0})
+    t = Trial(TrialRecord("x-s0", "finished", seed=0))
     t.bins = ([8, 64], ("d0", "d1"), np.array([[3.0, 3.1], [3.0, 3.2]]))
     assert own_rise_units(16, 64)(t) is None  # no edge at 16: cannot be formed
     t.bins = ([8, 16, 64], ("d0", "d1"), np.array([[3.0, 3.0, 3.1], [3.0, 3.0, 3.3]]))
