@@ -1,6 +1,8 @@
-"""The study document's findings, a section each: the summary, (a) BTLM's short-only
-control against two stages, (b) rotary against ALiBi (Press et al.), (c) a steady ramp
-against two stages, and the width transfer."""
+"""The study document's findings, a section each: the summary, (a) the short-only control
+against two stages and the reference, (b) rotary against ALiBi, (c) a steady ramp against
+two stages, and the width transfer. What a paper found, its citation and each section's
+title and opening are the study file's words (``document:``, ``study_words.document_texts``);
+the intervals, tables and readings are computed here."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ from sweep.analysis.controls import interval_text as _iv
 from sweep.config.study_spec import Study
 from sweep.report.study_words import (
     _against_two_stages,
+    _heading,
+    _join,
     _outcome_words,
-    _own,
+    _para,
     _ramp_rows,
     _reproduces,
     _row_iv,
@@ -18,6 +22,7 @@ from sweep.report.study_words import (
     _shape_words,
     _signed,
     _table,
+    document_texts,
     reading,
 )
 
@@ -36,20 +41,20 @@ def _summary(study: Study, found: dict) -> list[str]:
     )
     best = found.get("ramp_vs_btlm", {}).get("best")
     transfer = found.get("transfer") or {}
+    doc = document_texts(study, found)
     out = [
         "## Summary",
         "",
-        f"- (a) BTLM's finding {_reproduces(btlm_level, btlm_found)} here: "
+        f"- {_join(doc['control']['summary'], _reproduces(btlm_level, btlm_found))} here: "
         f"`{roles.get('negative')}` is worse past l_max than `{found.get('reference')}` "
         f"({_iv(nr.get('far_loss'))}) and than `{roles.get('btlm')}` ({_iv(nb.get('far_loss'))})"
         + _shape_words(btlm_found)
         + ".",
     ]
     if rope:
+        word = "reproduces" if press_reproduced else "does NOT reproduce"
         out.append(
-            "- (b) Press et al.'s finding "
-            + ("reproduces" if press_reproduced else "does NOT reproduce")
-            + ": rotary minus ALiBi past l_max is "
+            f"- {_join(doc['positions']['summary'], word)}: rotary minus ALiBi past l_max is "
             + ", ".join(f"{_iv(d.get('far_loss'))} (`{k}`)" for k, d in rope.items())
             + "."
         )
@@ -57,7 +62,7 @@ def _summary(study: Study, found: dict) -> list[str]:
         out.append(_ramp_sentence(found, study))
     if transfer.get("rho") is not None:
         out.append(
-            f"- Width transfer: Spearman {transfer['rho']:+.2f} "
+            f"- {_join(doc['transfer']['summary'] + ':', 'Spearman')} {transfer['rho']:+.2f} "
             f"[{transfer['lo']:+.2f}, {transfer['hi']:+.2f}] over {len(transfer['labels'])} "
             "candidate schedules (controls left out); the best of them is "
             + ("the same" if transfer["best_a"] == transfer["best_b"] else "not the same")
@@ -72,8 +77,9 @@ def _ramp_sentence(found: dict, study: Study) -> str:
     ramps = found.get("ramp_vs_btlm", {})
     decided = ramps.get("decided") or {}
     btlm = study.findings.get("btlm")
+    label = document_texts(study, found)["ramp"]["summary"]
     if not decided.get("by_ramp"):
-        return f"- (c) No steady ramp could be compared with `{btlm}`."
+        return f"- {_join(label, 'No')} steady ramp could be compared with `{btlm}`."
     parts = [f"`{r}` {_outcome_words(judged)}" for r, judged in decided["by_ramp"].items()]
     selection = (
         " (one ramp: no selection)"
@@ -81,7 +87,7 @@ def _ramp_sentence(found: dict, study: Study) -> str:
         else f" (the best, `{ramps.get('best')}`, chosen on these trials)"
     )
     line = (
-        f"- (c) Steady ramp minus two stages (`{btlm}`) past l_max, at the margin "
+        f"- {_join(label, 'Steady')} ramp minus two stages (`{btlm}`) past l_max, at the margin "
         f"±{decided['margin']:.4f} nats ({ramps.get('margin_source', '')}; "
         f"{decided['correction']}): " + "; ".join(parts) + selection
     )
@@ -107,14 +113,11 @@ def _reproduce_btlm(found: dict, study: Study) -> list[str]:
         btlm_found.get("btlm_vs_reference", {}),
     )
     keys = ["id_loss", "far_loss", *found.get("bands", []), "ctx_gain"]
-    top = found["bands"][-1].removeprefix("far_x") if found.get("bands") else "?"
+    doc = document_texts(study, found)["control"]
     lines = [
-        f"## (a) Short-only training against two stages and constant at {top}x l_max (BTLM)",
+        _heading(doc),
         "",
-        f"BTLM: a model trained at 2,048 only does not extrapolate well; two stages (75% of "
-        f"tokens at l_max/4, then l_max) do. Here `{neg}` trains at {_own(found, neg)} "
-        f"throughout, `{btlm}` is BTLM's schedule, `{ref}` trains at l_max throughout.",
-        "",
+        *_para(doc["claim"]),
         f"- `{neg}` - `{ref}`, far_loss: {_said(nr)}.",
         f"- `{neg}` - `{btlm}`, far_loss: {_said(nb)}.",
         f"- `{btlm}` - `{ref}`, far_loss: {_said(br)}; id_loss {_row_iv(br, 'id_loss')}.",
@@ -163,19 +166,17 @@ def _past_l_max(found: dict, neg: str | None) -> str:
 
 def _reproduce_press(found: dict, study: Study) -> list[str]:
     rope = found.get("rope")
+    doc = document_texts(study, found)["positions"]
     if not rope:
-        return ["## (b) ALiBi against rotary positions past l_max", "", "Not run.", ""]
+        return [_heading(doc, ran=False), "", "Not run.", ""]
     keys = ["id_loss", *found.get("bands", []), "far_loss"]
     rows = [[f"`{lab}`", *(_row_iv(d, k) for k in keys)] for lab, d in rope.items()]
     far = {lab: reading(d.get("far_loss")) for lab, d in rope.items()}
     idl = {lab: reading(d.get("id_loss")) for lab, d in rope.items()}
     lines = [
-        "## (b) ALiBi against rotary positions past l_max (Press et al.)",
+        _heading(doc),
         "",
-        "Each schedule trained again with rotary positions (`rope` arm; same data, seeds "
-        "and evaluation windows), paired with its ALiBi trial: rope minus alibi, positive "
-        "means rotary is worse.",
-        "",
+        *_para(doc["claim"]),
         *_table(["schedule", *keys], rows),
         "Past l_max rotary is "
         + ", ".join(f"{far[lab]} (`{lab}`)" for lab in far)
@@ -226,9 +227,11 @@ def _ramp_against_two_stages(found: dict, study: Study) -> list[str]:
     best = ramps.get("best")
     decided = ramps.get("decided") or {}
     several = len(ramps.get("main") or {}) > 1
+    doc = document_texts(study, found)["ramp"]
     lines = [
-        "## (c) A steady ramp against two stages (the open question)",
+        _heading(doc),
         "",
+        *_para(doc["claim"]),
         f"Every increasing ramp of the main arm minus `{btlm}` (negative: the ramp is better), "
         + (
             f"best far_loss first. The best, `{best}`, was chosen on these same trials, so "
@@ -284,9 +287,10 @@ def _other_arms_ramps(found: dict, study: Study) -> list[str]:
     win = ramps.get("window")
     if win:
         vs_btlm, vs_reshape = win["vs_btlm"], win["vs_reshape"]
+        said = document_texts(study, found)["ramp"]["window"]
+        mode = f"`{win['label']}`" + (f": {said}" if said else "")
         lines += [
-            f"In window mode (`{win['label']}`: rows of l_max, attention limited to the "
-            f"schedule's length, SkyLadder's way): minus `{btlm}` far_loss "
+            f"In window mode ({mode}): minus `{btlm}` far_loss "
             f"{_row_iv(vs_btlm, 'far_loss')} ({reading(vs_btlm.get('far_loss'))}); minus the "
             f"same ramp reshaped {_row_iv(vs_reshape, 'far_loss')} "
             f"({reading(vs_reshape.get('far_loss'))})."
@@ -326,8 +330,9 @@ def _best_ramp_reading(ramps: dict) -> str:
 
 def _transfer(found: dict, study: Study) -> list[str]:
     transfer = found.get("transfer")
+    doc = document_texts(study, found)["transfer"]
     if not transfer:
-        return ["## Width transfer", "", "The width arm has not run.", ""]
+        return [_heading(doc, ran=False), "", "The width arm has not run.", ""]
     wide = study.findings.get("wide_arm")
     main_spec = study.arm_spec(study.main, [])
     labels, best_a, best_b = transfer["labels"], transfer["best_a"], transfer["best_b"]
@@ -340,15 +345,15 @@ def _transfer(found: dict, study: Study) -> list[str]:
     )
     picks = transfer.get("picks", {})
     same = best_a == best_b
+    method = (
+        "Gain = the schedule's far_loss minus the reference's at that width (seed means). The "
+        f"correlation is over the candidate schedules only ({len(labels)}): a control's "
+        "large gap would make any ranking look transferred."
+    )
     return [
-        "## Width transfer",
+        _heading(doc),
         "",
-        f"The reference, two stages, the two best ramps and the negative control again at "
-        f"d_model x2 (`{wide}` arm: muP base width {main_spec.model.mup_base_width} kept, "
-        "the same tokens, not the same tokens per parameter). Gain = the schedule's far_loss "
-        "minus the reference's at that width (seed means). The correlation is over the "
-        f"candidate schedules only ({len(labels)}): a control's large gap would make "
-        "any ranking look transferred.",
+        _join(doc["claim"], method),
         "",
         *_table(["schedule", f"gain at d_model {main_spec.model.d_model}", "gain at x2"], rows),
         f"- Spearman rank correlation of the gains across widths: {rho} "

@@ -1,6 +1,8 @@
 """The study document (``study.md``) and its figures, from the findings
 (sweep/analysis/findings.py): the setup, every schedule and control, the findings
-(``study_findings``), what the proxy can see and cannot show, and what it cost.
+(``study_findings``), what the proxy can see and cannot show, and what it cost. What a
+paper found, its citations and where a larger study is are the study file's own words
+(``document:``, sweep/config/study_spec.py).
 Every sentence that states a result reads its sign from the interval: a difference whose
 95% interval holds zero is "not told apart", whatever its mean."""
 
@@ -24,7 +26,7 @@ from sweep.report.study_findings import (
     _summary,
     _transfer,
 )
-from sweep.report.study_words import _abs, _table, reading
+from sweep.report.study_words import _abs, _join, _para, _table, document_texts, reading
 from sweep.run.calibrate import seeds_needed
 from sweep.run.cost import non_embedding_params_of_config
 
@@ -161,9 +163,8 @@ def _sight(found: dict, study: Study) -> list[str]:
         "control's deficit grows past its own trained length and the reference uses its "
         "context up to l_max, each beyond its interval. Measured here: "
         + "; ".join(parts)
-        + f". So every finding below is on level, not on extrapolation. {ask} "
-        "`configs/study-gpu.yaml` is the same study on a proxy sized for one GPU "
-        "(14M parameters, BPE tokens, l_max 1,024).",
+        + ". So every finding below is on level, not on extrapolation. "
+        + _join(ask, document_texts(study, found)["sight"]),
         "",
     ]
 
@@ -265,38 +266,34 @@ def _repeat_lines(found: dict) -> list[str]:
 def _not_run(study: Study, found: dict) -> list[str]:
     """The study's standard arms that have no results here, named by what they test."""
     arms = found.get("arms", {})
-    what = {
-        "rope_arm": "rotary positions against ALiBi (Press et al.)",
-        "window_arm": "the best ramp in window mode (SkyLadder)",
-        "wide_arm": "a second muP width (does the ranking transfer?)",
-    }
-    absent = [w for k, w in what.items() if study.findings.get(k) not in arms]
+    said = document_texts(study, found)["limits"]
+    keys = ("rope_arm", "window_arm", "wide_arm")
+    absent = [said[k] for k in keys if said[k] and study.findings.get(k) not in arms]
     if not absent:
         return []
-    return [
-        f"- Not run in this study: {'; '.join(absent)}. `configs/study-gpu.yaml` has those "
-        "arms, at a scale sized for one GPU."
-    ]
+    return [_join(f"- Not run in this study: {'; '.join(absent)}.", said["not_run"])]
 
 
 def _limits(study: Study, found: dict) -> list[str]:
     spec = study.arm_spec(study.main, [])
     n = non_embedding_params_of_config(spec.model)
     wide = study.findings.get("wide_arm") in found.get("arms", {})
+    said = document_texts(study, found)["limits"]
     return [
         "## What this does not show",
         "",
         f"- Scale: a {n / 1e6:.2f}M-parameter (non-embedding) proxy trained on "
         f"{spec.budget.tokens / 1e6:.1f}M `{spec.data.tokenizer}` tokens of the "
-        f"`{spec.data.corpus}` corpus, against BTLM's 2.6B parameters and 627B tokens. The "
-        "findings are about this proxy"
+        f"`{spec.data.corpus}` corpus"
+        + (f", {said['scale']}" if said["scale"] else "")
+        + ". The findings are about this proxy"
         + (
             "; the width arm is the only evidence here of how they move with scale"
             if wide
             else "; nothing here says how they move with scale"
         )
-        + " (configs/study-gpu.yaml is the next step: a 14M-parameter proxy, BPE tokens, "
-        "l_max 1,024).",
+        + (f" ({said['next_step']})" if said["next_step"] else "")
+        + ".",
         f"- {len(spec.seeds)} seeds: intervals include seed noise, but with few seeds they "
         "are wide"
         + (", and rank statistics over a few schedules take few values." if wide else "."),
@@ -340,22 +337,13 @@ def write_document(study: Study, found: dict, arms: dict, dest: Path) -> Path:
         if found.get("transfer"):
             figs.append(plot_transfer(found["transfer"], figdir / "transfer.png"))
     figs = [p for p in figs if p is not None]
+    doc = document_texts(study, found)
     lines = [
-        f"# Study `{study.name}`: does a steady context-length ramp beat two stages?",
+        f"# {doc['title']}",
         "",
         "Written by `sweep report` from the study's results; do not edit by hand.",
         "",
-        "BTLM-3B-8K trained 470B tokens at 2,048 and then 157B at 8,192 with ALiBi; its "
-        "2,048-only model does not extrapolate well, the two-stage model extrapolates to "
-        "about 10k. Would increasing the context length steadily through training flatten "
-        "the loss-versus-position curve further? This study asks the question of a small "
-        "proxy, and checks first that the proxy reproduces what is already known"
-        + (
-            ", then that its answer holds at a second width."
-            if study.findings.get("wide_arm") in study.arm_names
-            else "."
-        ),
-        "",
+        *_para(doc["intro"]),
     ]
     if not found.get("arms"):
         lines += ["The main arm has no finished trials yet.", ""]

@@ -1,11 +1,13 @@
 """The study document's phrasing: how a difference, an interval, an outcome and a
-finding's reproduction are said, and its markdown tables. Every sentence that states a
-result reads its sign from the interval: a difference whose 95% interval holds zero is
-"not told apart", whatever its mean."""
+finding's reproduction are said, its markdown tables, and the study file's own words (its
+``document:`` templates, sweep/config/study_spec.py) filled from the findings. Every
+sentence that states a result reads its sign from the interval: a difference whose 95%
+interval holds zero is "not told apart", whatever its mean."""
 
 from __future__ import annotations
 
 from sweep.analysis.controls import interval_text as _iv
+from sweep.config.study_spec import FINDINGS_KEYS, Study
 from sweep.report.table import markdown_table
 
 
@@ -120,3 +122,49 @@ AGAINST = {
 def _against_two_stages(d: dict) -> str:
     said = reading(d.get("far_loss"))
     return f"{AGAINST.get(said, said + ' against')} two stages"
+
+
+def template_values(study: Study, found: dict) -> dict[str, str]:
+    """What a document template's ``{name}`` fields are filled with
+    (``study_spec.DOCUMENT_FIELDS``)."""
+    spec = study.arm_spec(study.main, [])
+    bands = found.get("bands") or []
+    return {
+        "study": study.name,
+        "main": study.main,
+        "reference": str(found.get("reference") or "n/a"),
+        **{k: str(study.findings.get(k) or "n/a") for k in FINDINGS_KEYS},
+        "top": bands[-1].removeprefix("far_x") if bands else "?",
+        "own": _own(found, study.findings.get("negative")),
+        "l_max": str(spec.schedules.l_max),
+        "l_min": str(spec.schedules.l_min),
+        "d_model": str(spec.model.d_model),
+        "mup_base_width": str(spec.model.mup_base_width),
+    }
+
+
+def document_texts(study: Study, found: dict) -> dict:
+    """The study's own words (its ``document:`` over the package's neutral defaults),
+    every template filled from the findings."""
+    values = template_values(study, found)
+
+    def fill(doc: dict) -> dict:
+        return {k: fill(v) if isinstance(v, dict) else v.format(**values) for k, v in doc.items()}
+
+    return fill(study.document)
+
+
+def _heading(texts: dict, ran: bool = True) -> str:
+    """A finding's section heading: its title, and its citation once it has results."""
+    cite = f" ({texts['cite']})" if texts.get("cite") and ran else ""
+    return f"## {texts['title']}{cite}"
+
+
+def _para(text: str) -> list[str]:
+    """A paragraph of the study's own words, or nothing when the study leaves it empty."""
+    return [text, ""] if text else []
+
+
+def _join(*parts: str) -> str:
+    """Words joined by a space, the empty ones left out."""
+    return " ".join(p for p in parts if p)

@@ -32,7 +32,7 @@ def prepare(study: Study, study_dir: Path, overwrite: bool, check_only: bool = F
     """Create the study's directory, or check an existing one holds this very study
     (``check_only``: the checks alone, for the dry run)."""
 
-    def same(text: str) -> bool:  # this study, or it with seeds added
+    def same(text: str) -> bool:  # this study, or it with seeds added or new words
         return adds_seeds(yaml.safe_load(text), study.raw)
 
     claim_dir(study_dir, STUDY_FILE, study.raw, same, "study", overwrite, check_only)
