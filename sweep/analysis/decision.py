@@ -17,9 +17,8 @@ import math
 from itertools import combinations
 
 import numpy as np
-from scipy import stats
 
-from sweep.analysis.intervals import _anova, _check_level
+from sweep.analysis.intervals import _anova, _check_level, t_quantile
 
 OUTCOMES = ("better", "equivalent", "worse", "inconclusive")
 
@@ -71,7 +70,7 @@ def rescale(iv: dict, level: float, to_level: float) -> tuple[float | None, floa
     mean, lo, hi, df = (iv.get(k) for k in ("mean", "lo", "hi", "df"))
     if not all(_finite(v) for v in (mean, lo, hi, df)):
         return None, None
-    scale = stats.t.ppf((1 + to_level) / 2, df) / stats.t.ppf((1 + level) / 2, df)
+    scale = t_quantile((1 + to_level) / 2, df) / t_quantile((1 + level) / 2, df)
     half = (hi - lo) / 2 * scale
     return mean - half, mean + half
 
@@ -140,7 +139,7 @@ def seeds_to_settle(
     seeds = np.arange(2, max(int(max_seeds), 1) + 1)
     if distance <= 0 or seeds.size == 0:
         return None
-    half = stats.t.ppf((1 + level) / 2, seeds - 1) * np.sqrt(
+    half = t_quantile((1 + level) / 2, seeds - 1) * np.sqrt(
         sa2 / seeds + sb2 / n + se2 / (seeds * n)
     )
     # half shrinks as seeds grow (t quantile and variance both fall): the first hit is the least

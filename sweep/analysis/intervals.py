@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 # The Satterthwaite df is evaluated with each added mean square at its one-sided upper
 # confidence limit at this level (chi2 quantile DF_GAMMA), not at its point estimate; see
@@ -63,12 +63,25 @@ def _check_level(level: float) -> float:
     return level
 
 
+# The quantiles as scipy.stats computes them (t.ppf and chi2.ppf call exactly these
+# functions; tests/unit/test_intervals.py checks equality to the bit), from scipy.special:
+# importing scipy.stats costs the CLI half a second at every start.
+def t_quantile(q: float, df: float | np.ndarray) -> float | np.ndarray:
+    """Student's t quantile: ``scipy.stats.t.ppf(q, df)``."""
+    return special.stdtrit(df, q)
+
+
+def chi2_quantile(q: float, df: float | np.ndarray) -> float | np.ndarray:
+    """Chi-squared quantile: ``scipy.stats.chi2.ppf(q, df)``."""
+    return 2 * special.gammaincinv(np.asarray(df) / 2, q)
+
+
 def _undefined(mean: float, why: str) -> Interval:
     return Interval(float(mean), math.nan, math.nan, math.nan, why)
 
 
 def _t(mean: float, var_mean: float, df: float, level: float, method: str) -> Interval:
-    half = float(stats.t.ppf((1 + level) / 2, df)) * math.sqrt(var_mean)
+    half = float(t_quantile((1 + level) / 2, df)) * math.sqrt(var_mean)
     return Interval(float(mean), float(mean - half), float(mean + half), float(df), method)
 
 
@@ -105,7 +118,7 @@ def _cautious_df(ms: np.ndarray, df: np.ndarray) -> float:
     ~0.87-0.90 of the time when seeds dominate. The upper limit keeps a large seed effect
     plausible unless the data rule it out; with tens of df the factor is close to 1.
     """
-    up = ms * np.array([*(df[:2] / stats.chi2.ppf(DF_GAMMA, df[:2])), 1.0])
+    up = ms * np.array([*(df[:2] / chi2_quantile(DF_GAMMA, df[:2])), 1.0])
     coef = np.array([1.0, 1.0, -1.0])
     # squared coefficients: MS_err's minus sign still adds to the variance of the estimate
     return float((coef @ up) ** 2 / np.sum(coef**2 * up**2 / df))

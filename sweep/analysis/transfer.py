@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from sweep.analysis.paired import Trial, units_matrix
 
@@ -37,7 +36,10 @@ def spearman_transfer(
     gains_a = np.stack([a[k] - ref_a for k in labels])  # schedules x seeds x docs
     gains_b = np.stack([b[k] - ref_b for k in labels])
     ga, gb = gains_a.mean(axis=(1, 2)), gains_b.mean(axis=(1, 2))
-    rho = float(stats.spearmanr(ga, gb).statistic)
+    # deferred: scipy.stats costs every CLI start half a second; only a width arm needs it
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(ga, gb).statistic)
     rng = np.random.default_rng(seed)
     n_s, n_d = gains_a.shape[1], gains_a.shape[2]
     # A resample's mean is a weighted mean: weights = how often each seed and document was
@@ -76,8 +78,11 @@ def _draw_weights(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
 def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman's rho of each row pair: Pearson's r of the average ranks (as
     scipy.stats.spearmanr, ties included), for all rows at once."""
-    rx = stats.rankdata(x, axis=1)
-    ry = stats.rankdata(y, axis=1)
+    # deferred: as in spearman_transfer
+    from scipy.stats import rankdata
+
+    rx = rankdata(x, axis=1)
+    ry = rankdata(y, axis=1)
     rx -= rx.mean(axis=1, keepdims=True)
     ry -= ry.mean(axis=1, keepdims=True)
     return (rx * ry).sum(axis=1) / np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))

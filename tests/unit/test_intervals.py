@@ -14,9 +14,11 @@ from scipy import stats
 from sweep.analysis.intervals import (
     DF_GAMMA,
     Interval,
+    chi2_quantile,
     mean_interval,
     paired_interval,
     t_interval,
+    t_quantile,
 )
 
 # ---------------------------------------------------------------- hand-computable numbers
@@ -240,3 +242,13 @@ def test_level_reaches_the_one_seed_and_one_sequence_intervals():
             got = paired_interval(d, level=level).half
             want = stats.t.ppf((1 + level) / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)
             assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_the_quantiles_are_scipy_stats_to_the_bit():
+    # t_quantile and chi2_quantile stand in for scipy.stats' t.ppf and chi2.ppf (a CLI
+    # start without scipy.stats): the same values exactly, including where undefined
+    dfs = np.concatenate([[0, -1, np.nan, np.inf, 0.5, 1, 1.3, 2, 3], np.linspace(0.2, 500, 401)])
+    for q in (0.3, 0.5, 0.9, 0.95, 0.975, 0.995, 0.9975):
+        for ours, theirs in ((t_quantile, stats.t.ppf), (chi2_quantile, stats.chi2.ppf)):
+            np.testing.assert_array_equal(ours(q, dfs), theirs(q, dfs))
+            assert ours(q, 7) == theirs(q, 7) and ours(q, 1.5) == theirs(q, 1.5)
