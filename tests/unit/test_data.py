@@ -1,24 +1,31 @@
+import datasets
 import numpy as np
+import pytest
 
 from sweep.config.spec import DataSpec
 from sweep.train import data
 from sweep.train.corpus import is_held_out
 
 
-def test_stdlib_corpus_split_is_disjoint_and_stable():
-    corpus = data.load_corpus(DataSpec())
-    assert len(corpus) > 500
-    assert not any("site-packages" in n for n in corpus["name"])
-    sp = data.split(corpus, 0.1)
+@pytest.fixture(scope="module")
+def stdlib() -> datasets.Dataset:
+    """The stdlib corpus, read once for the module (1-2 s a read); the tests only read it
+    (``split`` filters it into new datasets)."""
+    return data.load_corpus(DataSpec())
+
+
+def test_stdlib_corpus_split_is_disjoint_and_stable(stdlib):
+    assert len(stdlib) > 500
+    assert not any("site-packages" in n for n in stdlib["name"])
+    sp = data.split(stdlib, 0.1)
     train, held = set(sp.train["name"]), set(sp.held_out["name"])
-    assert train.isdisjoint(held) and len(train) + len(held) == len(corpus)
-    assert 0.05 < len(held) / len(corpus) < 0.15
+    assert train.isdisjoint(held) and len(train) + len(held) == len(stdlib)
+    assert 0.05 < len(held) / len(stdlib) < 0.15
     assert all(is_held_out(n, 0.1) for n in held)
 
 
-def test_no_held_out_text_in_train_stream():
-    corpus = data.load_corpus(DataSpec())
-    sp = data.split(corpus, 0.1)
+def test_no_held_out_text_in_train_stream(stdlib):
+    sp = data.split(stdlib, 0.1)
     tok = data.ByteTokenizer()
     stream, passes = data.pack_train_stream(sp.train, tok, 3_000_000, seed=0)
     assert passes == 1 and len(stream) == 3_000_000
@@ -30,8 +37,8 @@ def test_no_held_out_text_in_train_stream():
             assert b[1000:1200] not in blob
 
 
-def test_eval_windows_start_at_random_offsets_and_are_stable():
-    sp = data.split(data.load_corpus(DataSpec()), 0.1)
+def test_eval_windows_start_at_random_offsets_and_are_stable(stdlib):
+    sp = data.split(stdlib, 0.1)
     tok = data.ByteTokenizer()
     a = data.eval_windows(sp.held_out, tok, 512, 64, seed=0)
     b = data.eval_windows(sp.held_out, tok, 512, 64, seed=0)
@@ -50,8 +57,8 @@ def test_eval_windows_start_at_random_offsets_and_are_stable():
     assert not np.array_equal(a.tokens, c.tokens)  # another eval seed, other windows
 
 
-def test_eval_windows_mix_repeat_documents_in_proportion():
-    sp = data.split(data.load_corpus(DataSpec()), 0.2)
+def test_eval_windows_mix_repeat_documents_in_proportion(stdlib):
+    sp = data.split(stdlib, 0.2)
     tok = data.ByteTokenizer()
     rep = data.Repeats(share=0.5, span=32, max_distance=1024)
     ev = data.eval_windows(sp.held_out, tok, 1024, 40, seed=0, repeats=rep)
