@@ -48,10 +48,15 @@ class Summary:
         return [t for t in self.trials if t.status == "finished"]
 
     @property
+    def sweep(self) -> SweepSpec | None:
+        """The sweep's spec as its records stored it (one parse: every record of a sweep
+        stores the same spec, its seeds aside)."""
+        return stored_sweep(self.trials)
+
+    @property
     def name(self) -> str:
         """The sweep's name from its spec (a copied or renamed directory keeps it)."""
-        sweep = stored_sweep(self.trials)
-        return sweep.name if sweep else self.sweep_dir.name
+        return self.sweep.name if self.sweep else self.sweep_dir.name
 
     def to_dict(self) -> dict:
         return {

@@ -14,7 +14,6 @@ from sweep.analysis import metrics
 from sweep.analysis.aggregate import Summary
 from sweep.analysis.intervals import mean_interval
 from sweep.analysis.paired import units_matrix
-from sweep.analysis.records import TrialRecord
 from sweep.config.shapes import RATE_FREE_SHAPES
 from sweep.report.figure_data import (
     _arr,
@@ -376,9 +375,9 @@ def plot_ramp(summary: Summary, path: Path) -> Path | None:
     return _save(fig, ax, path, "far_loss versus ramp rate, per shape", fontsize=8)
 
 
-def _eval_subset(rec: TrialRecord) -> int:
+def _eval_subset(summary: Summary) -> int:
     """How many of the first eval windows the intermediate evaluations used (0: unknown)."""
-    k = rec.sweep.eval.intermediate_sequences if rec.sweep else None
+    k = summary.sweep.eval.intermediate_sequences if summary.sweep else None
     return int(k) if _finite(k) else 0
 
 
@@ -393,6 +392,7 @@ def plot_evolution(summary: Summary, path: Path) -> Path | None:
     st = _styles(summary)
     fig, ax = plt.subplots(figsize=(9, 4.5))
     k_used = set()
+    subset = _eval_subset(summary)
     for name, ts in groups.items():
         lines = []
         for t in ts:
@@ -402,7 +402,7 @@ def plot_evolution(summary: Summary, path: Path) -> Path | None:
                 for e in rec.evals or []
                 if isinstance(e, dict)
             ]
-            k = _eval_subset(rec)
+            k = subset
             far = _arr((rec.per_sequence or {}).get("far_loss"))
             if pts and k > 0 and far is not None and far.ndim == 1:
                 pts.append((_or_nan(rec.tokens_trained), _mean(far[:k])))

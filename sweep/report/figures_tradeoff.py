@@ -62,13 +62,13 @@ def exposure_survival(edges, counts) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _run_notes(summary: Summary) -> tuple[str, str]:
     """(how many trials ran at a time, the attention kernel of window-mode trials)."""
-    conc, kernels = set(), set()
-    for t in summary.finished:
-        if t.record.sweep is not None:
-            conc.add(t.record.sweep.resources.max_concurrent_trials)
-        if t.record.mode == "window" and t.record.attention_kernel:
-            kernels.add(str(t.record.attention_kernel))
-    at_once = f"; up to {max(conc)} trials ran at a time" if conc and max(conc) > 1 else ""
+    kernels = {
+        str(t.record.attention_kernel)
+        for t in summary.finished
+        if t.record.mode == "window" and t.record.attention_kernel
+    }
+    conc = summary.sweep.resources.max_concurrent_trials if summary.sweep else 1
+    at_once = f"; up to {conc} trials ran at a time" if summary.finished and conc > 1 else ""
     return at_once, ", ".join(sorted(kernels))
 
 

@@ -129,8 +129,7 @@ def one_time_setup(summary: Summary, excess_s: float = 10.0) -> str:
 def _facts(summary: Summary) -> str:
     """One line with what the numbers mean: lengths, eval length, budget, trial counts,
     and how many held-out documents were dropped for overlapping the training text."""
-    rec = summary.trials[0].record
-    sweep = rec.sweep
+    rec, sweep = summary.trials[0].record, summary.sweep
     n = len(summary.trials)
     done = len(summary.finished)
     line = (
@@ -278,8 +277,7 @@ def _unequal_note(summary: Summary) -> str:
     names = [r["schedule"] for r in summary.schedules if not r.get("token_equal", True)]
     if not names:
         return ""
-    sweep = summary.trials[0].record.sweep
-    budget = sweep.budget.tokens if sweep else None
+    budget = summary.sweep.budget.tokens if summary.sweep else None
     return (
         "* token-unequal: "
         + ", ".join(names)

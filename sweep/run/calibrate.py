@@ -99,6 +99,7 @@ def measure(rung_dir: Path) -> dict:
     c = s.controls
     ref = next((r for r in s.schedules if r["role"] == "reference"), {})
     trials = [t for t in s.trials if t.status == "finished"]
+    sweep = s.sweep
     return {
         "context_use": c.get("reference_context_use"),
         "level_gap": c.get("far_loss"),
@@ -107,21 +108,15 @@ def measure(rung_dir: Path) -> dict:
         "sees": c.get("sees"),
         "id_loss": ref.get("id_loss"),
         "far_loss": ref.get("far_loss"),
-        "tokens": trials[0].record.sweep.budget.tokens if trials else math.nan,
+        "tokens": sweep.budget.tokens if trials and sweep else math.nan,
         "flops": float(sum(t.metrics.get("flops", 0.0) for t in trials)),
         "trials": len(trials),
         # the trials' own wall time over the slots they shared: the same however often the
         # rung was interrupted and resumed
         "minutes": sum(float(t.record.wall_s or 0.0) for t in trials)
         / 60
-        / max(1, min(len(trials), _concurrency(trials))),
+        / max(1, min(len(trials), sweep.resources.max_concurrent_trials if sweep else 1)),
     }
-
-
-def _concurrency(trials) -> int:
-    """The rung's max_concurrent_trials, from its records."""
-    sweep = trials[0].record.sweep if trials else None
-    return sweep.resources.max_concurrent_trials if sweep else 1
 
 
 def _holds(iv: dict | None) -> bool:
